@@ -1,0 +1,1 @@
+"""The ``batch-classifier`` command-line tool."""

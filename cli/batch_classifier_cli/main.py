@@ -1,0 +1,295 @@
+"""``batch-classifier``: the command-line tool.
+
+Commands: ``prepare`` (input file → Bedrock batch job files), ``collect`` (batch outputs → classified file and
+summary), ``evaluate`` (metrics of a results file against its ground-truth column), ``estimate`` (tokens and
+cost before a run) and ``tasks`` (the bundled tasks). Errors end the command with one sentence and a
+non-zero exit code; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from batch_classifier import __version__
+from batch_classifier.cost import PriceTable, estimate_cost
+from batch_classifier.errors import BatchClassifierError
+from batch_classifier.evaluation import evaluate, format_report
+from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows
+from batch_classifier.pipeline import (
+    ESTIMATED_OUTPUT_TOKENS,
+    InputOptions,
+    collect,
+    estimated_input_tokens,
+    prepare,
+)
+from batch_classifier.readers import open_table
+from batch_classifier.records import RowStatus
+from batch_classifier.tasks import Task, bundled_task_names, load_task
+
+from .progress import ProgressLine
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        result: int = args.run(args)
+        return result
+    except (BatchClassifierError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {_sentence(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _sentence(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or 'cannot open'}: {exc.filename}."
+    return str(exc)
+
+
+# --- commands --------------------------------------------------------------------------------------------
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    task = _task(args)
+    progress = ProgressLine()
+    run = prepare(Path(args.input), Path(args.out), task, options=_options(args), progress=progress)
+    progress.done()
+    plan = run.plan
+    print(f"Prepared {args.input} with task {task.name!r} ({task.model_id}) in {args.out}")
+    print(f"  rows            {plan['rows']:>10,}")
+    print(f"  invalid rows    {plan['invalid']:>10,}" + ("   (see rejects.jsonl)" if plan["invalid"] else ""))
+    print(f"  distinct texts  {plan['distinct_texts']:>10,}   ({plan['duplicate_texts']:,} duplicates sent once)")
+    if plan["truncated"]:
+        print(f"  truncated texts {plan['truncated']:>10,}   (longer than {task.input.max_text_chars:,} characters)")
+    if plan["duplicate_ids"]:
+        examples = ", ".join(plan["duplicate_id_examples"])
+        print(f"  duplicate ids   {plan['duplicate_ids']:>10,}   (for example {examples})")
+    print(f"  batch jobs      {plan['batch_jobs']:>10,}")
+    for shard in plan["shards"]:
+        where = "jobs" if shard["kind"] == "batch" else "on-demand"
+        print(f"    {where}/{shard['name']}.jsonl  {shard['records']:>8,} records  {shard['bytes'] / 1e6:>9.1f} MB")
+    if plan["on_demand_records"]:
+        print(
+            f"  on-demand       {plan['on_demand_records']:>10,}   "
+            f"(fewer than {task.batch.min_records_per_job} records for a batch job)"
+        )
+    estimate = plan["estimate"]
+    print(f"  estimated cost  batch ${estimate['batch_usd']:,.4f}   on-demand ${estimate['on_demand_usd']:,.4f}")
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    progress = ProgressLine()
+    summary = collect(Path(args.folder), Path(args.outputs), Path(args.out), progress=progress)
+    progress.done()
+    print(f"Wrote {args.out} and {Path(args.out).parent / 'summary.json'}")
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(f"  rows      {summary['rows']:,}")
+    statuses = ", ".join(f"{name} {count:,}" for name, count in summary["by_status"].items() if count)
+    print(f"  status    {statuses}")
+    tokens = summary["tokens"]
+    print(f"  tokens    {tokens['input']:,} in, {tokens['output']:,} out   cost ${summary['cost_usd']:,.4f}")
+    if summary["unreadable_line_count"]:
+        print(f"  warning   {summary['unreadable_line_count']:,} output lines could not be read (see summary.json)")
+    print("  classes")
+    width = max((len(c) for c in summary["by_class"]), default=0)
+    for name, count in summary["by_class"].items():
+        print(f"    {name:<{width}}  {count:>8,}")
+    evaluation = summary.get("evaluation")
+    if evaluation:
+        print(
+            f"  accuracy  {evaluation['accuracy']:.1%} of labelled rows, "
+            f"{evaluation['accuracy_answered']:.1%} of answered rows (coverage {evaluation['coverage']:.1%})"
+        )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    truth_column, pairs, classes = _read_pairs(Path(args.results), args.label_column, args.prediction_column)
+    categories = load_task(args.task).category_names if args.task else classes
+    result = evaluate(pairs, categories)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(f"Ground truth: column {truth_column!r}; prediction: column {args.prediction_column!r}")
+        print(format_report(result))
+    return 0
+
+
+def _read_pairs(
+    path: Path, label_column: str, prediction_column: str
+) -> tuple[str, list[tuple[str | None, str | None]], list[str]]:
+    """(truth, prediction) per row; a row whose status is not ``classified`` has no prediction."""
+    with open_table(path) as table:
+        columns = table.columns
+        # The results file renames an input column that clashes with a result column (class → input_class).
+        truth = f"input_{label_column}" if f"input_{label_column}" in columns else label_column
+        for needed in (truth, prediction_column):
+            if needed not in columns:
+                raise BatchClassifierError(
+                    f"{path.name} has no column {needed!r}; its columns are: {', '.join(columns)}."
+                )
+        has_status = "status" in columns
+        pairs: list[tuple[str | None, str | None]] = []
+        seen: dict[str, None] = {}
+        for row in table.rows():
+            predicted = _cell(row.values.get(prediction_column))
+            if has_status and row.values.get("status") != RowStatus.CLASSIFIED.value:
+                predicted = None
+            label = _cell(row.values.get(truth))
+            pairs.append((label, predicted))
+            if label:
+                seen[label] = None
+    return truth, pairs, sorted(seen)
+
+
+def _cell(value: Any) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    task = _task(args)
+    options = _options(args)
+    progress = ProgressLine()
+    stats = ConvertStats()
+    with open_table(
+        args.input,
+        encoding=options.encoding,
+        delimiter=options.delimiter,
+        sheet=options.sheet,
+        records_key=options.records_key,
+    ) as table:
+        mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
+        for _ in convert_rows(table.rows(), mapper, stats):
+            if stats.rows % 10_000 == 0:
+                progress("reading rows", stats.rows)
+    progress.done()
+    input_tokens = estimated_input_tokens(task, stats.distinct_texts, stats.text_chars)
+    estimate = estimate_cost(
+        PriceTable.load(),
+        task.model_id,
+        input_tokens=input_tokens,
+        output_tokens=stats.distinct_texts * ESTIMATED_OUTPUT_TOKENS,
+        records=stats.rows,
+        distinct_texts=stats.distinct_texts,
+    )
+    print(f"Estimate for {args.input} with task {task.name!r} ({task.model_id})")
+    print(f"  records           {stats.rows:>12,}   ({stats.invalid:,} invalid)")
+    print(f"  distinct texts    {stats.distinct_texts:>12,}")
+    print(f"  input tokens      {estimate.input_tokens:>12,}   (about 4 characters a token)")
+    print(f"  output tokens     {estimate.output_tokens:>12,}   ({ESTIMATED_OUTPUT_TOKENS} a reply)")
+    print(
+        f"  batch             ${estimate.batch_usd:>11,.4f}   (${estimate.per_1000_batch_usd:,.4f} per 1,000 records)"
+    )
+    print(
+        f"  on-demand         ${estimate.on_demand_usd:>11,.4f}   "
+        f"(${estimate.per_1000_on_demand_usd:,.4f} per 1,000 records)"
+    )
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        if not args.name:
+            raise BatchClassifierError("say which task to show: batch-classifier tasks show NAME.")
+        print(load_task(args.name).to_yaml(), end="")
+        return 0
+    for name in bundled_task_names():
+        task = load_task(name)
+        print(f"{name:<22} {len(task.categories):>2} categories  {task.model_id}")
+        print(f"{'':<22} {task.description}")
+    return 0
+
+
+# --- arguments -------------------------------------------------------------------------------------------
+
+
+def _task(args: argparse.Namespace) -> Task:
+    task = load_task(args.task)
+    mapping = task.input.with_overrides(
+        text_columns=tuple(args.text_column) if args.text_column else None,
+        id_column=args.id_column,
+        label_column=args.label_column,
+    )
+    return task.model_copy(update={"input": mapping})
+
+
+def _options(args: argparse.Namespace) -> InputOptions:
+    return InputOptions(
+        encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet, records_key=args.records_key
+    )
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="the file to classify: .csv .tsv .xlsx .json .jsonl .ndjson .parquet")
+    parser.add_argument("--task", default="travel", help="a bundled task name or a task file (default: travel)")
+    parser.add_argument("--text-column", action="append", help="the column to classify (repeat to join several)")
+    parser.add_argument("--id-column", help="the column holding each row's id (default: the task's, else row numbers)")
+    parser.add_argument("--label-column", help="a ground-truth column to evaluate against")
+    parser.add_argument("--encoding", help="CSV encoding (default: UTF-8, falling back to cp1252)")
+    parser.add_argument("--delimiter", help="CSV delimiter (default: sniffed from the header)")
+    parser.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
+    parser.add_argument("--records-key", help="JSON key holding the list of records")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch-classifier",
+        description="Classify large volumes of text with Amazon Bedrock batch inference.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cmd = commands.add_parser("prepare", help="write Bedrock batch job files for an input file")
+    _add_input_options(cmd)
+    cmd.add_argument("--out", required=True, help="the folder to write (jobs/, on-demand/, records, plan.json)")
+    cmd.set_defaults(run=_prepare)
+
+    cmd = commands.add_parser("collect", help="join batch outputs with a prepared folder into a results file")
+    cmd.add_argument("folder", help="the folder written by prepare")
+    cmd.add_argument("--outputs", required=True, help="the folder holding the *.out files (any depth)")
+    cmd.add_argument("--out", required=True, help="the results file: .csv .json .jsonl .xlsx .parquet")
+    cmd.set_defaults(run=_collect)
+
+    cmd = commands.add_parser("evaluate", help="metrics of a results file against its ground-truth column")
+    cmd.add_argument("results", help="a results file written by collect")
+    cmd.add_argument("--label-column", required=True, help="the ground-truth column")
+    cmd.add_argument("--prediction-column", default="class", help="the predicted column (default: class)")
+    cmd.add_argument("--task", help="order classes as this task lists them")
+    cmd.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    cmd.set_defaults(run=_evaluate)
+
+    cmd = commands.add_parser("estimate", help="records, tokens and cost of classifying a file")
+    _add_input_options(cmd)
+    cmd.set_defaults(run=_estimate)
+
+    cmd = commands.add_parser("tasks", help="list the bundled tasks, or show one")
+    cmd.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    cmd.add_argument("name", nargs="?")
+    cmd.set_defaults(run=_tasks)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Reading Bedrock batch output: ``*.jsonl.out`` lines, ``manifest.json.out``, and the answer inside a reply.
+
+An output line holds ``recordId`` and either ``modelOutput`` (the model's response body: Anthropic Messages,
+Converse, and the other InvokeModel shapes) or ``error`` (``errorCode`` number or string, ``errorMessage``).
+Lines come in any order; callers join them on ``recordId``. A line that cannot be read is reported, not
+fatal: its record is then missing from the output and ends as a model error.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import IO, Any
+
+from .tasks import OutputTags
+
+MANIFEST_NAME = "manifest.json.out"
+
+# Codes worth another attempt: throttling, timeouts and server-side failures.
+_RETRYABLE = {
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "throttlingexception",
+    "modeltimeoutexception",
+    "servicequotaexceededexception",
+    "serviceunavailableexception",
+    "internalserverexception",
+    "modelnotreadyexception",
+}
+
+
+@dataclass(slots=True)
+class ModelResult:
+    """One record's outcome in a batch output file (or from an on-demand call)."""
+
+    record_id: str
+    text: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    stop_reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error_code is not None
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_code is not None and self.error_code.casefold() in _RETRYABLE
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line of an output file that could not be read."""
+
+    file: str
+    line: int
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The job summary Bedrock writes beside the outputs."""
+
+    total_records: int = 0
+    processed_records: int = 0
+    success_records: int = 0
+    error_records: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "total_records": self.total_records,
+            "processed_records": self.processed_records,
+            "success_records": self.success_records,
+            "error_records": self.error_records,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+
+def parse_manifest(data: bytes | str) -> Manifest:
+    doc = _loads(data)
+    return Manifest(
+        total_records=int(doc.get("totalRecordCount", 0)),
+        processed_records=int(doc.get("processedRecordCount", 0)),
+        success_records=int(doc.get("successRecordCount", 0)),
+        error_records=int(doc.get("errorRecordCount", 0)),
+        input_tokens=int(doc.get("inputTokenCount", 0)),
+        output_tokens=int(doc.get("outputTokenCount", 0)),
+    )
+
+
+def read_output_lines(stream: IO[bytes], name: str, bad: list[BadLine]) -> Iterator[ModelResult]:
+    """Results of every readable line of one output file; unreadable lines are appended to ``bad``."""
+    for number, raw in enumerate(stream, start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield parse_output_line(raw)
+        except (ValueError, TypeError, KeyError, SyntaxError) as exc:
+            bad.append(BadLine(file=name, line=number, problem=str(exc) or type(exc).__name__))
+
+
+def parse_output_line(raw: bytes | str) -> ModelResult:
+    doc = _loads(raw)
+    if not isinstance(doc, dict):
+        raise ValueError("the line is not a JSON object")
+    rid = doc.get("recordId")
+    if not isinstance(rid, str) or not rid:
+        raise KeyError("the line has no recordId")
+    error = doc.get("error")
+    if error is not None:
+        return _error_result(rid, error)
+    output = doc.get("modelOutput")
+    if not isinstance(output, dict):
+        raise ValueError(f"record {rid} has neither modelOutput nor error")
+    return model_result(rid, output)
+
+
+def model_result(record_id: str, output: dict[str, Any]) -> ModelResult:
+    """Text, tokens and stop reason from a response body of any supported shape."""
+    text, stop = _reply_text(output)
+    tokens_in, tokens_out = _usage(output)
+    return ModelResult(
+        record_id=record_id, text=text, input_tokens=tokens_in, output_tokens=tokens_out, stop_reason=stop
+    )
+
+
+def is_retryable(code: str) -> bool:
+    return code.casefold() in _RETRYABLE
+
+
+def _error_result(rid: str, error: Any) -> ModelResult:
+    if isinstance(error, dict):
+        code = error.get("errorCode", "unknown")
+        message = error.get("errorMessage")
+    else:
+        code, message = "unknown", str(error)
+    return ModelResult(record_id=rid, error_code=str(code), error_message=None if message is None else str(message))
+
+
+def _reply_text(output: dict[str, Any]) -> tuple[str | None, str | None]:
+    # Anthropic Messages: {"content": [{"type": "text", "text": ...}], "stop_reason": ...}
+    content = output.get("content")
+    if isinstance(content, list):
+        return _join_text(content), output.get("stop_reason")
+    # Converse: {"output": {"message": {"content": [{"text": ...}]}}, "stopReason": ...}
+    message = output.get("output", {}).get("message") if isinstance(output.get("output"), dict) else None
+    if isinstance(message, dict):
+        return _join_text(message.get("content", [])), output.get("stopReason")
+    # Amazon Titan Text: {"results": [{"outputText": ..., "completionReason": ...}]}
+    results = output.get("results")
+    if isinstance(results, list) and results and isinstance(results[0], dict):
+        return str(results[0].get("outputText", "")), results[0].get("completionReason")
+    # Meta Llama: {"generation": ..., "stop_reason": ...}; older Anthropic: {"completion": ...}
+    for key in ("generation", "completion"):
+        if isinstance(output.get(key), str):
+            return output[key], output.get("stop_reason")
+    # Mistral: {"outputs": [{"text": ..., "stop_reason": ...}]}
+    outputs = output.get("outputs")
+    if isinstance(outputs, list) and outputs and isinstance(outputs[0], dict):
+        return str(outputs[0].get("text", "")), outputs[0].get("stop_reason")
+    raise ValueError(f"unrecognised modelOutput with keys {sorted(output)}")
+
+
+def _join_text(blocks: list[Any]) -> str:
+    return "".join(b.get("text", "") for b in blocks if isinstance(b, dict))
+
+
+def _usage(output: dict[str, Any]) -> tuple[int, int]:
+    usage = output.get("usage")
+    if isinstance(usage, dict):
+        tokens_in = usage.get("input_tokens", usage.get("inputTokens", 0))
+        tokens_out = usage.get("output_tokens", usage.get("outputTokens", 0))
+        return int(tokens_in or 0), int(tokens_out or 0)
+    if "inputTextTokenCount" in output:  # Titan
+        results = output.get("results") or [{}]
+        return int(output["inputTextTokenCount"]), int(results[0].get("tokenCount", 0))
+    if "prompt_token_count" in output:  # Llama
+        return int(output["prompt_token_count"]), int(output.get("generation_token_count", 0))
+    return 0, 0
+
+
+def _loads(raw: bytes | str) -> Any:
+    """JSON, or the Python-literal spelling some documentation examples use (single-quoted keys)."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as first:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        try:
+            return ast.literal_eval(_python_literals(text))
+        except (ValueError, SyntaxError):
+            raise ValueError(f"not JSON: {first.msg} at column {first.colno}") from None
+
+
+def _python_literals(text: str) -> str:
+    return re.sub(r"\b(true|false|null)\b", lambda m: {"true": "True", "false": "False", "null": "None"}[m[1]], text)
+
+
+# --- the answer inside the reply ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The label and explanation found in a reply (label None when the reply has no label tag)."""
+
+    label: str | None
+    explanation: str | None
+
+
+_QUOTES = "\"'`*“”‘’«»"
+
+
+def extract_answer(text: str, tags: OutputTags) -> Answer:
+    """Find ``<label-tag>`` and ``<explanation-tag>`` (also ``<class>`` followed by a rationale).
+
+    Tolerates whitespace, quotes and text around the tags, tag case, and a reply cut off inside the tags.
+    """
+    for tag in dict.fromkeys((tags.label, "classification", "class", "category")):
+        raw, rest = _tag_value(text, tag)
+        label = _clean_label(raw) if raw is not None else None
+        if label is not None:
+            explanation, _ = _tag_value(text, tags.explanation)
+            if explanation is None:
+                explanation, _ = _tag_value(text, "rationale")
+            if explanation is None:
+                explanation = _free_text(rest)
+            return Answer(label=label, explanation=explanation)
+    return Answer(label=None, explanation=None)
+
+
+def _tag_value(text: str, tag: str) -> tuple[str | None, str]:
+    """The stripped content of the first ``<tag>`` and the text after it; an unclosed tag runs to the next tag."""
+    closed, opened = _tag_patterns(tag)
+    found = closed.search(text) or opened.search(text)
+    if found is None:
+        return None, text
+    value = found[1].strip()
+    return (value or None), text[found.end() :]
+
+
+@cache
+def _tag_patterns(tag: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    name = re.escape(tag)
+    closed = re.compile(rf"<\s*{name}\s*>(.*?)<\s*/\s*{name}\s*>", re.I | re.S)
+    opened = re.compile(rf"<\s*{name}\s*>([^<]*)", re.I)
+    return closed, opened
+
+
+def _clean_label(raw: str) -> str | None:
+    """A label without the quotes, emphasis and final full stop models wrap around it."""
+    return raw.strip().strip(_QUOTES).strip().rstrip(".").strip() or None
+
+
+def _free_text(rest: str) -> str | None:
+    cleaned = re.sub(r"<[^>]+>", " ", rest)
+    cleaned = " ".join(cleaned.split()).lstrip(":-– ")
+    return cleaned or None

@@ -1,0 +1,361 @@
+"""The two halves of a run on local files: prepare (input → batch job files) and collect (outputs → results).
+
+The workflow's Lambda functions run the same steps against S3; this module is the manual workflow users
+follow today (prepare the JSONL, submit it by hand, collect and analyse the output), and the reference
+for what each step produces. A prepared folder holds:
+
+- ``records.jsonl``: one canonical record per input row, in input order;
+- ``texts.jsonl``: each distinct text once, as a JSON string, in record-id order;
+- ``rejects.jsonl``: the rows that cannot be classified, with the reason;
+- ``jobs/*.jsonl``: one Bedrock batch input file per job, exactly as it would be uploaded;
+- ``on-demand/*.jsonl``: records too few for a job, in the same line format, for direct model calls;
+- ``task.yaml`` and ``plan.json``: the task as used and the plan (counts, shards, estimate).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .cost import PriceTable, estimate_cost, tokens_for_chars
+from .errors import BatchClassifierError
+from .labels import LabelMatcher
+from .mapping import ConvertStats, OutputLayout, RecordMapper, convert_rows
+from .outputs import MANIFEST_NAME, BadLine, Manifest, ModelResult, parse_manifest, read_output_lines
+from .prompts import render_prompt
+from .readers import open_table
+from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
+from .results import SummaryBuilder, Verdict, judge, output_columns, output_row
+from .sharding import Shard, ShardKind, plan_shards, write_shards
+from .tasks import Task, parse_task
+from .writers import write_table
+
+RECORDS = "records.jsonl"
+TEXTS = "texts.jsonl"
+REJECTS = "rejects.jsonl"
+PLAN = "plan.json"
+TASK = "task.yaml"
+JOBS_DIR = "jobs"
+ON_DEMAND_DIR = "on-demand"
+SUMMARY = "summary.json"
+
+# Tokens a reply takes: a label and a sentence or two of explanation.
+ESTIMATED_OUTPUT_TOKENS = 60
+
+Progress = Callable[[str, int], None]
+
+
+def _quiet(stage: str, done: int) -> None:
+    """The default progress callback: says nothing."""
+
+
+class PreparedRunError(BatchClassifierError):
+    """A prepared folder is incomplete or from an incompatible version."""
+
+
+@dataclass
+class InputOptions:
+    """How to read the input file (all optional: detected when not given)."""
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    records_key: str | None = None
+
+
+def convert_file(
+    source: str | os.PathLike[str] | IO[bytes],
+    task: Task,
+    records_out: IO[str],
+    texts_out: IO[str],
+    rejects_out: IO[str],
+    *,
+    name: str | None = None,
+    options: InputOptions | None = None,
+    progress: Progress = _quiet,
+) -> tuple[ConvertStats, OutputLayout]:
+    """Read an input file and write canonical records, distinct texts and rejects (the ConvertInput step)."""
+    options = options or InputOptions()
+    stats = ConvertStats()
+    with open_table(
+        source,
+        name=name,
+        encoding=options.encoding,
+        delimiter=options.delimiter,
+        sheet=options.sheet,
+        records_key=options.records_key,
+    ) as table:
+        mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
+        dumps = json.JSONEncoder(ensure_ascii=False).encode
+        for record in convert_rows(table.rows(), mapper, stats):
+            records_out.write(record.to_json())
+            records_out.write("\n")
+            if record.first:
+                texts_out.write(dumps(record.text))
+                texts_out.write("\n")
+            elif record.status is RowStatus.INVALID_INPUT:
+                rejects_out.write(dumps({"row": record.row, "id": record.id, "reason": record.reason}))
+                rejects_out.write("\n")
+            if stats.rows % 10_000 == 0:
+                progress("reading rows", stats.rows)
+    progress("reading rows", stats.rows)
+    return stats, mapper.layout
+
+
+def distinct_texts(texts: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+    """``(record id, JSON-escaped text)`` from a texts file: line k holds the text of record id k."""
+    for index, line in enumerate(texts, start=1):
+        yield record_id(index), line.rstrip(b"\r\n")[1:-1]
+
+
+def estimate_job_bytes(stats: ConvertStats, encoder: BatchLineEncoder) -> int:
+    """Bytes of all batch input lines, near enough to plan shards by (escaping adds a little)."""
+    return stats.distinct_texts * (encoder.overhead + len(record_id(1))) + stats.text_chars
+
+
+@dataclass
+class PreparedRun:
+    """A prepared folder: its task, plan and paths."""
+
+    folder: Path
+    task: Task
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> OutputLayout:
+        return OutputLayout.from_dict(self.plan["output_layout"])
+
+    @property
+    def shards(self) -> list[Shard]:
+        return [Shard.from_dict(s) for s in self.plan["shards"]]
+
+    @classmethod
+    def load(cls, folder: Path) -> PreparedRun:
+        try:
+            plan = json.loads((folder / PLAN).read_text(encoding="utf-8"))
+            task = parse_task((folder / TASK).read_text(encoding="utf-8"), origin=f"{folder / TASK}")
+        except FileNotFoundError as exc:
+            raise PreparedRunError(
+                f"{folder} is not a prepared folder ({Path(exc.filename).name} is missing); "
+                "run `batch-classifier prepare` first."
+            ) from None
+        return cls(folder=folder, task=task, plan=plan)
+
+    def records(self) -> Iterator[CanonicalRecord]:
+        with (self.folder / RECORDS).open("rb") as stream:
+            for line in stream:
+                yield CanonicalRecord.from_json(line)
+
+
+def prepare(
+    source: Path,
+    folder: Path,
+    task: Task,
+    *,
+    options: InputOptions | None = None,
+    prices: PriceTable | None = None,
+    progress: Progress = _quiet,
+) -> PreparedRun:
+    """Convert an input file and write its Bedrock batch job files into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sub in (JOBS_DIR, ON_DEMAND_DIR):
+        (folder / sub).mkdir(exist_ok=True)
+        for stale in (folder / sub).glob("*.jsonl"):
+            stale.unlink()
+    with (
+        (folder / RECORDS).open("w", encoding="utf-8") as records_out,
+        (folder / TEXTS).open("w", encoding="utf-8") as texts_out,
+        (folder / REJECTS).open("w", encoding="utf-8") as rejects_out,
+    ):
+        stats, layout = convert_file(
+            source, task, records_out, texts_out, rejects_out, options=options, progress=progress
+        )
+
+    encoder = BatchLineEncoder(task)
+    shard_plan = plan_shards(stats.distinct_texts, task.batch, estimate_job_bytes(stats, encoder))
+
+    def open_shard(shard: Shard) -> IO[bytes]:
+        sub = JOBS_DIR if shard.kind is ShardKind.BATCH else ON_DEMAND_DIR
+        return (folder / sub / f"{shard.name}.jsonl").open("wb")
+
+    with (folder / TEXTS).open("rb") as texts:
+        shards = write_shards(distinct_texts(texts), shard_plan, encoder, task.batch, open_shard)
+    progress("writing jobs", sum(s.records for s in shards))
+
+    estimate = estimate_cost(
+        prices or PriceTable.load(),
+        task.model_id,
+        input_tokens=estimated_input_tokens(task, stats.distinct_texts, stats.text_chars),
+        output_tokens=stats.distinct_texts * ESTIMATED_OUTPUT_TOKENS,
+        records=stats.rows,
+        distinct_texts=stats.distinct_texts,
+    )
+    plan: dict[str, Any] = {
+        "source": Path(source).name,
+        "task": task.name,
+        "model_id": task.model_id,
+        "invocation_type": task.invocation_type.value,
+        **stats.to_dict(),
+        "label_column": task.input.label_column,
+        "output_layout": layout.to_dict(),
+        "shards": [s.to_dict() for s in shards],
+        "batch_jobs": sum(1 for s in shards if s.kind is ShardKind.BATCH),
+        "on_demand_records": sum(s.records for s in shards if s.kind is ShardKind.ON_DEMAND),
+        "estimate": estimate.to_dict(),
+    }
+    (folder / TASK).write_text(task.to_yaml(), encoding="utf-8")
+    (folder / PLAN).write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return PreparedRun(folder=folder, task=task, plan=plan)
+
+
+def estimated_input_tokens(task: Task, distinct: int, text_chars: int) -> int:
+    """Input tokens of a run: the prompt for every distinct text, plus the texts themselves."""
+    prompt = render_prompt(task)
+    prompt_chars = len(prompt.system) + len(prompt.user_prefix) + len(prompt.user_suffix)
+    return distinct * tokens_for_chars(prompt_chars) + tokens_for_chars(text_chars)
+
+
+# --- collect ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CollectedOutputs:
+    """Everything read from a folder of batch outputs."""
+
+    verdicts: dict[int, Verdict] = field(default_factory=dict)
+    manifests: list[Manifest] = field(default_factory=list)
+    bad_lines: list[BadLine] = field(default_factory=list)
+    files: int = 0
+    lines: int = 0
+    unknown_records: int = 0
+    tokens: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {kind.value: {"input": 0, "output": 0} for kind in ShardKind}
+    )
+
+
+def read_outputs(
+    outputs: Path, run: PreparedRun, matcher: LabelMatcher, progress: Progress = _quiet
+) -> CollectedOutputs:
+    """Read every ``*.out`` under ``outputs`` (any depth) and judge each record once.
+
+    When a record id appears more than once (a retried record), an answer beats an error.
+    """
+    collected = CollectedOutputs()
+    kind_of = _kind_by_record(run.shards)
+    known = max((record_index(s.last_record_id) for s in run.shards if s.last_record_id), default=0)
+
+    def take(result: ModelResult) -> None:
+        index = record_index(result.record_id) if result.record_id[1:].isdigit() else 0
+        if not 0 < index <= known:
+            collected.unknown_records += 1
+            return
+        tokens = collected.tokens[kind_of(index).value]
+        tokens["input"] += result.input_tokens
+        tokens["output"] += result.output_tokens
+        previous = collected.verdicts.get(index)
+        if previous is None or previous.status is RowStatus.MODEL_ERROR:
+            collected.verdicts[index] = judge(result, matcher, run.task)
+
+    for path in sorted(outputs.rglob("*.out")):
+        collected.files += 1
+        if path.name == MANIFEST_NAME:
+            collected.manifests.append(parse_manifest(path.read_bytes()))
+            continue
+        with path.open("rb") as stream:
+            for result in read_output_lines(stream, str(path.relative_to(outputs)), collected.bad_lines):
+                collected.lines += 1
+                take(result)
+                if collected.lines % 10_000 == 0:
+                    progress("reading outputs", collected.lines)
+    return collected
+
+
+def _kind_by_record(shards: list[Shard]) -> Callable[[int], ShardKind]:
+    on_demand = [
+        (record_index(s.first_record_id), record_index(s.last_record_id))
+        for s in shards
+        if s.kind is ShardKind.ON_DEMAND and s.first_record_id and s.last_record_id
+    ]
+
+    def kind_of(index: int) -> ShardKind:
+        return ShardKind.ON_DEMAND if any(lo <= index <= hi for lo, hi in on_demand) else ShardKind.BATCH
+
+    return kind_of
+
+
+def collect(
+    folder: Path,
+    outputs: Path,
+    out_file: Path,
+    *,
+    prices: PriceTable | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Join batch outputs with a prepared run; write the results file and ``summary.json`` beside it."""
+    run = PreparedRun.load(folder)
+    if not outputs.is_dir():
+        raise PreparedRunError(f"{outputs} is not a folder of batch outputs.")
+    matcher = LabelMatcher(run.task)
+    collected = read_outputs(outputs, run, matcher, progress)
+    summary = SummaryBuilder(categories=run.task.category_names)
+    layout = run.layout
+    missing = judge(None, matcher, run.task)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for record in run.records():
+            verdict = None
+            if record.rid is not None:
+                verdict = collected.verdicts.get(record_index(record.rid), missing)
+            row = output_row(record, verdict, layout)
+            summary.add(record, row)
+            if summary.rows % 10_000 == 0:
+                progress("writing results", summary.rows)
+            yield row
+
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    write_table(out_file, output_columns(layout, labelled=run.plan.get("labelled", 0) > 0), rows())
+    progress("writing results", summary.rows)
+    result = summary.to_dict()
+    result.update(_token_summary(collected, run.task.model_id, prices or PriceTable.load()))
+    result.update(
+        {
+            "source": run.plan["source"],
+            "task": run.task.name,
+            "model_id": run.task.model_id,
+            "results_file": out_file.name,
+            "output_files": collected.files,
+            "unreadable_lines": [vars(b) for b in collected.bad_lines[:20]],
+            "unreadable_line_count": len(collected.bad_lines),
+            "unknown_records": collected.unknown_records,
+        }
+    )
+    (out_file.parent / SUMMARY).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result
+
+
+def _token_summary(collected: CollectedOutputs, model_id: str, prices: PriceTable) -> dict[str, Any]:
+    batch, on_demand = collected.tokens[ShardKind.BATCH.value], collected.tokens[ShardKind.ON_DEMAND.value]
+    if collected.manifests:
+        # Bedrock's own count of what each job processed is what it bills.
+        batch = {
+            "input": sum(m.input_tokens for m in collected.manifests),
+            "output": sum(m.output_tokens for m in collected.manifests),
+        }
+    batch_usd = prices.cost(model_id, batch["input"], batch["output"], "batch")
+    on_demand_usd = prices.cost(model_id, on_demand["input"], on_demand["output"], "on_demand")
+    return {
+        "tokens": {
+            "input": batch["input"] + on_demand["input"],
+            "output": batch["output"] + on_demand["output"],
+            "batch": batch,
+            "on_demand": on_demand,
+            "source": "manifest" if collected.manifests else "output lines",
+        },
+        "cost_usd": round(batch_usd + on_demand_usd, 6),
+        "cost": {"batch_usd": round(batch_usd, 6), "on_demand_usd": round(on_demand_usd, 6)},
+        "manifests": [m.to_dict() for m in collected.manifests],
+    }

@@ -1,0 +1,147 @@
+"""Shard planning: dividing the distinct texts of a run into Bedrock batch jobs.
+
+Each job must hold between ``min_records_per_job`` and ``max_records_per_job`` records and its input file must
+stay under ``max_bytes_per_file``. Shards are balanced (50,050 records with a 50,000 cap become two jobs of
+25,025, not 50,000 and 50). Records that cannot fill a job of the minimum size go to one on-demand shard,
+classified with direct model calls; nothing is ever padded with dummy records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import IO, Any
+
+from .records import BatchLineEncoder
+from .tasks import BatchLimits
+
+# Leave room under the byte cap for the estimate being an estimate.
+_BYTES_HEADROOM = 0.9
+
+
+class ShardKind(StrEnum):
+    BATCH = "batch"
+    ON_DEMAND = "on_demand"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """Planned record counts: one entry per batch job, then the on-demand remainder."""
+
+    batch_sizes: tuple[int, ...]
+    on_demand: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.batch_sizes) + self.on_demand
+
+
+@dataclass(slots=True)
+class Shard:
+    """A written shard: its name, kind, record count, size and record id range."""
+
+    name: str
+    kind: ShardKind
+    records: int = 0
+    bytes: int = 0
+    first_record_id: str | None = None
+    last_record_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind.value,
+            "records": self.records,
+            "bytes": self.bytes,
+            "first_record_id": self.first_record_id,
+            "last_record_id": self.last_record_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Shard:
+        return cls(
+            name=data["name"],
+            kind=ShardKind(data["kind"]),
+            records=data["records"],
+            bytes=data["bytes"],
+            first_record_id=data.get("first_record_id"),
+            last_record_id=data.get("last_record_id"),
+        )
+
+
+def plan_shards(distinct: int, limits: BatchLimits, estimated_bytes: int = 0) -> ShardPlan:
+    """Balanced batch job sizes for ``distinct`` records, and the remainder for the on-demand path."""
+    low, high = limits.min_records_per_job, limits.max_records_per_job
+    if distinct < low:
+        return ShardPlan(batch_sizes=(), on_demand=distinct)
+    by_count = math.ceil(distinct / high)
+    by_bytes = math.ceil(estimated_bytes / (limits.max_bytes_per_file * _BYTES_HEADROOM))
+    jobs = min(max(by_count, by_bytes), distinct // low)
+    base, extra = divmod(distinct, jobs)
+    if base + (1 if extra else 0) <= high:
+        return ShardPlan(batch_sizes=tuple(base + (i < extra) for i in range(jobs)), on_demand=0)
+    # The limits are too close together to balance (max < 2 * min): fill jobs, send what is left over
+    # either to one more job or, below the minimum, to on-demand.
+    full, rest = divmod(distinct, high)
+    sizes = [high] * full
+    if rest >= low:
+        return ShardPlan(batch_sizes=(*sizes, rest), on_demand=0)
+    return ShardPlan(batch_sizes=tuple(sizes), on_demand=rest)
+
+
+ShardOpener = Callable[["Shard"], IO[bytes]]
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}"
+
+
+def write_shards(
+    items: Iterable[tuple[str, bytes]],
+    plan: ShardPlan,
+    encoder: BatchLineEncoder,
+    limits: BatchLimits,
+    open_shard: ShardOpener,
+) -> list[Shard]:
+    """Write ``(record id, JSON-escaped text)`` items into shard files following ``plan``; returns the shards written.
+
+    ``open_shard`` opens the destination of a shard (a local file, an S3 upload); it is closed when the shard
+    is full. The byte cap is enforced while writing: a batch shard that would exceed it is closed early and
+    the rest of its planned records move to the next shard.
+    """
+    targets: deque[float] = deque(plan.batch_sizes)
+    shards: list[Shard] = []
+    current: Shard | None = None
+    target: float = 0
+    out: IO[bytes] | None = None
+    try:
+        for rid, escaped in items:
+            line = encoder.encode_escaped(rid, escaped)
+            if current is None or _full(current, target, len(line), limits):
+                if current is not None and current.records < target:
+                    targets.appendleft(target - current.records)
+                if out is not None:
+                    out.close()
+                kind = ShardKind.BATCH if targets else ShardKind.ON_DEMAND
+                target = targets.popleft() if targets else math.inf
+                current = Shard(name=shard_name(len(shards) + 1), kind=kind, first_record_id=rid)
+                shards.append(current)
+                out = open_shard(current)
+            assert out is not None  # opened with the first item
+            out.write(line)
+            current.records += 1
+            current.bytes += len(line)
+            current.last_record_id = rid
+    finally:
+        if out is not None:
+            out.close()
+    return shards
+
+
+def _full(shard: Shard, target: float, line_bytes: int, limits: BatchLimits) -> bool:
+    if shard.records >= target:
+        return True
+    return shard.kind is ShardKind.BATCH and shard.bytes + line_bytes > limits.max_bytes_per_file

@@ -1,0 +1,233 @@
+"""Classification tasks: what to classify into, how to ask the model, and how to read the input.
+
+A task is a YAML document validated by the models below. Tasks ship with the package (``tasks/*.yaml``) and
+users add their own as files; :func:`load_task` takes either a bundled name or a path.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import TaskError
+from .formats import FileFormat
+
+_BUNDLED = "tasks"
+TEXT_PLACEHOLDER = "{{text}}"
+
+# The system prompt: the same for every record of a task. Placeholders: {{persona}}, {{categories}} (the
+# category list as XML), {{instructions}}, {{output_format}}.
+DEFAULT_SYSTEM_TEMPLATE = """{{persona}}
+
+Here are the categories, each with its description, examples that belong to it and examples that look like
+it but belong elsewhere:
+{{categories}}
+
+{{instructions}}
+
+{{output_format}}"""
+
+# The user message, one per record. {{text}} is replaced by the record's text.
+DEFAULT_USER_TEMPLATE = """Classify the following text.
+<text>
+{{text}}
+</text>"""
+
+
+class InvocationType(StrEnum):
+    """How Bedrock is asked: the model's own InvokeModel body (Anthropic models) or the Converse shape."""
+
+    INVOKE_MODEL = "InvokeModel"
+    CONVERSE = "Converse"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Example(_Strict):
+    """A text that belongs to the category, and why."""
+
+    text: str = Field(min_length=1)
+    reasoning: str = Field(min_length=1)
+
+
+class BadExample(_Strict):
+    """A text that looks like this category but is not: the category it belongs to, and why."""
+
+    text: str = Field(min_length=1)
+    correct: str = Field(min_length=1)
+    reasoning: str = Field(min_length=1)
+
+
+class Category(_Strict):
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    aliases: tuple[str, ...] = ()
+    examples: tuple[Example, ...] = ()
+    bad_examples: tuple[BadExample, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _no_tag_characters(cls, value: str) -> str:
+        if any(ch in value for ch in "<>\n"):
+            raise ValueError(f"category name {value!r} must not contain '<', '>' or a line break")
+        return value.strip()
+
+
+class InputMapping(_Strict):
+    """How a file's columns become records.
+
+    ``text_columns``: one column, or several joined as ``name: value`` lines. ``id_column``: optional, else ids
+    are the data row numbers. ``label_column``: optional ground truth. ``carry_columns``: columns copied to
+    the output; ``None`` means every column of the input.
+    """
+
+    text_columns: tuple[str, ...] = Field(min_length=1)
+    id_column: str | None = None
+    label_column: str | None = None
+    carry_columns: tuple[str, ...] | None = None
+    max_text_chars: int = Field(default=20_000, gt=0)
+
+    def with_overrides(
+        self,
+        *,
+        text_columns: tuple[str, ...] | None = None,
+        id_column: str | None = None,
+        label_column: str | None = None,
+    ) -> InputMapping:
+        """A copy with the options a user gave on the command line (or the event) taking precedence."""
+        update: dict[str, Any] = {}
+        if text_columns:
+            update["text_columns"] = text_columns
+        if id_column:
+            update["id_column"] = id_column
+        if label_column:
+            update["label_column"] = label_column
+        return self.model_copy(update=update)
+
+
+class BatchLimits(_Strict):
+    """Bedrock batch quotas as this task uses them (all adjustable per account and model)."""
+
+    min_records_per_job: int = Field(default=100, ge=1)
+    max_records_per_job: int = Field(default=50_000, ge=1)
+    max_bytes_per_file: int = Field(default=1_000_000_000, ge=1024)
+    max_concurrent_jobs: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_records_per_job > self.max_records_per_job:
+            raise ValueError("min_records_per_job must not exceed max_records_per_job")
+        return self
+
+
+class OutputTags(_Strict):
+    """The XML tags the prompt asks the model to answer in."""
+
+    label: str = "classification"
+    explanation: str = "explanation"
+
+
+class Task(_Strict):
+    """A complete, validated classification task."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    persona: str = Field(min_length=1)
+    categories: tuple[Category, ...] = Field(min_length=2)
+    instructions: str = ""
+    model_id: str = "anthropic.claude-3-haiku-20240307-v1:0"
+    invocation_type: InvocationType = InvocationType.INVOKE_MODEL
+    max_tokens: int = Field(default=512, gt=0, le=8192)
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    output_tags: OutputTags = OutputTags()
+    system_template: str = Field(default=DEFAULT_SYSTEM_TEMPLATE, min_length=1)
+    user_template: str = Field(default=DEFAULT_USER_TEMPLATE, min_length=1)
+    input: InputMapping
+    output_formats: tuple[FileFormat, ...] = (FileFormat.CSV,)
+    batch: BatchLimits = BatchLimits()
+    fuzzy_threshold: float = Field(default=0.85, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        seen: dict[str, str] = {}
+        for category in self.categories:
+            for label in (category.name, *category.aliases):
+                key = label.casefold().strip()
+                if key in seen and seen[key] != category.name:
+                    raise ValueError(f"label {label!r} is used by both {seen[key]!r} and {category.name!r}")
+                seen[key] = category.name
+        names = {c.name for c in self.categories}
+        for category in self.categories:
+            for bad in category.bad_examples:
+                if bad.correct not in names or bad.correct == category.name:
+                    raise ValueError(
+                        f"a bad example of {category.name!r} must name another category as correct, not {bad.correct!r}"
+                    )
+        if self.user_template.count(TEXT_PLACEHOLDER) != 1:
+            raise ValueError(f"user_template must contain {TEXT_PLACEHOLDER} exactly once")
+        if self.invocation_type is InvocationType.INVOKE_MODEL and not _is_anthropic(self.model_id):
+            raise ValueError(
+                f"invocation_type InvokeModel is built for Anthropic models; use Converse for {self.model_id!r}"
+            )
+        return self
+
+    @property
+    def category_names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=110)
+
+
+def _is_anthropic(model_id: str) -> bool:
+    return "anthropic." in model_id
+
+
+def bundled_task_names() -> list[str]:
+    """Names of the tasks that ship with the package."""
+    folder = resources.files(__package__).joinpath(_BUNDLED)
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_task(name_or_path: str | os.PathLike[str]) -> Task:
+    """A bundled task by name, or a task file (YAML) by path."""
+    text, origin = _task_source(name_or_path)
+    return parse_task(text, origin)
+
+
+def parse_task(text: str, origin: str = "task") -> Task:
+    """Validate a task document; TaskError lists every problem with its location."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TaskError(f"{origin} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise TaskError(f"{origin} must be a mapping of task settings, not {type(data).__name__}.")
+    try:
+        return Task.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'task'}: {err['msg']}" for err in exc.errors())
+        raise TaskError(f"{origin} is not a valid task: {problems}.") from None
+
+
+def _task_source(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
+    raw = os.fspath(name_or_path)
+    if raw in bundled_task_names():
+        resource = resources.files(__package__).joinpath(_BUNDLED, f"{raw}.yaml")
+        return resource.read_text(encoding="utf-8"), f"bundled task {raw!r}"
+    path = Path(raw)
+    if path.suffix.lower() in {".yaml", ".yml"} or path.exists():
+        try:
+            return path.read_text(encoding="utf-8"), f"task file {path.name!r}"
+        except OSError as exc:
+            raise TaskError(f"cannot read task file {raw!r}: {exc.strerror}.") from None
+    names = ", ".join(bundled_task_names())
+    raise TaskError(f"unknown task {raw!r}: give a task file (.yaml) or one of the bundled tasks: {names}.")

@@ -1,0 +1,110 @@
+from datetime import date
+
+import pytest
+
+from batch_classifier.errors import MissingColumnError
+from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows
+from batch_classifier.readers import Row
+from batch_classifier.records import RowStatus
+from batch_classifier.tasks import InputMapping
+
+COLUMNS = ["ticket", "subject", "body", "truth", "team"]
+
+
+def rows(*values: dict) -> list[Row]:
+    return [Row(number=i, values=v) for i, v in enumerate(values, start=1)]
+
+
+def test_missing_column_lists_the_file_columns():
+    with pytest.raises(MissingColumnError) as caught:
+        RecordMapper(InputMapping(text_columns=("text",), id_column="id"), COLUMNS, source="'a.csv'")
+    message = str(caught.value)
+    assert "'text', 'id'" in message
+    assert "'ticket', 'subject', 'body', 'truth', 'team'" in message
+    assert "'a.csv'" in message
+
+
+def test_ids_of_any_type_become_strings_and_default_to_row_numbers():
+    mapper = RecordMapper(InputMapping(text_columns=("body",), id_column="ticket"), COLUMNS)
+    ids = [
+        mapper.map(r).id
+        for r in rows(
+            {"ticket": 7, "body": "a"},
+            {"ticket": 7.0, "body": "a"},
+            {"ticket": " X-1 ", "body": "a"},
+            {"ticket": date(2024, 1, 2), "body": "a"},
+        )
+    ]
+    assert ids == ["7", "7", "X-1", "2024-01-02"]
+    by_row = RecordMapper(InputMapping(text_columns=("body",)), COLUMNS)
+    assert [by_row.map(r).id for r in rows({"body": "a"}, {"body": "b"})] == ["1", "2"]
+
+
+def test_several_text_columns_are_joined_with_their_names():
+    mapper = RecordMapper(InputMapping(text_columns=("subject", "body")), COLUMNS)
+    record = mapper.map(Row(1, {"subject": "Login", "body": "It fails"}))
+    assert record.text == "subject: Login\nbody: It fails"
+    assert mapper.map(Row(2, {"subject": "", "body": "only body"})).text == "body: only body"
+
+
+@pytest.mark.parametrize("text", [None, "", "   \n"])
+def test_empty_text_is_invalid_input_with_a_reason(text):
+    mapper = RecordMapper(InputMapping(text_columns=("body",)), COLUMNS)
+    record = mapper.map(Row(5, {"body": text}, sheet="Cases"))
+    assert record.status is RowStatus.INVALID_INPUT
+    assert record.reason == "sheet 'Cases', row 5: no text in 'body'"
+
+
+def test_empty_id_is_invalid_input():
+    mapper = RecordMapper(InputMapping(text_columns=("body",), id_column="ticket"), COLUMNS)
+    record = mapper.map(Row(3, {"ticket": None, "body": "text"}))
+    assert record.status is RowStatus.INVALID_INPUT
+    assert "'ticket' is empty" in record.reason
+
+
+def test_long_text_is_truncated_and_flagged():
+    mapper = RecordMapper(InputMapping(text_columns=("body",), max_text_chars=10), COLUMNS)
+    record = mapper.map(Row(1, {"body": "x" * 25}))
+    assert record.text == "x" * 10 and record.truncated
+    assert record.status is RowStatus.PENDING
+
+
+def test_label_and_carried_columns():
+    mapping = InputMapping(text_columns=("body",), id_column="ticket", label_column="truth")
+    mapper = RecordMapper(mapping, COLUMNS)
+    record = mapper.map(Row(1, {"ticket": 1, "subject": "s", "body": "b", "truth": " Bug ", "team": "core"}))
+    assert record.label == "Bug"
+    # Every column but the id comes back; the single text column is restored from the record's text.
+    assert mapper.layout.columns == ("subject", "body", "truth", "team")
+    assert mapper.layout.text_column == "body"
+    assert record.carry == {"subject": "s", "truth": " Bug ", "team": "core"}
+
+
+def test_explicit_carry_columns_always_include_the_label():
+    mapping = InputMapping(text_columns=("body",), label_column="truth", carry_columns=("team",))
+    mapper = RecordMapper(mapping, COLUMNS)
+    assert mapper.layout.columns == ("team", "truth")
+    assert mapper.layout.text_column is None
+
+
+def test_convert_rows_dedups_texts_and_reports_duplicate_ids():
+    mapper = RecordMapper(InputMapping(text_columns=("body",), id_column="ticket"), COLUMNS)
+    stats = ConvertStats()
+    records = list(
+        convert_rows(
+            rows(
+                {"ticket": 1, "body": "same"},
+                {"ticket": 2, "body": "other"},
+                {"ticket": 1, "body": "same"},
+                {"ticket": 3, "body": ""},
+                {"ticket": 4, "body": "other"},
+            ),
+            mapper,
+            stats,
+        )
+    )
+    assert [r.rid for r in records] == ["R0000000001", "R0000000002", "R0000000001", None, "R0000000002"]
+    assert [r.first for r in records] == [True, True, False, False, False]
+    assert (stats.rows, stats.invalid, stats.distinct_texts, stats.duplicate_texts) == (5, 1, 2, 2)
+    assert stats.duplicate_ids == 1 and stats.duplicate_id_examples == ["1"]
+    assert stats.text_chars == len("same") + len("other")
