@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-SHARED_DATA ?= ../shared/data
+DEMO_INPUT ?= ../shared/data/travel_conversations_labeled.xlsx
 DEMO_OUT ?= demo-output
 
 .PHONY: help dev demo test lint format bench clean
@@ -24,9 +24,8 @@ dev: $(BIN)/batch-classifier ## Create .venv with the package, the CLI and the d
 
 demo: dev ## Set up, then prepare the sample data for Bedrock batch jobs and estimate its cost
 	$(BIN)/batch-classifier tasks
-	$(BIN)/batch-classifier estimate $(SHARED_DATA)/travel_conversations_labeled.xlsx --task travel
-	$(BIN)/batch-classifier prepare $(SHARED_DATA)/travel_conversations_labeled.xlsx --task travel \
-		--label-column class --out $(DEMO_OUT)
+	$(BIN)/batch-classifier estimate $(DEMO_INPUT) --task travel
+	$(BIN)/batch-classifier prepare $(DEMO_INPUT) --task travel --label-column class --out $(DEMO_OUT)
 
 test: dev ## Run the whole test suite
 	$(BIN)/pytest
@@ -41,7 +40,7 @@ format: dev ## Format and fix what ruff can
 	$(BIN)/ruff check --fix .
 
 bench: dev ## Benchmarks: throughput and peak memory of prepare and collect against a parse-only floor
-	$(BIN)/python -m tests.bench.bench_pipeline
+	$(BIN)/python tests/bench/bench_pipeline.py
 
 clean: ## Remove the environment and generated files
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import pytest
+
 from batch_classifier.evaluation import NO_ANSWER, evaluate, format_report
 
 CLASSES = ["billing", "technical", "other"]

@@ -1,4 +1,5 @@
 import io
+import json
 
 import pytest
 
@@ -137,3 +138,20 @@ def test_extract_answer(reply, label, explanation):
     assert answer.label == label
     if label is not None:
         assert answer.explanation == explanation
+
+
+@pytest.mark.parametrize("line", [DOC_SUCCESS_JSON, DOC_ERROR, ANTHROPIC, CONVERSE])
+def test_fast_path_on_bytes_agrees_with_the_full_parse(line):
+    assert parse_output_line(line.encode()) == parse_output_line(line)
+
+
+def test_text_that_mentions_the_keys_does_not_fool_the_parser():
+    sneaky = 'He typed "modelOutput": {"content": []} and "error": {"errorCode": 500} in chat'
+    model_in = {"messages": [{"role": "user", "content": [{"type": "text", "text": sneaky}]}]}
+    answer = {"content": [{"type": "text", "text": "<classification>Complaint</classification>"}]}
+    line = json.dumps({"recordId": "R0000000009", "modelInput": model_in, "modelOutput": answer})
+    result = parse_output_line(line.encode())
+    assert result.text == "<classification>Complaint</classification>"
+    assert not result.failed
+    failed = json.dumps({"recordId": "R0000000009", "modelInput": model_in, "error": {"errorCode": 429}})
+    assert parse_output_line(failed.encode()).error_code == "429"

@@ -185,3 +185,22 @@ def test_collect_writes_the_format_of_the_extension(tmp_path, travel, suffix):
 def test_collect_refuses_a_folder_that_was_not_prepared(tmp_path):
     with pytest.raises(PreparedRunError, match="run `batch-classifier prepare` first"):
         collect(tmp_path, tmp_path, tmp_path / "x.csv")
+
+
+@pytest.mark.seed
+def test_seed_xlsx_prepares_1190_labelled_rows_and_1188_distinct_texts(tmp_path, travel, seed_data):
+    run = prepare(seed_data / "travel_conversations_labeled.xlsx", tmp_path / "prep", travel)
+    plan = run.plan
+    assert (plan["rows"], plan["labelled"], plan["distinct_texts"], plan["invalid"]) == (1190, 1190, 1188, 0)
+    assert plan["batch_jobs"] == 1 and plan["on_demand_records"] == 0
+    records = list(run.records())
+    assert [r.id for r in records] == [str(i) for i in range(1, 1191)]
+    assert any("\n" in r.text for r in records)
+
+
+@pytest.mark.seed
+@pytest.mark.parametrize(("name", "rows"), [("travel_conversations.csv", 840), ("travel_conversations.json", 783)])
+def test_seed_unlabelled_files_prepare(tmp_path, seed_data, name, rows):
+    plan = prepare(seed_data / name, tmp_path / "prep", load_task("travel")).plan
+    assert plan["rows"] == rows and plan["invalid"] == 0
+    assert plan["distinct_texts"] == 210

@@ -13,12 +13,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from openpyxl import load_workbook
+from openpyxl.worksheet._writer import ALL_TEMP_FILES
+
 from batch_classifier import writers
 from batch_classifier.errors import OutputFormatError
 from batch_classifier.formats import FileFormat
 from batch_classifier.writers import neutralise_formula, output_format_from_name, write_table
-from openpyxl import load_workbook
-from openpyxl.worksheet._writer import ALL_TEMP_FILES
 
 FORMATS = ["csv", "json", "jsonl", "xlsx", "parquet"]
 FORMULA_STARTS = ["=", "+", "-", "@", "\t", "\r"]

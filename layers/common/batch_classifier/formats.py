@@ -38,6 +38,5 @@ def format_from_name(name: str) -> FileFormat:
     except KeyError:
         accepted = ", ".join(sorted(_EXTENSIONS))
         raise InputFormatError(
-            f"{PurePosixPath(name).name!r} has an unsupported extension {suffix or '(none)'!r}; "
-            f"use one of {accepted}."
+            f"{PurePosixPath(name).name!r} has an unsupported extension {suffix or '(none)'!r}; use one of {accepted}."
         ) from None

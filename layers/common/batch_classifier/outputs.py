@@ -20,6 +20,10 @@ from .tasks import OutputTags
 
 MANIFEST_NAME = "manifest.json.out"
 
+_RECORD_ID = re.compile(rb'^\s*\{\s*"recordId"\s*:\s*"([A-Za-z0-9_-]+)"')
+_COLON = re.compile(rb"\s*:")
+_DECODER = json.JSONDecoder()
+
 # Codes worth another attempt: throttling, timeouts and server-side failures.
 _RETRYABLE = {
     "429",
@@ -112,6 +116,10 @@ def read_output_lines(stream: IO[bytes], name: str, bad: list[BadLine]) -> Itera
 
 
 def parse_output_line(raw: bytes | str) -> ModelResult:
+    if isinstance(raw, bytes):
+        fast = _parse_fast(raw)
+        if fast is not None:
+            return fast
     doc = _loads(raw)
     if not isinstance(doc, dict):
         raise ValueError("the line is not a JSON object")
@@ -125,6 +133,34 @@ def parse_output_line(raw: bytes | str) -> ModelResult:
     if not isinstance(output, dict):
         raise ValueError(f"record {rid} has neither modelOutput nor error")
     return model_result(rid, output)
+
+
+def _parse_fast(raw: bytes) -> ModelResult | None:
+    """Parse a line without decoding its echoed ``modelInput`` (most of its bytes); None: take the slow path.
+
+    Bedrock writes ``recordId`` first and the answer after the input. The key patterns searched for cannot
+    occur inside a JSON string (their quotes would have to be escaped), so finding them is finding the keys.
+    """
+    rid = _RECORD_ID.search(raw, 0, 256)
+    if rid is None:
+        return None
+    for key in (b'"modelOutput"', b'"error"'):
+        at = raw.rfind(key)
+        if at < 0:
+            continue
+        colon = _COLON.match(raw, at + len(key))
+        if colon is None:
+            return None
+        tail = raw[colon.end() :].decode()
+        try:
+            value, _ = _DECODER.raw_decode(tail, len(tail) - len(tail.lstrip()))
+        except json.JSONDecodeError:
+            return None
+        record = rid[1].decode()
+        if key == b'"error"':
+            return _error_result(record, value)
+        return model_result(record, value) if isinstance(value, dict) else None
+    return None
 
 
 def model_result(record_id: str, output: dict[str, Any]) -> ModelResult:

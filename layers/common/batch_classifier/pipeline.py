@@ -92,10 +92,11 @@ def convert_file(
         mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
         dumps = json.JSONEncoder(ensure_ascii=False).encode
         for record in convert_rows(table.rows(), mapper, stats):
-            records_out.write(record.to_json())
+            text_json = dumps(record.text)
+            records_out.write(record.to_json(text_json))
             records_out.write("\n")
             if record.first:
-                texts_out.write(dumps(record.text))
+                texts_out.write(text_json)
                 texts_out.write("\n")
             elif record.status is RowStatus.INVALID_INPUT:
                 rejects_out.write(dumps({"row": record.row, "id": record.id, "reason": record.reason}))

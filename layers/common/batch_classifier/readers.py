@@ -9,7 +9,9 @@ buffer plus the row being handed out (Parquet: one record batch), so a million-r
 memory as a thousand-row one:
 
 - CSV is decoded line by line and parsed with ``csv.reader``; quoted fields spanning lines stay intact.
-- XLSX is read with openpyxl in read-only mode, which parses the sheet XML as it goes.
+- XLSX is read with openpyxl in read-only mode, which parses the sheet XML as it goes. (One exception to
+  the promise, inherent to the format and openpyxl: the workbook's shared-strings table, every distinct
+  text of the workbook, is loaded at open time.)
 - JSON is never loaded whole: ``_JsonScanner`` walks the document over fixed-size text chunks and decodes
   one array element at a time with ``json.JSONDecoder.raw_decode``.
 - JSON Lines is decoded one line at a time; Parquet one record batch at a time.
@@ -17,8 +19,9 @@ memory as a thousand-row one:
 CSV and JSON inputs are read strictly forwards, so a stream that cannot seek (an S3 body) works as is.
 XLSX and Parquet need random access: a stream that cannot seek is first copied to a temporary file.
 
-Row numbers count data rows from 1 (the header and blank lines are not counted). Error messages name the
-file and the row, line or element that is wrong, and say what to do.
+Row numbers count data rows from 1 (the header and blank lines or fully empty rows are not counted), across
+the whole file; for XLSX, ``Row.where()`` names the sheet and the row's number within that sheet. Error
+messages name the file and the row, line or element that is wrong, and say what to do.
 """
 
 from __future__ import annotations
@@ -58,13 +61,15 @@ _CHUNK = 64 * 1024
 _MAX_JSON_VALUE = 64 * 1024 * 1024
 # Largest CSV field; csv's default (128 KiB) is too small for long texts, an unbounded one unsafe.
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024
-# Rows per Parquet record batch.
+# Rows per Parquet record batch, and the data size a batch aims at (wide rows get smaller batches).
 _PARQUET_BATCH = 8192
+_PARQUET_BATCH_BYTES = 4 * 1024 * 1024
 
 _UTF8_BOM = codecs.BOM_UTF8
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _CSV_DELIMITERS = (",", ";", "\t")
 _JSON_WS = re.compile(r"[ \t\n\r]*")
+_JSON_SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
 _JSON_DECODER = json.JSONDecoder()
 _DEFAULT_NAME = "input"
 
@@ -74,7 +79,7 @@ _DEFAULT_NAME = "input"
 # --------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Row:
     """One data row: its 1-based number across the whole file and its values by column name.
 
@@ -88,11 +93,25 @@ class Row:
     # The row's number within its sheet (XLSX only), so that messages point into the right sheet.
     _sheet_row: int = field(default=0, repr=False, compare=False, kw_only=True)
 
+    def __init__(self, number: int, values: dict[str, Any], sheet: str | None = None, *, _sheet_row: int = 0) -> None:
+        # One Row is built per input row: writing the slots directly is about twice as fast as the
+        # generated frozen __init__ (which goes through object.__setattr__ for every field).
+        _SET_NUMBER(self, number)
+        _SET_VALUES(self, values)
+        _SET_SHEET(self, sheet)
+        _SET_SHEET_ROW(self, _sheet_row)
+
     def where(self) -> str:
         """Where the row is, for messages: ``row 12`` or ``sheet 'Sheet1', row 12``."""
         if self.sheet is None:
             return f"row {self.number}"
         return f"sheet {self.sheet!r}, row {self._sheet_row or self.number}"
+
+
+_SET_NUMBER: Any = vars(Row)["number"].__set__
+_SET_VALUES: Any = vars(Row)["values"].__set__
+_SET_SHEET: Any = vars(Row)["sheet"].__set__
+_SET_SHEET_ROW: Any = vars(Row)["_sheet_row"].__set__
 
 
 class Table(ABC):
@@ -176,31 +195,20 @@ def open_table(
     rows opens fine and yields no rows: the caller decides whether that is an error.
     """
     label = name if name is not None else _name_of(source)
-    path: str | None = None
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        with open(path, "rb") as peek:
-            head = _read_head(peek)
-        stream: IO[bytes] | None = None
-        start = 0
-    else:
-        path, stream = None, source
-        start = source.tell() if _is_seekable(source) else 0
-        head = _read_head(source)
-    kind = _confirm(fmt if fmt is not None else format_from_name(label), label, head, declared=fmt is not None)
+    opened = _Source.peek(source)
+    kind = _confirm(fmt if fmt is not None else format_from_name(label), label, opened.head, declared=fmt is not None)
     resources = ExitStack()
     try:
-        if kind in (FileFormat.XLSX, FileFormat.PARQUET):
-            target = path if path is not None else _random_access(_require(stream), head, start, resources)
-            if kind is FileFormat.XLSX:
-                return _open_xlsx(target, label, sheet, resources)
-            return _open_parquet(target, label, resources)
-        data = _forward_stream(path, stream, head, resources)
+        if kind is FileFormat.XLSX:
+            return _open_xlsx(opened.random_access(resources), label, sheet, resources)
+        if kind is FileFormat.PARQUET:
+            return _open_parquet(opened.random_access(resources), label, resources)
+        data = opened.forward(resources)
         if kind is FileFormat.CSV:
-            return _open_csv(data, head, label, requested=encoding, delimiter=delimiter, resources=resources)
+            return _open_csv(data, opened.head, label, requested=encoding, delimiter=delimiter, resources=resources)
         if kind is FileFormat.JSON:
             return _open_json(data, label, encoding, records_key, resources)
-        return _open_jsonl(data, head, label, encoding, resources)
+        return _open_jsonl(data, opened.head, label, encoding, resources)
     except BaseException:
         resources.close()
         raise
@@ -219,17 +227,48 @@ def _name_of(source: str | os.PathLike[str] | IO[bytes]) -> str:
     return PurePath(known).name if isinstance(known, str) and known else _DEFAULT_NAME
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """An input whose first bytes were peeked: a path, or the caller's stream and where it started."""
+
+    origin: str | IO[bytes]
+    head: bytes
+    start: int
+
+    @classmethod
+    def peek(cls, source: str | os.PathLike[str] | IO[bytes]) -> _Source:
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fspath(source)
+            with open(path, "rb") as handle:
+                return cls(path, _read_head(handle), 0)
+        start = source.tell() if _is_seekable(source) else 0
+        return cls(source, _read_head(source), start)
+
+    def forward(self, resources: ExitStack) -> IO[bytes]:
+        """A buffered binary stream over the whole input, read forwards only (no seeking needed)."""
+        if isinstance(self.origin, str):
+            return resources.enter_context(open(self.origin, "rb"))
+        return resources.enter_context(io.BufferedReader(_Prefixed(self.head, self.origin), buffer_size=_PEEK))
+
+    def random_access(self, resources: ExitStack) -> str | IO[bytes]:
+        """The path, the caller's stream rewound, or a temporary copy of a stream that cannot seek."""
+        if isinstance(self.origin, str):
+            return self.origin
+        if _is_seekable(self.origin):
+            self.origin.seek(self.start)
+            return self.origin
+        spool = resources.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - the table closes it
+        spool.write(self.head)
+        shutil.copyfileobj(self.origin, spool, 1024 * 1024)
+        spool.seek(0)
+        return spool
+
+
 def _is_seekable(stream: IO[bytes]) -> bool:
     try:
         return bool(stream.seekable())
     except (AttributeError, OSError, ValueError):
         return False
-
-
-def _require(stream: IO[bytes] | None) -> IO[bytes]:
-    if stream is None:  # pragma: no cover - open_table always passes a stream when there is no path
-        raise ValueError("a stream is required")
-    return stream
 
 
 def _read_head(stream: IO[bytes]) -> bytes:
@@ -268,26 +307,6 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def _forward_stream(path: str | None, stream: IO[bytes] | None, head: bytes, resources: ExitStack) -> IO[bytes]:
-    """A buffered binary stream over the whole file, read forwards only."""
-    if path is not None:
-        return resources.enter_context(open(path, "rb"))
-    prefixed = io.BufferedReader(_Prefixed(head, _require(stream)), buffer_size=_PEEK)
-    return resources.enter_context(prefixed)
-
-
-def _random_access(stream: IO[bytes], head: bytes, start: int, resources: ExitStack) -> IO[bytes]:
-    """The stream rewound to where it started, or a temporary copy of it when it cannot seek."""
-    if _is_seekable(stream):
-        stream.seek(start)
-        return stream
-    spool = resources.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - the table closes it
-    spool.write(head)
-    shutil.copyfileobj(stream, spool, 1024 * 1024)
-    spool.seek(0)
-    return spool
-
-
 # --------------------------------------------------------------------------------------------------------
 # Recognising content
 # --------------------------------------------------------------------------------------------------------
@@ -295,7 +314,7 @@ def _random_access(stream: IO[bytes], head: bytes, start: int, resources: ExitSt
 _WHAT_CONTENT = {
     "zip": "a zip archive (such as an .xlsx workbook)",
     "parquet": "a Parquet file",
-    "ole": "a legacy Office file (such as an .xls workbook, which is not supported; save it as .xlsx)",
+    "ole": "a legacy Office file (such as an .xls workbook, which is not supported)",
     "gzip": "a gzip-compressed file",
     "binary": "binary data",
     "json-array": "a JSON array",
@@ -452,9 +471,14 @@ def _splits_on_newline_bytes(codec: str) -> bool:
 def _sniff_delimiter(text: str) -> str:
     """The delimiter of the header line: the most frequent of comma, semicolon and tab outside quotes
     (comma on a tie or when there is none)."""
+    start = 0
+    for line in text.splitlines(keepends=True):  # skip the blank lines the reader skips, too
+        if line.strip(" \t\r\n,;"):
+            break
+        start += len(line)
     counts = dict.fromkeys(_CSV_DELIMITERS, 0)
     quoted = False
-    for char in text.lstrip("\r\n"):
+    for char in text[start:]:
         if char == '"':
             quoted = not quoted
         elif quoted:
@@ -471,8 +495,10 @@ def _choose_delimiter(given: str | None, label: str, head_text: str) -> str:
     if given is not None:
         if given in ("\\t", "tab"):
             return "\t"
-        if len(given) != 1:
-            raise ValueError(f"a CSV delimiter is one character, not {given!r}")
+        if len(given) != 1 or given in '"\r\n':
+            raise InputFormatError(
+                f"{given!r}, the delimiter given for {label!r}, is not usable; give one character such as , ; or tab."
+            )
         return given
     if label.lower().endswith(".tsv"):
         return "\t"
@@ -505,7 +531,7 @@ def _open_csv(
         csv.field_size_limit(_CSV_FIELD_LIMIT)
     reader = csv.reader(_text_lines(stream, encoding), delimiter=sep)
     try:
-        header = next((fields for fields in reader if fields), None)
+        header = next((fields for fields in reader if not _is_blank(fields)), None)
     except UnicodeDecodeError:
         raise _csv_decoding_error(label, encoding, "in its header row") from None
     except csv.Error as exc:
@@ -513,6 +539,11 @@ def _open_csv(
     if header is None:
         raise EmptyInputError(f"{label!r} has no header row; the first line must name the columns.")
     return _CsvTable(label, _clean_names(header), reader, encoding=encoding, delimiter=sep, resources=resources)
+
+
+def _is_blank(fields: list[str]) -> bool:
+    """True for the record of a blank (or whitespace-only) line."""
+    return not any(field.strip() for field in fields)
 
 
 def _csv_decoding_error(label: str, encoding: _Encoding, where: str) -> InputEncodingError:
@@ -546,12 +577,12 @@ class _CsvTable(Table):
             for fields in self._reader:
                 if len(fields) == width:
                     number += 1
-                    yield Row(number, dict(zip(keys, fields, strict=True)))
+                    yield Row(number, dict(zip(keys, fields, strict=False)))
                     continue
                 fitted = self._fit(fields, width, number + 1)
                 if fitted is not None:
                     number += 1
-                    yield Row(number, dict(zip(keys, fitted, strict=True)))
+                    yield Row(number, dict(zip(keys, fitted, strict=False)))
         except UnicodeDecodeError:
             where = f"at row {number + 1}" if self._encoding.by_line else f"at or after row {number + 1}"
             raise _csv_decoding_error(self.name, self._encoding, where) from None
@@ -560,7 +591,7 @@ class _CsvTable(Table):
 
     def _fit(self, fields: list[str], width: int, number: int) -> list[str] | None:
         """A row of the wrong length: None for a blank line, padded with '' when short, else an error."""
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
+        if len(fields) <= 1 and _is_blank(fields):
             return None
         if len(fields) < width:
             return fields + [""] * (width - len(fields))
@@ -662,7 +693,7 @@ class _XlsxTable(Table):
                 if padding:
                     fitted = (*fitted, *padding)
                 number += 1
-                yield Row(number, dict(zip(keys, fitted, strict=True)), title, _sheet_row=in_sheet)
+                yield Row(number, dict(zip(keys, fitted, strict=False)), title, _sheet_row=in_sheet)
 
     def _fit(self, cells: Sequence[Any], width: int, title: str, in_sheet: int) -> Sequence[Any]:
         """A row of the wrong length: padded with None when short; trimmed when the extra cells are
@@ -720,7 +751,7 @@ class _JsonScanner:
             data = self._text.read(max(self._chunk, at_least))
         except UnicodeDecodeError:
             raise InputEncodingError(
-                f"{self._label!r} is not valid text in its encoding near line {self._line()}; "
+                f"{self._label!r} is not valid text in its encoding near {self._where(len(self._buffer))}; "
                 "pass the file's encoding explicitly (for example utf-8 or cp1252)."
             ) from None
         if not data:
@@ -731,9 +762,17 @@ class _JsonScanner:
         self._pos = 0
         return True
 
-    def _line(self, pos: int | None = None) -> int:
-        where = self._pos if pos is None else pos
-        return self._lines_dropped + self._buffer.count("\n", 0, where) + 1
+    def _where(self, pos: int) -> str:
+        """``line L, column C`` of a position in the buffer (the column only when the line starts in it)."""
+        line = self._lines_dropped + self._buffer.count("\n", 0, pos) + 1
+        start = self._buffer.rfind("\n", 0, pos)
+        if start < 0 and self._lines_dropped:
+            return f"line {line}"
+        return f"line {line}, column {pos - start}"
+
+    def here(self) -> str:
+        """Where the scanner is, for messages."""
+        return self._where(self._pos)
 
     def peek(self) -> str:
         """The next non-whitespace character, not consumed ('' at the end of the text)."""
@@ -757,7 +796,7 @@ class _JsonScanner:
                 value, end = _JSON_DECODER.raw_decode(self._buffer, self._pos)
             except json.JSONDecodeError as exc:
                 if self._eof or not self._maybe_cut(exc):
-                    raise self.error(f"{exc.msg} at line {self._line(exc.pos)}") from None
+                    raise self.error(f"{exc.msg} at {self._where(exc.pos)}") from None
             else:
                 # A value reaching the end of the buffer may continue in the next chunk (a number).
                 if end < len(self._buffer) or self._eof:
@@ -766,8 +805,7 @@ class _JsonScanner:
             pending = len(self._buffer) - self._pos
             if pending > _MAX_JSON_VALUE:
                 raise self.error(
-                    f"a value starting at line {self._line()} is longer than "
-                    f"{_MAX_JSON_VALUE // (1024 * 1024)} MiB or never ends"
+                    f"the value starting at {self.here()} is longer than {_MAX_JSON_VALUE:,} characters or never ends"
                 )
             self._more(pending)  # at least doubles what is held, so large values decode in linear time
 
@@ -780,26 +818,49 @@ class _JsonScanner:
         if self.peek() == "]":
             self.advance()
             return
+        decode = _JSON_DECODER.raw_decode
+        separator = _JSON_SEPARATOR.match
         while True:
+            # Fast path: the value and the separator after it are both inside the buffer.
+            buffer = self._buffer
+            try:
+                value, end = decode(buffer, self._pos)
+                after = separator(buffer, end)
+            except json.JSONDecodeError:
+                after = None
+            if after is not None and after.end() < len(buffer):
+                self._pos = after.end()
+                yield value
+                if after.group(1) == "]":
+                    return
+                continue
+            # Slow path: near the end of the buffer (read more), or broken JSON (report it).
             yield self.value()
-            char = self.peek()
-            self.advance()
-            if char == "]":
+            if self._separator() == "]":
                 return
-            if char != ",":
-                found = repr(char) if char else "the end of the file"
-                raise self.error(f"expected ',' or ']' after a list element but found {found}")
+
+    def _separator(self) -> str:
+        """Consume the ``,`` or ``]`` after a list element and the whitespace after it."""
+        char = self.peek()
+        if char not in (",", "]"):
+            found = repr(char) if char else "the end of the file"
+            raise self.error(f"expected ',' or ']' after a list element at {self.here()} but found {found}")
+        self.advance()
+        if char == ",":
+            self.peek()
+        return char
 
     def expect(self, wanted: str, context: str) -> None:
         """Consume ``wanted`` as the next significant character, else MalformedInputError."""
         char = self.peek()
         if char != wanted:
             found = repr(char) if char else "the end of the file"
-            raise self.error(f"expected {wanted!r} {context} but found {found}")
+            raise self.error(f"expected {wanted!r} {context} at {self.here()} but found {found}")
         self.advance()
 
     def error(self, detail: str) -> MalformedInputError:
-        return MalformedInputError(f"{self._label!r} is not valid JSON: {detail} (near line {self._line()}).")
+        """The error for broken JSON; ``detail`` says what is wrong and where."""
+        return MalformedInputError(f"{self._label!r} is not valid JSON: {detail}.")
 
 
 def _open_json(
@@ -842,7 +903,7 @@ def _records_in_object(scanner: _JsonScanner, label: str, records_key: str | Non
     else:
         while True:
             if scanner.peek() != '"':
-                raise scanner.error("expected a key of the top-level object")
+                raise scanner.error(f"expected a key of the top-level object at {scanner.here()}")
             key = scanner.value()
             keys.append(key)
             scanner.expect(":", f"after the key {key!r}")
@@ -945,6 +1006,8 @@ def _jsonl_rows(lines: Iterable[bytes | str], label: str, codec: str) -> Iterato
             line_number += 1
             try:
                 value = loads(line)
+            except UnicodeDecodeError:  # raised here when json decodes the bytes of a UTF-8 line itself
+                raise _jsonl_encoding_error(label, codec, line_number) from None
             except json.JSONDecodeError as exc:
                 if not line.strip():
                     continue
@@ -959,11 +1022,15 @@ def _jsonl_rows(lines: Iterable[bytes | str], label: str, codec: str) -> Iterato
                 )
             number += 1
             yield Row(number, value)
-    except UnicodeDecodeError:
-        raise InputEncodingError(
-            f"{label!r} is not valid {codec} at line {line_number + 1}; "
-            "pass the file's encoding explicitly (for example cp1252)."
-        ) from None
+    except UnicodeDecodeError:  # raised while decoding the next line in another encoding
+        raise _jsonl_encoding_error(label, codec, line_number + 1) from None
+
+
+def _jsonl_encoding_error(label: str, codec: str, line_number: int) -> InputEncodingError:
+    return InputEncodingError(
+        f"{label!r} is not valid {codec} at line {line_number}; "
+        "pass the file's encoding explicitly (for example cp1252)."
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -996,7 +1063,16 @@ class _ParquetTable(Table):
     def _iter_rows(self) -> Iterator[Row]:
         keys = list(self.columns)
         number = 0
-        for batch in self._parquet.iter_batches(batch_size=_PARQUET_BATCH):
+        for batch in self._parquet.iter_batches(batch_size=_parquet_batch_rows(self._parquet.metadata)):
             for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                 number += 1
-                yield Row(number, dict(zip(keys, values, strict=True)))
+                yield Row(number, dict(zip(keys, values, strict=False)))
+
+
+def _parquet_batch_rows(metadata: Any) -> int:
+    """Rows per batch: ``_PARQUET_BATCH``, fewer when rows are wide, so a batch stays near a few MiB."""
+    if metadata.num_row_groups == 0:
+        return _PARQUET_BATCH
+    group = metadata.row_group(0)
+    row_bytes = group.total_byte_size / max(group.num_rows, 1)
+    return max(1, min(_PARQUET_BATCH, int(_PARQUET_BATCH_BYTES / max(row_bytes, 1.0))))

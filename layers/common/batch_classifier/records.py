@@ -19,6 +19,9 @@ from .prompts import render_prompt
 from .tasks import InvocationType, Task
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
+# Serialisers for the hot path: a JSON string, and any cell value (dates and other objects as text).
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
+_json_value = json.JSONEncoder(ensure_ascii=False, default=str).encode
 _RECORD_ID_DIGITS = 10
 
 
@@ -57,21 +60,26 @@ class CanonicalRecord:
     label: str | None = None
     carry: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        data: dict[str, Any] = {"row": self.row, "id": self.id, "text": self.text, "status": self.status.value}
+    def to_json(self, text_json: str | None = None) -> str:
+        """One JSON line (without newline). ``text_json``: the text already encoded as a JSON string."""
+        parts = [
+            f'{{"row":{self.row},"id":{_json_string(self.id)},'
+            f'"text":{text_json or _json_string(self.text)},"status":"{self.status.value}"'
+        ]
         if self.reason is not None:
-            data["reason"] = self.reason
+            parts.append(f',"reason":{_json_string(self.reason)}')
         if self.rid is not None:
-            data["rid"] = self.rid
+            parts.append(f',"rid":"{self.rid}"')
         if self.first:
-            data["first"] = True
+            parts.append(',"first":true')
         if self.truncated:
-            data["truncated"] = True
+            parts.append(',"truncated":true')
         if self.label is not None:
-            data["label"] = self.label
+            parts.append(f',"label":{_json_string(self.label)}')
         if self.carry:
-            data["carry"] = self.carry
-        return json.dumps(data, ensure_ascii=False, default=str)
+            parts.append(f',"carry":{_json_value(self.carry)}')
+        parts.append("}")
+        return "".join(parts)
 
     @classmethod
     def from_json(cls, line: str | bytes) -> CanonicalRecord:
@@ -129,10 +137,9 @@ class BatchLineEncoder:
         self._head = head.encode()
         self._middle = middle.encode()
         self._tail = (tail + "\n").encode()
-        self._dumps = json.JSONEncoder(ensure_ascii=False).encode
 
     def encode(self, rid: str, text: str) -> bytes:
-        return self.encode_escaped(rid, self._dumps(text)[1:-1].encode())
+        return self.encode_escaped(rid, _json_string(text)[1:-1].encode())
 
     def encode_escaped(self, rid: str, escaped: bytes) -> bytes:
         """The line for a text already escaped as the inside of a JSON string (UTF-8)."""

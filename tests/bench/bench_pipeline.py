@@ -1,0 +1,254 @@
+"""Benchmark: throughput and peak memory of ``prepare`` and ``collect`` against a parse-only floor.
+
+For each size (rows) and format (CSV, JSONL, Parquet) it generates a file of call-centre-like conversations,
+then runs, each in a fresh process so that peak memory is the step's own:
+
+- floor:   parse the same file with the plain tools (csv.reader, json.loads per line, pyarrow batches);
+- prepare: the full prepare (read, map, dedup, canonical records, batch job files);
+- collect: join Bedrock-shaped outputs for every job (``modelInput`` echoed, as Bedrock does) and write CSV.
+
+It prints rows per second, peak RSS, and prepare's time as a multiple of the floor's, against the targets:
+prepare within 3x the floor and under 300 MB peak at 1M rows. Run with ``make bench`` (all sizes) or
+``python tests/bench/bench_pipeline.py --sizes 10000``. This is a benchmark, not a test: it never fails CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+TARGET_RATIO = 3.0
+TARGET_RSS_MB = 300
+TARGET_ROWS = 1_000_000
+FORMATS = ("csv", "jsonl", "parquet")
+
+_OPENERS = [
+    "Hi, I'm calling about",
+    "Hello, I need help with",
+    "Good morning, I have a question about",
+    "Hey, I wanted to ask about",
+]
+_TOPICS = [
+    ("my booking to {city} next {month}", "Booking Inquiry"),
+    ("changing the dates of my trip to {city}", "Reservation Change"),
+    ("cancelling my hotel in {city}", "Cancellation Request"),
+    ("a refund for the flight to {city} that never came", "Refund Issues"),
+    ("visa rules for {city}", "Travel Information"),
+    ("the terrible service I got in {city}", "Complaint"),
+    ("my card being declined for the {city} package", "Payment Problem"),
+    ("missing miles from my {city} flight", "Loyalty Program"),
+    ("wheelchair assistance at the {city} airport", "Special Accommodation"),
+    ("the app crashing when I open my {city} itinerary", "Technical Support"),
+]
+_CITIES = ["Paris", "Lisbon", "Tokyo", "Denver", "Cairo", "Lima", "Oslo", "Hanoi", "Perth", "Quito", "Seoul", "Rome"]
+_MONTHS = ["January", "March", "May", "July", "September", "November"]
+_FILLER = [
+    "Agent: Thank you for calling, may I have your booking reference?",
+    "User: Sure, it's {ref}.",
+    "Agent: I can see your reservation here, let me check the details for you.",
+    "User: I've been waiting for an answer for {days} days now.",
+    "Agent: I understand, and I'm sorry about the wait.",
+    "User: Can you also tell me what happens with my seat selection?",
+    "Agent: Your seat {seat} stays the same unless you ask to change it.",
+    "Agent: Is there anything else I can help you with today?",
+    "User: No, that's everything, thank you.",
+]
+
+
+def conversation(rng: random.Random, i: int) -> tuple[str, str]:
+    topic, label = rng.choice(_TOPICS)
+    lines = [f"User: {rng.choice(_OPENERS)} {topic.format(city=rng.choice(_CITIES), month=rng.choice(_MONTHS))}."]
+    for line in rng.sample(_FILLER, k=rng.randint(4, 8)):
+        lines.append(
+            line.format(ref=f"BK{i:07d}", days=rng.randint(2, 30), seat=f"{rng.randint(1, 40)}{'ABCDEF'[i % 6]}")
+        )
+    return "\n".join(lines), label
+
+
+def generate(path: Path, rows: int, fmt: str) -> None:
+    """A file of ``rows`` conversations (about 1% repeated texts), with an id and a label column."""
+    header = ["conversation_id", "conversation", "class"]
+    if fmt == "csv":
+        with path.open("w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(header)
+            for chunk in _chunks(rows):
+                writer.writerows(chunk)
+    elif fmt == "jsonl":
+        with path.open("w", encoding="utf-8") as stream:
+            for chunk in _chunks(rows):
+                stream.writelines(json.dumps(dict(zip(header, r, strict=True))) + "\n" for r in chunk)
+    else:
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        writer = None
+        for chunk in _chunks(rows):
+            table = pa.table({name: [r[n] for r in chunk] for n, name in enumerate(header)})
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
+
+
+def _chunks(rows: int, size: int = 50_000) -> Iterator[list[tuple[str, str, str]]]:
+    rng = random.Random(rows)
+    seen: list[tuple[str, str]] = []
+    chunk: list[tuple[str, str, str]] = []
+    for i in range(1, rows + 1):
+        if seen and rng.random() < 0.01:
+            text, label = rng.choice(seen)
+        else:
+            text, label = conversation(rng, i)
+            if len(seen) < 1000:
+                seen.append((text, label))
+        chunk.append((f"C{i:08d}", text, label))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def fake_outputs(prepared: Path, outputs: Path) -> None:
+    """Bedrock-shaped outputs for every job line: the input echoed, a reply, usage; order scrambled by block."""
+    replies = [
+        f'"modelOutput":{{"content":[{{"type":"text","text":"<classification>{label}</classification>'
+        f'<explanation>The customer talks about it.</explanation>"}}],"stop_reason":"end_turn",'
+        f'"usage":{{"input_tokens":2300,"output_tokens":25}}}}}}\n'.encode()
+        for _, label in _TOPICS
+    ]
+    for number, job in enumerate(sorted((prepared / "jobs").glob("*.jsonl")), start=1):
+        folder = outputs / f"job{number:05d}"
+        folder.mkdir(parents=True)
+        block: list[bytes] = []
+        with job.open("rb") as source, (folder / f"{job.name}.out").open("wb") as out:
+            for line in source:
+                rid = int(line[14:24])  # {"recordId":"R0000000001",...
+                block.append(line[:-2] + b"," + replies[rid % len(replies)])
+                if len(block) == 1000:
+                    out.writelines(reversed(block))
+                    block = []
+            out.writelines(reversed(block))
+
+
+# --- workers: each measurement runs in its own process ---------------------------------------------------
+
+
+def work(step: str, source: Path, folder: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    rows = 0
+    if step == "floor":
+        rows = _floor(source)
+    elif step == "prepare":
+        from batch_classifier.pipeline import prepare  # noqa: PLC0415
+        from batch_classifier.tasks import load_task  # noqa: PLC0415
+
+        task = load_task("travel")
+        task = task.model_copy(update={"input": task.input.with_overrides(label_column="class")})
+        rows = prepare(source, folder, task).plan["rows"]
+    elif step == "collect":
+        from batch_classifier.pipeline import collect  # noqa: PLC0415
+
+        rows = collect(folder, folder.parent / "outputs", folder.parent / "results" / "results.csv")["rows"]
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": rows, "peak_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM; ru_maxrss would carry over the parent's across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _floor(source: Path) -> int:
+    rows = 0
+    if source.suffix == ".csv":
+        with source.open(newline="", encoding="utf-8") as stream:
+            for _ in csv.reader(stream):
+                rows += 1
+        return rows - 1
+    if source.suffix == ".jsonl":
+        with source.open("rb") as stream:
+            for line in stream:
+                json.loads(line)
+                rows += 1
+        return rows
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=8192):
+        rows += len(batch.to_pylist())
+    return rows
+
+
+def measure(step: str, source: Path, folder: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", step, str(source), str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{step} failed on {source.name}:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--workdir", default="bench-output", help="where generated files go (removed after)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--worker", nargs=3, metavar=("STEP", "SOURCE", "FOLDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        step, source, folder = args.worker
+        print(json.dumps(work(step, Path(source), Path(folder))))
+        return
+
+    workdir = Path(args.workdir)
+    print(f"{'rows':>9} {'format':<8} {'step':<8} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} {'x floor':>8}  target")
+    verdicts = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        for fmt in args.formats.split(","):
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(parents=True)
+            source = workdir / f"input.{fmt}"
+            generate(source, size, fmt)
+            floor = measure("floor", source, workdir / "prepared")
+            prep = measure("prepare", source, workdir / "prepared")
+            fake_outputs(workdir / "prepared", workdir / "outputs")
+            coll = measure("collect", source, workdir / "prepared")
+            ratio = prep["seconds"] / floor["seconds"]
+            for step, m in (("floor", floor), ("prepare", prep), ("collect", coll)):
+                note = ""
+                if step == "prepare":
+                    ok = ratio <= TARGET_RATIO and (size < TARGET_ROWS or m["peak_mb"] < TARGET_RSS_MB)
+                    note = f"{'met' if ok else 'MISSED'} (<= {TARGET_RATIO:.0f}x floor"
+                    note += f", < {TARGET_RSS_MB} MB)" if size >= TARGET_ROWS else ")"
+                    verdicts.append(ok)
+                shown = f"{m['seconds'] / floor['seconds']:.2f}" if step != "floor" else ""
+                print(
+                    f"{size:>9,} {fmt:<8} {step:<8} {m['seconds']:>8.2f} {m['rows'] / m['seconds']:>10,.0f} "
+                    f"{m['peak_mb']:>8.0f} {shown:>8}  {note}",
+                    flush=True,
+                )
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"prepare targets met in {sum(verdicts)} of {len(verdicts)} runs")
+
+
+if __name__ == "__main__":
+    main()
