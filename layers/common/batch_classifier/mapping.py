@@ -113,9 +113,10 @@ class TextIndex:
 
     _ids: dict[bytes, int] = field(default_factory=dict)
 
-    def assign(self, record: CanonicalRecord) -> None:
+    def assign(self, record: CanonicalRecord) -> int:
+        """Set the record's id (and ``first``); returns its index, 0 for a record that is not sent."""
         if record.status is not RowStatus.PENDING:
-            return
+            return 0
         key = hashlib.blake2b(record.text.encode(), digest_size=16).digest()
         index = self._ids.get(key)
         if index is None:
@@ -123,6 +124,7 @@ class TextIndex:
             self._ids[key] = index
             record.first = True
         record.rid = record_id(index)
+        return index
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -141,6 +143,8 @@ class ConvertStats:
     labelled: int = 0
     duplicate_ids: int = 0
     duplicate_id_examples: list[str] = field(default_factory=list)
+    # Indices of the texts that more than one row carries: their verdicts are kept while results are joined.
+    shared: set[int] = field(default_factory=set)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,7 +165,7 @@ def convert_rows(rows: Iterable[Row], mapper: RecordMapper, stats: ConvertStats)
     seen_ids: set[int] | None = set() if mapper.mapping.id_column else None
     for row in rows:
         record = mapper.map(row)
-        index.assign(record)
+        text_index = index.assign(record)
         stats.rows += 1
         if record.status is RowStatus.INVALID_INPUT:
             stats.invalid += 1
@@ -170,6 +174,7 @@ def convert_rows(rows: Iterable[Row], mapper: RecordMapper, stats: ConvertStats)
             stats.text_chars += len(record.text)
         else:
             stats.duplicate_texts += 1
+            stats.shared.add(text_index)
         stats.truncated += record.truncated
         stats.labelled += record.label is not None
         if seen_ids is not None and record.id:

@@ -9,6 +9,7 @@ for what each step produces. A prepared folder holds:
 - ``rejects.jsonl``: the rows that cannot be classified, with the reason;
 - ``jobs/*.jsonl``: one Bedrock batch input file per job, exactly as it would be uploaded;
 - ``on-demand/*.jsonl``: records too few for a job, in the same line format, for direct model calls;
+- ``shared.json``: the record ids (as numbers) of texts that more than one row carries;
 - ``task.yaml`` and ``plan.json``: the task as used and the plan (counts, shards, estimate).
 """
 
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,11 +28,19 @@ from .cost import PriceTable, estimate_cost, tokens_for_chars
 from .errors import BatchClassifierError
 from .labels import LabelMatcher
 from .mapping import ConvertStats, OutputLayout, RecordMapper, convert_rows
-from .outputs import MANIFEST_NAME, BadLine, Manifest, ModelResult, parse_manifest, read_output_lines
+from .outputs import MANIFEST_NAME, BadLine, Manifest, parse_manifest, read_output_lines
 from .prompts import render_prompt
 from .readers import open_table
 from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
-from .results import SummaryBuilder, Verdict, judge, output_columns, output_row
+from .results import (
+    SummaryBuilder,
+    join_verdicts,
+    judge_results,
+    merge_verdicts,
+    output_columns,
+    output_row,
+    read_verdicts,
+)
 from .sharding import Shard, ShardKind, plan_shards, write_shards
 from .tasks import Task, parse_task
 from .writers import write_table
@@ -42,6 +53,7 @@ TASK = "task.yaml"
 JOBS_DIR = "jobs"
 ON_DEMAND_DIR = "on-demand"
 SUMMARY = "summary.json"
+SHARED = "shared.json"
 
 # Tokens a reply takes: a label and a sentence or two of explanation.
 ESTIMATED_OUTPUT_TOKENS = 60
@@ -146,6 +158,11 @@ class PreparedRun:
             ) from None
         return cls(folder=folder, task=task, plan=plan)
 
+    @property
+    def shared(self) -> set[int]:
+        """Indices of the texts more than one row carries."""
+        return set(json.loads((self.folder / SHARED).read_text(encoding="utf-8")))
+
     def records(self) -> Iterator[CanonicalRecord]:
         with (self.folder / RECORDS).open("rb") as stream:
             for line in stream:
@@ -209,6 +226,7 @@ def prepare(
         "estimate": estimate.to_dict(),
     }
     (folder / TASK).write_text(task.to_yaml(), encoding="utf-8")
+    (folder / SHARED).write_text(json.dumps(sorted(stats.shared)), encoding="utf-8")
     (folder / PLAN).write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return PreparedRun(folder=folder, task=task, plan=plan)
 
@@ -223,56 +241,84 @@ def estimated_input_tokens(task: Task, distinct: int, text_chars: int) -> int:
 # --- collect ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class CollectedOutputs:
-    """Everything read from a folder of batch outputs."""
+def collect(
+    folder: Path,
+    outputs: Path,
+    out_file: Path,
+    *,
+    prices: PriceTable | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Join batch outputs with a prepared run; write the results file and ``summary.json`` beside it.
 
-    verdicts: dict[int, Verdict] = field(default_factory=dict)
-    manifests: list[Manifest] = field(default_factory=list)
-    bad_lines: list[BadLine] = field(default_factory=list)
-    files: int = 0
-    lines: int = 0
-    unknown_records: int = 0
-    tokens: dict[str, dict[str, int]] = field(
-        default_factory=lambda: {kind.value: {"input": 0, "output": 0} for kind in ShardKind}
-    )
-
-
-def read_outputs(
-    outputs: Path, run: PreparedRun, matcher: LabelMatcher, progress: Progress = _quiet
-) -> CollectedOutputs:
-    """Read every ``*.out`` under ``outputs`` (any depth) and judge each record once.
-
-    When a record id appears more than once (a retried record), an answer beats an error.
+    Each output file is judged on its own and its verdicts are spilled, in record order, to a scratch file;
+    the spilled files are then merged and joined with the records in one pass, so memory holds one output
+    file's verdicts at a time, not the run's.
     """
-    collected = CollectedOutputs()
+    run = PreparedRun.load(folder)
+    if not outputs.is_dir():
+        raise PreparedRunError(f"{outputs} is not a folder of batch outputs.")
+    matcher = LabelMatcher(run.task)
     kind_of = _kind_by_record(run.shards)
     known = max((record_index(s.last_record_id) for s in run.shards if s.last_record_id), default=0)
+    tokens = {kind.value: {"input": 0, "output": 0} for kind in ShardKind}
+    manifests: list[Manifest] = []
+    bad_lines: list[BadLine] = []
+    unknown = files = lines = 0
+    summary = SummaryBuilder(categories=run.task.category_names)
+    layout = run.layout
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="collect-") as scratch:
+        spilled: list[Path] = []
+        for path in sorted(outputs.rglob("*.out")):
+            files += 1
+            if path.name == MANIFEST_NAME:
+                manifests.append(parse_manifest(path.read_bytes()))
+                continue
+            with path.open("rb") as stream:
+                results = read_output_lines(stream, str(path.relative_to(outputs)), bad_lines)
+                judged = judge_results(results, matcher, run.task, lambda i: 0 < i <= known)
+            unknown += judged.unknown_records
+            lines += len(judged.verdicts)
+            if judged.verdicts:
+                kind = kind_of(min(judged.verdicts)).value
+                tokens[kind]["input"] += judged.input_tokens
+                tokens[kind]["output"] += judged.output_tokens
+                spill = Path(scratch) / f"{len(spilled):05d}.jsonl"
+                spill.write_text("".join(line + "\n" for line in judged.sorted_lines()), encoding="utf-8")
+                spilled.append(spill)
+            progress("reading outputs", lines)
 
-    def take(result: ModelResult) -> None:
-        index = record_index(result.record_id) if result.record_id[1:].isdigit() else 0
-        if not 0 < index <= known:
-            collected.unknown_records += 1
-            return
-        tokens = collected.tokens[kind_of(index).value]
-        tokens["input"] += result.input_tokens
-        tokens["output"] += result.output_tokens
-        previous = collected.verdicts.get(index)
-        if previous is None or previous.status is RowStatus.MODEL_ERROR:
-            collected.verdicts[index] = judge(result, matcher, run.task)
+        with ExitStack() as open_files:
+            streams = [read_verdicts(open_files.enter_context(p.open("rb"))) for p in spilled]
+            joined = join_verdicts(run.records(), merge_verdicts(streams), run.shared)
 
-    for path in sorted(outputs.rglob("*.out")):
-        collected.files += 1
-        if path.name == MANIFEST_NAME:
-            collected.manifests.append(parse_manifest(path.read_bytes()))
-            continue
-        with path.open("rb") as stream:
-            for result in read_output_lines(stream, str(path.relative_to(outputs)), collected.bad_lines):
-                collected.lines += 1
-                take(result)
-                if collected.lines % 10_000 == 0:
-                    progress("reading outputs", collected.lines)
-    return collected
+            def rows() -> Iterator[dict[str, Any]]:
+                for record, verdict in joined:
+                    row = output_row(record, verdict, layout)
+                    summary.add(record, row)
+                    if summary.rows % 10_000 == 0:
+                        progress("writing results", summary.rows)
+                    yield row
+
+            write_table(out_file, output_columns(layout, labelled=run.plan.get("labelled", 0) > 0), rows())
+    progress("writing results", summary.rows)
+    result = summary.to_dict()
+    result.update(_token_summary(tokens, manifests, run.task.model_id, prices or PriceTable.load()))
+    result.update(
+        {
+            "source": run.plan["source"],
+            "task": run.task.name,
+            "model_id": run.task.model_id,
+            "results_file": out_file.name,
+            "output_files": files,
+            "unreadable_lines": [vars(b) for b in bad_lines[:20]],
+            "unreadable_line_count": len(bad_lines),
+            "unknown_records": unknown,
+        }
+    )
+    (out_file.parent / SUMMARY).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result
 
 
 def _kind_by_record(shards: list[Shard]) -> Callable[[int], ShardKind]:
@@ -288,64 +334,13 @@ def _kind_by_record(shards: list[Shard]) -> Callable[[int], ShardKind]:
     return kind_of
 
 
-def collect(
-    folder: Path,
-    outputs: Path,
-    out_file: Path,
-    *,
-    prices: PriceTable | None = None,
-    progress: Progress = _quiet,
+def _token_summary(
+    tokens: dict[str, dict[str, int]], manifests: list[Manifest], model_id: str, prices: PriceTable
 ) -> dict[str, Any]:
-    """Join batch outputs with a prepared run; write the results file and ``summary.json`` beside it."""
-    run = PreparedRun.load(folder)
-    if not outputs.is_dir():
-        raise PreparedRunError(f"{outputs} is not a folder of batch outputs.")
-    matcher = LabelMatcher(run.task)
-    collected = read_outputs(outputs, run, matcher, progress)
-    summary = SummaryBuilder(categories=run.task.category_names)
-    layout = run.layout
-    missing = judge(None, matcher, run.task)
-
-    def rows() -> Iterator[dict[str, Any]]:
-        for record in run.records():
-            verdict = None
-            if record.rid is not None:
-                verdict = collected.verdicts.get(record_index(record.rid), missing)
-            row = output_row(record, verdict, layout)
-            summary.add(record, row)
-            if summary.rows % 10_000 == 0:
-                progress("writing results", summary.rows)
-            yield row
-
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    write_table(out_file, output_columns(layout, labelled=run.plan.get("labelled", 0) > 0), rows())
-    progress("writing results", summary.rows)
-    result = summary.to_dict()
-    result.update(_token_summary(collected, run.task.model_id, prices or PriceTable.load()))
-    result.update(
-        {
-            "source": run.plan["source"],
-            "task": run.task.name,
-            "model_id": run.task.model_id,
-            "results_file": out_file.name,
-            "output_files": collected.files,
-            "unreadable_lines": [vars(b) for b in collected.bad_lines[:20]],
-            "unreadable_line_count": len(collected.bad_lines),
-            "unknown_records": collected.unknown_records,
-        }
-    )
-    (out_file.parent / SUMMARY).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return result
-
-
-def _token_summary(collected: CollectedOutputs, model_id: str, prices: PriceTable) -> dict[str, Any]:
-    batch, on_demand = collected.tokens[ShardKind.BATCH.value], collected.tokens[ShardKind.ON_DEMAND.value]
-    if collected.manifests:
+    batch, on_demand = tokens[ShardKind.BATCH.value], tokens[ShardKind.ON_DEMAND.value]
+    if manifests:
         # Bedrock's own count of what each job processed is what it bills.
-        batch = {
-            "input": sum(m.input_tokens for m in collected.manifests),
-            "output": sum(m.output_tokens for m in collected.manifests),
-        }
+        batch = {"input": sum(m.input_tokens for m in manifests), "output": sum(m.output_tokens for m in manifests)}
     batch_usd = prices.cost(model_id, batch["input"], batch["output"], "batch")
     on_demand_usd = prices.cost(model_id, on_demand["input"], on_demand["output"], "on_demand")
     return {
@@ -354,9 +349,9 @@ def _token_summary(collected: CollectedOutputs, model_id: str, prices: PriceTabl
             "output": batch["output"] + on_demand["output"],
             "batch": batch,
             "on_demand": on_demand,
-            "source": "manifest" if collected.manifests else "output lines",
+            "source": "manifest" if manifests else "output lines",
         },
         "cost_usd": round(batch_usd + on_demand_usd, 6),
         "cost": {"batch_usd": round(batch_usd, 6), "on_demand_usd": round(on_demand_usd, 6)},
-        "manifests": [m.to_dict() for m in collected.manifests],
+        "manifests": [m.to_dict() for m in manifests],
     }

@@ -7,15 +7,19 @@ by, so a summary of a million rows needs no second pass.
 
 from __future__ import annotations
 
+import heapq
+import json
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import BatchClassifierError
 from .evaluation import evaluate
 from .labels import LabelMatcher, MatchMethod
 from .mapping import OutputLayout
 from .outputs import ModelResult, extract_answer
-from .records import CanonicalRecord, RowStatus
+from .records import CanonicalRecord, RowStatus, record_index
 from .tasks import Task
 
 # Columns the product adds to every output row, after the id and the input's own columns.
@@ -23,6 +27,10 @@ RESULT_COLUMNS = ("class", "rationale", "status", "reason", "match", "model_answ
 CORRECT_COLUMN = "correct"
 _RESERVED = frozenset(("id", *RESULT_COLUMNS, CORRECT_COLUMN))
 MISSING_REASON = "missing from the model output"
+
+
+class ResultsJoinError(BatchClassifierError):
+    """Records and results cannot be joined (they come from different runs, or a file is incomplete)."""
 
 
 @dataclass(slots=True)
@@ -37,11 +45,42 @@ class Verdict:
     reason: str | None = None
     retryable: bool = False
 
+    def to_json(self, index: int) -> str:
+        """One line of a results file: the record index and the verdict's set fields."""
+        data: dict[str, Any] = {"i": index, "status": self.status.value}
+        for key, value in (
+            ("class", self.category),
+            ("rationale", self.rationale),
+            ("match", self.match.value if self.match else None),
+            ("answer", self.answer),
+            ("reason", self.reason),
+        ):
+            if value is not None:
+                data[key] = value
+        if self.retryable:
+            data["retryable"] = True
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> tuple[int, Verdict]:
+        data = json.loads(line)
+        match = data.get("match")
+        verdict = cls(
+            status=RowStatus(data["status"]),
+            category=data.get("class"),
+            rationale=data.get("rationale"),
+            match=MatchMethod(match) if match else None,
+            answer=data.get("answer"),
+            reason=data.get("reason"),
+            retryable=data.get("retryable", False),
+        )
+        return data["i"], verdict
+
 
 def judge(result: ModelResult | None, matcher: LabelMatcher, task: Task) -> Verdict:
     """The verdict on one model result (None: the record never came back)."""
     if result is None:
-        return Verdict(RowStatus.MODEL_ERROR, reason=MISSING_REASON, retryable=True)
+        return judge_missing()
     if result.failed:
         message = f": {result.error_message}" if result.error_message else ""
         return Verdict(RowStatus.MODEL_ERROR, reason=f"error {result.error_code}{message}", retryable=result.retryable)
@@ -64,6 +103,108 @@ def judge(result: ModelResult | None, matcher: LabelMatcher, task: Task) -> Verd
     return Verdict(
         RowStatus.CLASSIFIED, category=found.category, rationale=rationale, match=found.method, answer=answer.label
     )
+
+
+@dataclass
+class JudgedOutputs:
+    """The verdicts of one batch of model results (a job's output files, an on-demand shard), with totals."""
+
+    verdicts: dict[int, Verdict] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    unknown_records: int = 0
+
+    def take(self, result: ModelResult, verdict: Verdict, index: int) -> None:
+        """Keep ``verdict`` for ``index`` unless an answer is already there (an answer beats an error)."""
+        self.input_tokens += result.input_tokens
+        self.output_tokens += result.output_tokens
+        previous = self.verdicts.get(index)
+        if previous is None or previous.status is RowStatus.MODEL_ERROR:
+            self.verdicts[index] = verdict
+
+    def sorted_lines(self) -> Iterator[str]:
+        for index in sorted(self.verdicts):
+            yield self.verdicts[index].to_json(index)
+
+
+def judge_results(
+    results: Iterable[ModelResult], matcher: LabelMatcher, task: Task, known: Callable[[int], bool]
+) -> JudgedOutputs:
+    """Judge every result whose record id is one of ours (``known``); others are only counted."""
+    judged = JudgedOutputs()
+    for result in results:
+        index = record_index(result.record_id) if result.record_id[1:].isdigit() else 0
+        if not known(index):
+            judged.unknown_records += 1
+            continue
+        judged.take(result, judge(result, matcher, task), index)
+    return judged
+
+
+def read_verdicts(lines: Iterable[bytes | str]) -> Iterator[tuple[int, Verdict]]:
+    """``(index, verdict)`` from a results file written in index order."""
+    for line in lines:
+        if line.strip():
+            yield Verdict.from_json(line)
+
+
+def merge_verdicts(streams: Iterable[Iterable[tuple[int, Verdict]]]) -> Iterator[tuple[int, Verdict]]:
+    """One index-ordered stream from several; for an index seen twice an answer beats an error, and the
+    later of two errors (a retry's) wins."""
+    current: tuple[int, Verdict] | None = None
+    for index, verdict in heapq.merge(*streams, key=lambda item: item[0]):
+        if current is not None and current[0] == index:
+            if current[1].status is RowStatus.MODEL_ERROR:
+                current = (index, verdict)
+            continue
+        if current is not None:
+            yield current
+        current = (index, verdict)
+    if current is not None:
+        yield current
+
+
+def join_verdicts(
+    records: Iterable[CanonicalRecord], verdicts: Iterable[tuple[int, Verdict]], shared: set[int]
+) -> Iterator[tuple[CanonicalRecord, Verdict | None]]:
+    """Each record (input order) with its verdict; memory holds only the verdicts of shared texts.
+
+    First occurrences of texts come in index order, so the index-ordered verdicts are read alongside;
+    a first occurrence without a verdict is missing from the model output. Rows that never reached the
+    model get None.
+    """
+    pending = iter(verdicts)
+    ahead: tuple[int, Verdict] | None = next(pending, None)
+    kept: dict[int, Verdict] = {}
+    missing = judge_missing()
+    for record in records:
+        if record.rid is None:
+            yield record, None
+            continue
+        index = record_index(record.rid)
+        if not record.first:
+            shared_verdict = kept.get(index)
+            if shared_verdict is None:
+                raise ResultsJoinError(
+                    f"row {record.row} repeats text {record.rid}, which is not listed as shared; "
+                    "the prepared records and their list of shared texts do not belong together."
+                )
+            yield record, shared_verdict
+            continue
+        while ahead is not None and ahead[0] < index:
+            ahead = next(pending, None)
+        verdict = missing
+        if ahead is not None and ahead[0] == index:
+            verdict = ahead[1]
+            ahead = next(pending, None)
+        if index in shared:
+            kept[index] = verdict
+        yield record, verdict
+
+
+def judge_missing() -> Verdict:
+    """The verdict on a record that never came back from the model."""
+    return Verdict(RowStatus.MODEL_ERROR, reason=MISSING_REASON, retryable=True)
 
 
 def output_name(column: str) -> str:
