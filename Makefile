@@ -9,7 +9,18 @@ BIN := $(VENV)/bin
 DEMO_INPUT ?= ../shared/data/travel_conversations_labeled.xlsx
 DEMO_OUT ?= demo-output
 
-.PHONY: help dev demo test lint format bench clean
+# Deployment tooling lives apart from .venv: the SAM CLI pins its own boto3 and aws-sam-translator.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+CFN_LINT := $(SAM_VENV)/bin/cfn-lint
+ASL_VALIDATOR := node_modules/asl-validator/package.json
+# The SAM CLI wants a region even offline; telemetry stays off.
+SAM_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0
+# sam build runs `python3.13` from PATH; under pyenv that shim resolves only when 3.13 is an active version.
+PYENV_VERSIONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | sort -V | paste -sd: -)
+BUILD_ENV := $(SAM_ENV) $(if $(PYENV_VERSIONS),PYENV_VERSION=$(PYENV_VERSIONS))
+
+.PHONY: help dev demo test lint validate build package-size format bench clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,10 +41,31 @@ demo: dev ## Set up, then prepare the sample data for Bedrock batch jobs and est
 test: dev ## Run the whole test suite
 	$(BIN)/pytest
 
-lint: dev ## ruff (check and format) and mypy on the shared package
+lint: dev validate ## ruff (check and format), mypy on the shared package, then everything `validate` checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+$(SAM): requirements/sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
+	@touch $@
+
+$(ASL_VALIDATOR): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+validate: $(SAM) $(ASL_VALIDATOR) ## sam validate --lint and cfn-lint on template.yaml, asl-validator on statemachine/
+	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+	$(SAM_ENV) $(CFN_LINT) template.yaml
+	node scripts/validate_asl.js $(wildcard statemachine/*.asl.json)
+
+build: $(SAM) ## sam build: every function and the CommonLayer into .aws-sam/build (python3.13, no container)
+	$(BUILD_ENV) $(SAM) build --template template.yaml
+
+package-size: dev build ## Unzipped size of each built function plus its layers, against Lambda's 250 MB limit
+	$(BIN)/python scripts/package_size.py .aws-sam/build
 
 format: dev ## Format and fix what ruff can
 	$(BIN)/ruff format .
@@ -43,4 +75,4 @@ bench: dev ## Benchmarks: throughput and peak memory of prepare and collect agai
 	$(BIN)/python tests/bench/bench_pipeline.py
 
 clean: ## Remove the environment and generated files
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(SAM_VENV) .aws-sam node_modules

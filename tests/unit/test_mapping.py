@@ -108,3 +108,14 @@ def test_convert_rows_dedups_texts_and_reports_duplicate_ids():
     assert (stats.rows, stats.invalid, stats.distinct_texts, stats.duplicate_texts) == (5, 1, 2, 2)
     assert stats.duplicate_ids == 1 and stats.duplicate_id_examples == ["1"]
     assert stats.text_chars == len("same") + len("other")
+
+
+def test_a_label_column_is_found_by_name_when_not_given():
+    mapper = RecordMapper(InputMapping(text_columns=("body",)), ["ticket", "body", "Class"])
+    assert mapper.label_column == "Class"
+    assert mapper.map(Row(1, {"body": "b", "Class": " Bug "})).label == "Bug"
+    # Two candidates: ambiguous, so none is taken.
+    assert RecordMapper(InputMapping(text_columns=("body",)), ["body", "label", "class"]).label_column is None
+    # An explicit label column always wins.
+    explicit = RecordMapper(InputMapping(text_columns=("body",), label_column="truth"), ["body", "truth", "class"])
+    assert explicit.label_column == "truth"

@@ -192,7 +192,7 @@ def _per_1000(usd: float, records: int) -> float:
     return usd * 1000 / records if records else 0.0
 
 
-def estimate_cost(  # noqa: PLR0917 - the agreed positional signature
+def estimate_cost(
     prices: PriceTable,
     model_id: str,
     input_tokens: int,

@@ -36,13 +36,16 @@ class OutputLayout:
 
     columns: tuple[str, ...]
     text_column: str | None
+    label_column: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": list(self.columns), "text_column": self.text_column}
+        return {"columns": list(self.columns), "text_column": self.text_column, "label_column": self.label_column}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OutputLayout:
-        return cls(columns=tuple(data["columns"]), text_column=data.get("text_column"))
+        return cls(
+            columns=tuple(data["columns"]), text_column=data.get("text_column"), label_column=data.get("label_column")
+        )
 
 
 class RecordMapper:
@@ -56,6 +59,7 @@ class RecordMapper:
             wanted.append(mapping.id_column)
         if mapping.label_column:
             wanted.append(mapping.label_column)
+        self.label_column = mapping.label_column or _detect_label(available, mapping)
         if mapping.carry_columns:
             wanted.extend(mapping.carry_columns)
         missing = [c for c in dict.fromkeys(wanted) if c not in available]
@@ -68,10 +72,10 @@ class RecordMapper:
         if mapping.carry_columns is None:
             shown = tuple(c for c in available if c != mapping.id_column)
         else:
-            label = [mapping.label_column] if mapping.label_column else []
+            label = [self.label_column] if self.label_column else []
             shown = tuple(dict.fromkeys([*mapping.carry_columns, *label]))
         restored = single_text if single_text in shown else None
-        self.layout = OutputLayout(columns=shown, text_column=restored)
+        self.layout = OutputLayout(columns=shown, text_column=restored, label_column=self.label_column)
         self._carry = tuple(c for c in shown if c != restored)
         self._text_columns = mapping.text_columns
         self._max_chars = mapping.max_text_chars
@@ -79,7 +83,7 @@ class RecordMapper:
     def map(self, row: Row) -> CanonicalRecord:
         values = row.values
         carry = {c: values.get(c) for c in self._carry}
-        label = _as_label(values.get(self.mapping.label_column)) if self.mapping.label_column else None
+        label = _as_label(values.get(self.label_column)) if self.label_column else None
         rid_source = self.mapping.id_column
         row_id = _as_id(values.get(rid_source)) if rid_source else str(row.number)
         text = self._text(values)
@@ -186,6 +190,14 @@ def convert_rows(rows: Iterable[Row], mapper: RecordMapper, stats: ConvertStats)
             else:
                 seen_ids.add(key)
         yield record
+
+
+def _detect_label(columns: list[str], mapping: InputMapping) -> str | None:
+    """The one column named like a ground-truth label, if there is exactly one (and it is not the text or id)."""
+    taken = {*mapping.text_columns, mapping.id_column}
+    wanted = {c.casefold() for c in mapping.label_candidates}
+    found = [c for c in columns if c.strip().casefold() in wanted and c not in taken]
+    return found[0] if len(found) == 1 else None
 
 
 def _as_text(value: Any) -> str:

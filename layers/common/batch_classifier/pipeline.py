@@ -34,6 +34,7 @@ from .readers import open_table
 from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
 from .results import (
     SummaryBuilder,
+    cost_summary,
     join_verdicts,
     judge_results,
     merge_verdicts,
@@ -218,7 +219,7 @@ def prepare(
         "model_id": task.model_id,
         "invocation_type": task.invocation_type.value,
         **stats.to_dict(),
-        "label_column": task.input.label_column,
+        "label_column": layout.label_column,
         "output_layout": layout.to_dict(),
         "shards": [s.to_dict() for s in shards],
         "batch_jobs": sum(1 for s in shards if s.kind is ShardKind.BATCH),
@@ -337,21 +338,15 @@ def _kind_by_record(shards: list[Shard]) -> Callable[[int], ShardKind]:
 def _token_summary(
     tokens: dict[str, dict[str, int]], manifests: list[Manifest], model_id: str, prices: PriceTable
 ) -> dict[str, Any]:
-    batch, on_demand = tokens[ShardKind.BATCH.value], tokens[ShardKind.ON_DEMAND.value]
     if manifests:
         # Bedrock's own count of what each job processed is what it bills.
-        batch = {"input": sum(m.input_tokens for m in manifests), "output": sum(m.output_tokens for m in manifests)}
-    batch_usd = prices.cost(model_id, batch["input"], batch["output"], "batch")
-    on_demand_usd = prices.cost(model_id, on_demand["input"], on_demand["output"], "on_demand")
-    return {
-        "tokens": {
-            "input": batch["input"] + on_demand["input"],
-            "output": batch["output"] + on_demand["output"],
-            "batch": batch,
-            "on_demand": on_demand,
-            "source": "manifest" if manifests else "output lines",
-        },
-        "cost_usd": round(batch_usd + on_demand_usd, 6),
-        "cost": {"batch_usd": round(batch_usd, 6), "on_demand_usd": round(on_demand_usd, 6)},
-        "manifests": [m.to_dict() for m in manifests],
-    }
+        tokens = {
+            **tokens,
+            ShardKind.BATCH.value: {
+                "input": sum(m.input_tokens for m in manifests),
+                "output": sum(m.output_tokens for m in manifests),
+            },
+        }
+    summary = cost_summary(tokens, model_id, prices, source="manifest" if manifests else "output lines")
+    summary["manifests"] = [m.to_dict() for m in manifests]
+    return summary

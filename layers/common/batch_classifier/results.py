@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cost import PriceTable
 from .errors import BatchClassifierError
 from .evaluation import evaluate
 from .labels import LabelMatcher, MatchMethod
@@ -279,3 +280,25 @@ class SummaryBuilder:
             pairs = ((truth, predicted) for (truth, predicted), n in self.pairs.items() for _ in range(n))
             summary["evaluation"] = evaluate(pairs, self.categories).to_dict()
         return summary
+
+
+def cost_summary(
+    tokens: dict[str, dict[str, int]], model_id: str, prices: PriceTable, source: str | None = None
+) -> dict[str, Any]:
+    """Tokens by kind (``batch``, ``on_demand``) and what they cost at the model's batch and on-demand prices."""
+    batch, on_demand = tokens["batch"], tokens["on_demand"]
+    batch_usd = prices.cost(model_id, batch["input"], batch["output"], "batch")
+    on_demand_usd = prices.cost(model_id, on_demand["input"], on_demand["output"], "on_demand")
+    totals: dict[str, Any] = {
+        "input": batch["input"] + on_demand["input"],
+        "output": batch["output"] + on_demand["output"],
+        "batch": batch,
+        "on_demand": on_demand,
+    }
+    if source:
+        totals["source"] = source
+    return {
+        "tokens": totals,
+        "cost_usd": round(batch_usd + on_demand_usd, 6),
+        "cost": {"batch_usd": round(batch_usd, 6), "on_demand_usd": round(on_demand_usd, 6)},
+    }

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import IO, Any
+from typing import Any, Protocol
 
 from .records import BatchLineEncoder
 from .tasks import BatchLimits
@@ -92,7 +92,15 @@ def plan_shards(distinct: int, limits: BatchLimits, estimated_bytes: int = 0) ->
     return ShardPlan(batch_sizes=tuple(sizes), on_demand=rest)
 
 
-ShardOpener = Callable[["Shard"], IO[bytes]]
+class ShardSink(Protocol):
+    """Where a shard's lines go: a local file, an S3 upload."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+ShardOpener = Callable[[Shard], ShardSink]
 
 
 def shard_name(number: int) -> str:
@@ -105,18 +113,19 @@ def write_shards(
     encoder: BatchLineEncoder,
     limits: BatchLimits,
     open_shard: ShardOpener,
+    prefix: str = "",
 ) -> list[Shard]:
     """Write ``(record id, JSON-escaped text)`` items into shard files following ``plan``; returns the shards written.
 
     ``open_shard`` opens the destination of a shard (a local file, an S3 upload); it is closed when the shard
     is full. The byte cap is enforced while writing: a batch shard that would exceed it is closed early and
-    the rest of its planned records move to the next shard.
+    the rest of its planned records move to the next shard. Shard names are ``<prefix>shard-00001``, ...
     """
     targets: deque[float] = deque(plan.batch_sizes)
     shards: list[Shard] = []
     current: Shard | None = None
     target: float = 0
-    out: IO[bytes] | None = None
+    out: ShardSink | None = None
     try:
         for rid, escaped in items:
             line = encoder.encode_escaped(rid, escaped)
@@ -127,7 +136,7 @@ def write_shards(
                     out.close()
                 kind = ShardKind.BATCH if targets else ShardKind.ON_DEMAND
                 target = targets.popleft() if targets else math.inf
-                current = Shard(name=shard_name(len(shards) + 1), kind=kind, first_record_id=rid)
+                current = Shard(name=prefix + shard_name(len(shards) + 1), kind=kind, first_record_id=rid)
                 shards.append(current)
                 out = open_shard(current)
             assert out is not None  # opened with the first item

@@ -85,13 +85,15 @@ class InputMapping(_Strict):
     """How a file's columns become records.
 
     ``text_columns``: one column, or several joined as ``name: value`` lines. ``id_column``: optional, else ids
-    are the data row numbers. ``label_column``: optional ground truth. ``carry_columns``: columns copied to
+    are the data row numbers. ``label_column``: optional ground truth; when not set, a column named like one of
+    ``label_candidates`` (case-insensitive, exactly one) is taken as the ground truth. ``carry_columns``: columns copied to
     the output; ``None`` means every column of the input.
     """
 
     text_columns: tuple[str, ...] = Field(min_length=1)
     id_column: str | None = None
     label_column: str | None = None
+    label_candidates: tuple[str, ...] = ("label", "class", "category", "ground_truth", "true_label")
     carry_columns: tuple[str, ...] | None = None
     max_text_chars: int = Field(default=20_000, gt=0)
 

@@ -1,0 +1,45 @@
+"""The AWS clients of a function, made once per container on first use.
+
+Handlers take their clients from here; tests either pass clients to the domain functions directly or call
+``reset()`` inside a moto context so the next call builds clients against the mock.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .settings import settings
+from .status import StatusStore
+
+# Bedrock runtime calls are retried by our own backoff (per record); the SDK's adaptive mode smooths bursts.
+_RUNTIME_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 3}, read_timeout=120)
+
+
+@cache
+def s3() -> Any:
+    return boto3.client("s3")
+
+
+@cache
+def status_store() -> StatusStore:
+    return StatusStore(boto3.resource("dynamodb").Table(settings().runs_table))
+
+
+@cache
+def bedrock() -> Any:
+    return boto3.client("bedrock")
+
+
+@cache
+def bedrock_runtime() -> Any:
+    return boto3.client("bedrock-runtime", config=_RUNTIME_CONFIG)
+
+
+def reset() -> None:
+    """Forget every client (and the settings), e.g. between tests."""
+    for made in (s3, status_store, bedrock, bedrock_runtime, settings):
+        made.cache_clear()

@@ -1,0 +1,437 @@
+"""Amazon Bedrock: batch inference jobs for batch shards, direct model calls for on-demand shards.
+
+Batch jobs (the ``bedrock`` client):
+
+- :func:`submit_shard` creates one CreateModelInvocationJob per shard, idempotently: a deterministic job name
+  and ``clientRequestToken`` per shard, the job ARN kept on the shard item, and a conflict resolved to the job
+  that already exists. Calling it twice, or redriving an execution, never bills a second job for a shard.
+  A quota refusal or throttling leaves the shard ``QUEUED`` for :func:`check_jobs` to submit later.
+- :func:`check_jobs` polls every open job of the run's current round with GetModelInvocationJob, records
+  status and counts in the status table, submits queued shards as job slots free up, and says how long the
+  workflow should wait before the next poll.
+
+On-demand calls (the ``bedrock-runtime`` client): :func:`invoke_on_demand` answers batch-format input lines
+with InvokeModel or Converse, with bounded concurrency and retries (exponential backoff, full jitter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError, HTTPClientError, ParamValidationError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from pydantic import BaseModel
+
+from .errors import BatchClassifierError, MalformedInputError
+from .outputs import ModelResult, is_retryable, model_result
+from .settings import Settings
+from .sharding import ShardKind
+from .status import SHARD_PREFIX, TERMINAL_JOB_STATUSES, ShardStatus, StatusStore
+from .storage import RunFiles, read_bytes, s3_uri
+from .tasks import InvocationType, parse_task
+from .workflow import Poll, RunRef, ShardRef
+
+# Job names: 1-63 characters, ``[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}`` (CreateModelInvocationJob).
+JOB_NAME_MAX = 63
+_JOB_NAME_PREFIX = "bbc"
+_JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
+_NAME_DIGEST = 10
+_RUN_ID_CHARS = 20
+
+# Refusals that mean "not now": the shard stays queued and a later CheckJobs submits it again.
+_TRY_LATER = frozenset({"ServiceQuotaExceededException", "ThrottlingException", "InternalServerException"})
+# Refusals that may mean a job of that name (or token) already exists: look it up before judging.
+_MAYBE_EXISTS = frozenset({"ConflictException", "ValidationException"})
+# Refusals that will not go away by trying again.
+_REFUSED = frozenset({"ValidationException", "ResourceNotFoundException", "AccessDeniedException"})
+# GetModelInvocationJob failures that only postpone a status update to the next poll.
+_POLL_LATER = frozenset({"ThrottlingException", "InternalServerException"})
+
+# Statuses of shards whose job has ended, and of shards that hold no job slot.
+_ENDED = frozenset({ShardStatus.PROCESSED.value, *TERMINAL_JOB_STATUSES})
+_NOT_OPEN = _ENDED | {ShardStatus.QUEUED.value}
+
+# Job counts from GetModelInvocationJob and the shard item fields they are kept in.
+_JOB_COUNTS = {
+    "totalRecordCount": "total_records",
+    "processedRecordCount": "processed_records",
+    "successRecordCount": "success_records",
+    "errorRecordCount": "error_records",
+}
+
+_BACKOFF_BASE_SECONDS = 1.0
+_BACKOFF_MAX_SECONDS = 20.0
+
+
+class JobSubmissionError(BatchClassifierError):
+    """Bedrock refused a batch job for a reason that trying again will not fix (bad input, model, role)."""
+
+
+class Submission(StrEnum):
+    """What :func:`submit_shard` did for a shard."""
+
+    SUBMITTED = "submitted"  # a new job was created
+    EXISTING = "existing"  # the shard already had a job; nothing was created
+    QUEUED = "queued"  # Bedrock said not now (quota, throttling); the shard waits for CheckJobs
+
+
+class SubmitOutcome(BaseModel):
+    """The SubmitJob result: the shard, what happened, and its job (none while queued)."""
+
+    shard: str
+    outcome: Submission
+    job_arn: str | None = None
+    job_name: str
+
+
+# --- names ----------------------------------------------------------------------------------------------
+
+
+def job_name(run_id: str, shard: str, stage: str) -> str:
+    """The job name of a shard: ``bbc-<stage>-<run id>-<shard>``, deterministic and at most 63 characters.
+
+    Characters Bedrock does not accept become ``-``; when that changed anything or the name is too long, the
+    name is shortened and ends with a digest of the full inputs, so distinct shards keep distinct names.
+    """
+    raw = f"{_JOB_NAME_PREFIX}-{stage}-{run_id[:_RUN_ID_CHARS]}-{shard}"
+    safe = _JOB_NAME_UNSAFE.sub("-", raw)
+    if safe == raw and len(safe) <= JOB_NAME_MAX:
+        return safe
+    digest = hashlib.sha256(f"{stage}\n{run_id}\n{shard}".encode()).hexdigest()[:_NAME_DIGEST]
+    return f"{safe[: JOB_NAME_MAX - _NAME_DIGEST - 1]}-{digest}"
+
+
+def client_token(run_id: str, shard: str) -> str:
+    """The ``clientRequestToken`` of a shard's job: the same for every attempt to submit that shard."""
+    digest = hashlib.sha256(f"{run_id}\n{shard}".encode()).hexdigest()
+    return f"{_JOB_NAME_PREFIX}-{digest[:48]}"
+
+
+def run_invocation(s3: Any, settings: Settings, run_id: str) -> tuple[str, str]:
+    """The model id and invocation type of a run, from the task snapshot ConvertInput kept for it."""
+    key = RunFiles(run_id).task
+    task = parse_task(read_bytes(s3, settings.internal_bucket, key).decode("utf-8"), origin=key)
+    return settings.model_id or task.model_id, task.invocation_type.value
+
+
+# --- submitting -----------------------------------------------------------------------------------------
+
+
+def submit_shard(
+    bedrock: Any,
+    store: StatusStore,
+    settings: Settings,
+    run: RunRef,
+    shard: ShardRef,
+    task_model_id: str,
+    invocation_type: str,
+    *,
+    max_open: int | None = None,
+) -> SubmitOutcome:
+    """Create the batch job of a shard unless it has one already; never creates a second job for a shard.
+
+    ``max_open``: leave the shard queued, without asking Bedrock, while the run has that many open jobs
+    (SubmitJob passes the concurrency limit; CheckJobs counts slots itself).
+    """
+    name = job_name(run.run_id, shard.name, settings.stage)
+    if shard.kind is not ShardKind.BATCH:
+        raise JobSubmissionError(f"shard {shard.name} of run {run.run_id} is an on-demand shard, not a batch job.")
+    item = store.get_shard(run.run_id, shard.name)
+    if item is None:
+        store.add_shards(run.run_id, [shard])
+    elif item.get("job_arn"):
+        return SubmitOutcome(shard=shard.name, outcome=Submission.EXISTING, job_arn=item["job_arn"], job_name=name)
+    if max_open is not None and _open_jobs(store, run.run_id) >= max_open:
+        return SubmitOutcome(shard=shard.name, outcome=Submission.QUEUED, job_name=name)
+    files = RunFiles(run.run_id)
+    request: dict[str, Any] = {
+        "jobName": name,
+        "roleArn": settings.bedrock_role_arn,
+        "clientRequestToken": client_token(run.run_id, shard.name),
+        "modelId": settings.model_id or task_model_id,
+        "inputDataConfig": {
+            "s3InputDataConfig": {
+                "s3Uri": s3_uri(settings.internal_bucket, files.job_input(shard.name)),
+                "s3InputFormat": "JSONL",
+            }
+        },
+        "outputDataConfig": {
+            "s3OutputDataConfig": {"s3Uri": s3_uri(settings.internal_bucket, files.batch_output_prefix(shard.name))}
+        },
+        "timeoutDurationInHours": settings.job_timeout_hours,
+        "modelInvocationType": InvocationType(invocation_type).value,
+    }
+    try:
+        job_arn: str = bedrock.create_model_invocation_job(**request)["jobArn"]
+    except ClientError as exc:
+        code, message = _error(exc)
+        if code in _MAYBE_EXISTS:
+            found = _find_job(bedrock, name)
+            if found is not None:
+                return _attach(store, run.run_id, shard.name, found, name, Submission.EXISTING)
+        if code in _TRY_LATER or code == "ConflictException":
+            # A conflict with no job of that name behind it is another request in flight: try again later.
+            store.note_attempt(run.run_id, shard.name, f"{code}: {message}")
+            return SubmitOutcome(shard=shard.name, outcome=Submission.QUEUED, job_name=name)
+        if code in _REFUSED:
+            raise JobSubmissionError(
+                f"Bedrock refused the batch job for shard {shard.name} of run {run.run_id} ({code}): {message}"
+            ) from None
+        raise
+    return _attach(store, run.run_id, shard.name, job_arn, name, Submission.SUBMITTED)
+
+
+def _attach(store: StatusStore, run_id: str, shard: str, job_arn: str, name: str, how: Submission) -> SubmitOutcome:
+    """Keep the job on the shard item; when another writer attached one first, theirs stands."""
+    if store.mark_submitted(run_id, shard, job_arn, name):
+        return SubmitOutcome(shard=shard, outcome=how, job_arn=job_arn, job_name=name)
+    item = store.get_shard(run_id, shard) or {}
+    return SubmitOutcome(
+        shard=shard,
+        outcome=Submission.EXISTING,
+        job_arn=item.get("job_arn", job_arn),
+        job_name=item.get("job_name", name),
+    )
+
+
+def _find_job(bedrock: Any, name: str) -> str | None:
+    """The ARN of the newest job with exactly this name, if there is one."""
+    pages = bedrock.get_paginator("list_model_invocation_jobs").paginate(
+        nameContains=name, sortBy="CreationTime", sortOrder="Descending"
+    )
+    for page in pages:
+        for summary in page.get("invocationJobSummaries", []):
+            if summary.get("jobName") == name:
+                arn: str = summary["jobArn"]
+                return arn
+    return None
+
+
+def _open_jobs(store: StatusStore, run_id: str) -> int:
+    return sum(1 for item in store.shards(run_id) if _is_open(item))
+
+
+def _is_open(item: dict[str, Any]) -> bool:
+    """A shard whose job is submitted and has not ended."""
+    return bool(item.get("job_arn")) and item.get("shard_status") not in _ENDED
+
+
+def _error(exc: ClientError) -> tuple[str, str]:
+    error = exc.response.get("Error", {})
+    return str(error.get("Code", "Unknown")), str(error.get("Message", ""))
+
+
+# --- polling --------------------------------------------------------------------------------------------
+
+
+def check_jobs(
+    bedrock: Any,
+    store: StatusStore,
+    settings: Settings,
+    run: RunRef,
+    poll: Poll,
+    round: int | None = None,
+    *,
+    task_model_id: str,
+    invocation_type: str,
+) -> Poll:
+    """Poll the open jobs of the round, submit queued shards into free slots, and say how long to wait.
+
+    ``round``: the retry round to check; by default the latest round among the run's shards. The wait
+    doubles from ``poll_min_seconds`` up to ``poll_max_seconds``, and drops back to the minimum after a job
+    ended or a queued shard was submitted: then a slot has freed or a new job is validating, and the next
+    change is likely soon. Moves between intermediate statuses do not reset it.
+    """
+    items = list(store.shards(run.run_id))
+    current = round if round is not None else max((int(item.get("round", 0)) for item in items), default=0)
+    statuses: dict[str, str] = {}
+    queued: list[dict[str, Any]] = []
+    hurry = False
+    for item in items:
+        if item.get("kind") != ShardKind.BATCH.value or int(item.get("round", 0)) != current:
+            continue
+        name = _shard_name(item)
+        status = str(item.get("shard_status", ShardStatus.QUEUED.value))
+        if _is_open(item):
+            new_status = _poll_job(bedrock, store, run.run_id, name, item)
+            hurry = hurry or (new_status in TERMINAL_JOB_STATUSES and new_status != status)
+            status = new_status
+        elif not item.get("job_arn") and status != ShardStatus.PROCESSED.value:
+            queued.append(item)
+            status = ShardStatus.QUEUED.value
+        statuses[name] = status
+    open_jobs = sum(1 for status in statuses.values() if _open_status(status))
+    for item in sorted(queued, key=_shard_name):
+        if open_jobs >= settings.limits.max_concurrent_jobs:
+            break
+        shard = ShardRef(
+            name=_shard_name(item), kind=ShardKind.BATCH, records=int(item.get("records", 0)), round=current
+        )
+        outcome = submit_shard(bedrock, store, settings, run, shard, task_model_id, invocation_type)
+        if outcome.outcome is Submission.QUEUED:
+            break  # Bedrock is refusing now; the other queued shards would be refused as well
+        statuses[shard.name] = ShardStatus.SUBMITTED.value
+        open_jobs += 1
+        hurry = True
+    waiting = sum(1 for status in statuses.values() if status == ShardStatus.QUEUED.value)
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    return Poll(
+        done=open_jobs == 0 and waiting == 0,
+        wait_seconds=next_wait(poll.wait_seconds, settings, reset=hurry),
+        open=open_jobs,
+        queued=waiting,
+        statuses=dict(sorted(counts.items())),
+    )
+
+
+def next_wait(previous: int, settings: Settings, *, reset: bool = False) -> int:
+    """The next Wait of the polling loop: double the last one, within the configured bounds."""
+    if reset:
+        return settings.poll_min_seconds
+    return max(settings.poll_min_seconds, min(previous * 2, settings.poll_max_seconds))
+
+
+def _poll_job(bedrock: Any, store: StatusStore, run_id: str, shard: str, item: dict[str, Any]) -> str:
+    """The job's status now (recorded on the shard item when it or its counts changed)."""
+    previous = str(item.get("shard_status"))
+    try:
+        job = bedrock.get_model_invocation_job(jobIdentifier=item["job_arn"])
+    except ClientError as exc:
+        if _error(exc)[0] in _POLL_LATER:
+            return previous
+        raise
+    raw = str(job.get("status", previous))
+    try:
+        status = ShardStatus(raw)
+    except ValueError:
+        return raw  # a status this code does not know yet: still open, nothing recorded
+    fields: dict[str, Any] = {field: int(job[key]) for key, field in _JOB_COUNTS.items() if key in job}
+    if job.get("message"):
+        fields["job_message"] = str(job["message"])
+    if isinstance(job.get("endTime"), datetime):
+        fields["job_ended_at"] = job["endTime"].isoformat(timespec="seconds")
+    changed = status.value != previous or any(item.get(k) != v for k, v in fields.items())
+    if changed and not store.set_shard_status(run_id, shard, status, **fields):
+        return ShardStatus.PROCESSED.value  # processed meanwhile: it never changes again
+    return status.value
+
+
+def _open_status(status: str) -> bool:
+    return status not in _NOT_OPEN
+
+
+def _shard_name(item: dict[str, Any]) -> str:
+    return str(item["sk"]).removeprefix(SHARD_PREFIX)
+
+
+# --- on-demand calls ------------------------------------------------------------------------------------
+
+
+def invoke_on_demand(
+    runtime: Any,
+    model_id: str,
+    invocation_type: str,
+    lines: Iterable[bytes],
+    concurrency: int = 4,
+    max_attempts: int = 5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[ModelResult]:
+    """Answer batch input lines (``{"recordId", "modelInput"}``) with direct calls, in any order.
+
+    At most ``concurrency`` calls run at once and at most twice that many lines are read ahead, so memory
+    does not grow with the input. Throttling, timeouts and server errors are tried again up to
+    ``max_attempts`` times; a record that still fails comes back as a failed :class:`ModelResult` (the AWS
+    error code and message), never as an exception.
+    """
+    kind = InvocationType(invocation_type)
+    workers = max(1, concurrency)
+
+    def call(rid: str, model_input: dict[str, Any]) -> ModelResult:
+        return _invoke_with_retries(runtime, model_id, kind, rid, model_input, max_attempts, sleep)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="on-demand") as pool:
+        pending: set[Future[ModelResult]] = set()
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            rid, model_input = _batch_line(raw, number)
+            pending.add(pool.submit(call, rid, model_input))
+            if len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+
+def _batch_line(raw: bytes, number: int) -> tuple[str, dict[str, Any]]:
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise MalformedInputError(f"on-demand input line {number} is not JSON ({exc.msg}).") from None
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("recordId"), str)
+        or not isinstance(doc.get("modelInput"), dict)
+    ):
+        raise MalformedInputError(f"on-demand input line {number} is not a batch line with recordId and modelInput.")
+    return doc["recordId"], doc["modelInput"]
+
+
+def _invoke_with_retries(
+    runtime: Any,
+    model_id: str,
+    kind: InvocationType,
+    rid: str,
+    model_input: dict[str, Any],
+    max_attempts: int,
+    sleep: Callable[[float], None],
+) -> ModelResult:
+    attempts = max(1, max_attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            return _invoke(runtime, model_id, kind, rid, model_input)
+        except ClientError as exc:
+            code, message = _error(exc)
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            retry = is_retryable(code) or status >= 500
+        except (BotoConnectionError, HTTPClientError) as exc:
+            code, message, retry = type(exc).__name__, str(exc), True
+        except ParamValidationError as exc:
+            code, message, retry = type(exc).__name__, str(exc), False
+        if not retry or attempt == attempts:
+            return ModelResult(record_id=rid, error_code=code, error_message=message)
+        sleep(random.uniform(0, min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))))
+    raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
+
+
+def _invoke(runtime: Any, model_id: str, kind: InvocationType, rid: str, model_input: dict[str, Any]) -> ModelResult:
+    if kind is InvocationType.CONVERSE:
+        response: dict[str, Any] = runtime.converse(modelId=model_id, **model_input)
+    else:
+        reply = runtime.invoke_model(
+            modelId=model_id, body=json.dumps(model_input), contentType="application/json", accept="application/json"
+        )
+        try:
+            response = json.loads(reply["body"].read())
+        except json.JSONDecodeError as exc:
+            return ModelResult(record_id=rid, error_code="InvalidModelResponse", error_message=f"not JSON: {exc.msg}")
+    if not isinstance(response, dict):
+        return ModelResult(record_id=rid, error_code="InvalidModelResponse", error_message="not a JSON object")
+    try:
+        return model_result(rid, response)
+    except ValueError as exc:
+        return ModelResult(record_id=rid, error_code="InvalidModelResponse", error_message=str(exc))

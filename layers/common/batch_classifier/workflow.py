@@ -1,0 +1,122 @@
+"""The payloads that pass between the workflow's states (see docs/workflow.md).
+
+Every handler parses its event into one of these models and returns one; field names are the JSON keys the
+state machine reads and writes. Payloads carry S3 keys and counts, never records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .sharding import ShardKind
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ObjectCreated(_Payload):
+    """The execution input: an S3 "Object Created" event as the EventBridge rule's input transformer shapes it."""
+
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    size: int = 0
+    etag: str = ""
+    event_time: str | None = None
+    event_id: str | None = None
+
+    @property
+    def object_key(self) -> str:
+        """The key as stored: EventBridge may deliver it URL-encoded (spaces as '+')."""
+        return decode_key(self.key)
+
+
+def decode_key(key: str) -> str:
+    """Undo S3 event key encoding when the key carries any (``%xx`` escapes or '+' for spaces)."""
+    return unquote_plus(key) if ("%" in key or "+" in key) else key
+
+
+def run_id_for(bucket: str, key: str, etag: str) -> str:
+    """The run id of an upload: the same object (bucket, key, ETag) always gives the same run."""
+    tag = etag.strip('"')
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{tag}".encode()).hexdigest()
+    return digest[:20]
+
+
+class RunRef(_Payload):
+    """What every state after RegisterRun knows about the run."""
+
+    run_id: str
+    task: str
+    bucket: str
+    key: str
+    etag: str = ""
+    size: int = 0
+    duplicate: bool = False
+    started_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+class ShardRef(_Payload):
+    name: str
+    kind: ShardKind
+    records: int
+    round: int = 0
+
+
+class Sharding(_Payload):
+    """The shards of the current round (round 0: the run's own; later rounds: retries)."""
+
+    round: int = 0
+    shards: list[ShardRef] = Field(default_factory=list)
+    batch_shards: list[ShardRef] = Field(default_factory=list)
+    retry: bool = False
+
+
+class Poll(_Payload):
+    """Where the WaitForJobs loop stands."""
+
+    done: bool = False
+    wait_seconds: int = 60
+    open: int = 0
+    queued: int = 0
+    statuses: dict[str, int] = Field(default_factory=dict)
+
+
+class RunInput(_Payload):
+    run: RunRef
+
+
+class ShardInput(_Payload):
+    run: RunRef
+    shard: ShardRef
+
+
+class PollInput(_Payload):
+    run: RunRef
+    poll: Poll = Field(default_factory=Poll)
+
+
+class RetryInput(_Payload):
+    run: RunRef
+    sharding: Sharding
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A payload as the state machine receives it."""
+    return model.model_dump(mode="json")
+
+
+class RegisterInput(_Payload):
+    """RegisterRun's input: the execution input and the execution's id."""
+
+    input: ObjectCreated
+    execution: str | None = None

@@ -1,0 +1,165 @@
+"""The run steps on moto-backed S3 and DynamoDB, in workflow order, with Bedrock's output written as Bedrock does."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from aws_fixtures import CUSTOMER, INTERNAL, answer_batch_job, conversations_csv, create_cloud
+from moto import mock_aws
+
+from batch_classifier.errors import TaskError
+from batch_classifier.records import record_id
+from batch_classifier.runs import (
+    convert_input,
+    finalize_run,
+    plan_retries,
+    process_shard,
+    register_run,
+    shard_records,
+    task_name_for,
+)
+from batch_classifier.status import RunStatus, ShardStatus
+from batch_classifier.storage import RunFiles
+from batch_classifier.workflow import ObjectCreated, ShardRef
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    from aws_fixtures import ENVIRONMENT
+
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield create_cloud()
+
+
+def upload(cloud, key: str, body: bytes) -> ObjectCreated:
+    put = cloud.s3.put_object(Bucket=CUSTOMER, Key=key, Body=body)
+    return ObjectCreated(bucket=CUSTOMER, key=key, size=len(body), etag=put["ETag"].strip('"'))
+
+
+@pytest.mark.parametrize(
+    ("key", "task"),
+    [("input_data/calls.csv", "travel"), ("input_data/support-root-cause/cases.xlsx", "support-root-cause")],
+)
+def test_task_comes_from_the_key(key, task):
+    assert task_name_for(key, "travel") == task
+
+
+def test_register_run_is_idempotent_per_upload(cloud):
+    event = upload(cloud, "input_data/calls.csv", conversations_csv(5))
+    first = register_run(event, cloud.store, cloud.settings)
+    again = register_run(event, cloud.store, cloud.settings)
+    assert not first.duplicate and again.duplicate
+    assert first.run_id == again.run_id
+    item = cloud.store.get_run(first.run_id)
+    assert item["run_status"] == RunStatus.RUNNING.value and item["source_key"] == "input_data/calls.csv"
+    # A failed run of the same upload may start again; a succeeded one may not.
+    cloud.store.finish_run(first.run_id, RunStatus.FAILED, error="boom")
+    assert not register_run(event, cloud.store, cloud.settings).duplicate
+
+
+def test_url_encoded_keys_are_decoded(cloud):
+    body = conversations_csv(3)
+    cloud.s3.put_object(Bucket=CUSTOMER, Key="input_data/calls 2024+Q1 é.csv", Body=body)
+    event = ObjectCreated(bucket=CUSTOMER, key="input_data/calls+2024%2BQ1+%C3%A9.csv", size=len(body), etag="x")
+    run = register_run(event, cloud.store, cloud.settings)
+    assert run.key == "input_data/calls 2024+Q1 é.csv"
+    assert convert_input(run, cloud.s3, cloud.store, cloud.settings)["rows"] == 3
+
+
+def test_unknown_task_is_a_named_error(cloud):
+    event = upload(cloud, "input_data/nope/calls.csv", conversations_csv(5))
+    run = register_run(event, cloud.store, cloud.settings)
+    with pytest.raises(TaskError, match="unknown task 'nope'"):
+        convert_input(run, cloud.s3, cloud.store, cloud.settings)
+
+
+def test_user_task_from_the_bucket(cloud):
+    task = (
+        "name: fruit\npersona: You sort fruit.\ninput: {text_columns: [conversation], id_column: conversation_id}\n"
+        "categories:\n  - {name: Apple, description: red}\n  - {name: Pear, description: green}\n"
+    )
+    cloud.s3.put_object(Bucket=CUSTOMER, Key="config/tasks/fruit.yaml", Body=task.encode())
+    run = register_run(upload(cloud, "input_data/fruit/calls.csv", conversations_csv(4)), cloud.store, cloud.settings)
+    convert_input(run, cloud.s3, cloud.store, cloud.settings)
+    stored = cloud.s3.get_object(Bucket=INTERNAL, Key=RunFiles(run.run_id).task)["Body"].read().decode()
+    assert "name: fruit" in stored
+
+
+def test_whole_run_with_record_errors_retried_and_duplicates_fanned_out(cloud):
+    run = register_run(
+        upload(cloud, "input_data/calls.csv", conversations_csv(230, duplicates=10, empty=2)),
+        cloud.store,
+        cloud.settings,
+    )
+    counts = convert_input(run, cloud.s3, cloud.store, cloud.settings)
+    assert (counts["rows"], counts["invalid"], counts["distinct_texts"]) == (230, 2, 219)
+
+    sharding, poll = shard_records(run, cloud.s3, cloud.store, cloud.settings)
+    assert [(s.name, s.kind.value, s.records) for s in sharding.shards] == [("shard-00001", "batch", 219)]
+    assert poll.wait_seconds == 60
+    files = RunFiles(run.run_id)
+    answer_batch_job(
+        cloud.s3,
+        files.job_input("shard-00001"),
+        files.batch_output_prefix("shard-00001"),
+        errors={
+            record_id(3): {"errorCode": 429, "errorMessage": "Too many requests"},
+            record_id(4): {"errorCode": 400, "errorMessage": "Malformed input"},
+        },
+        drop=frozenset({record_id(5)}),
+    )
+    outcome = process_shard(run, sharding.shards[0], cloud.s3, None, cloud.store, cloud.settings)
+    assert outcome["retryable"] == 2  # the 429 and the missing record; the 400 stands
+    assert cloud.store.get_shard(run.run_id, "shard-00001")["shard_status"] == ShardStatus.PROCESSED.value
+
+    retry = plan_retries(run, sharding, cloud.s3, cloud.store, cloud.settings)
+    assert retry.retry and retry.round == 1
+    assert [(s.name, s.kind.value, s.records) for s in retry.shards] == [("retry1-shard-00001", "on_demand", 2)]
+    lines = cloud.s3.get_object(Bucket=INTERNAL, Key=files.on_demand_input("retry1-shard-00001"))["Body"].read()
+    assert [json.loads(x)["recordId"] for x in lines.splitlines()] == [record_id(3), record_id(5)]
+
+    # The retry round's answers (written here as a batch output would be) replace the errors.
+    retry_shard = ShardRef(name="retry1-shard-00001", kind="batch", records=2, round=1)
+    cloud.s3.put_object(Bucket=INTERNAL, Key=files.job_input("retry1-shard-00001"), Body=lines)
+    answer_batch_job(cloud.s3, files.job_input("retry1-shard-00001"), files.batch_output_prefix("retry1-shard-00001"))
+    process_shard(run, retry_shard, cloud.s3, None, cloud.store, cloud.settings)
+    assert not plan_retries(
+        run, retry.model_copy(update={"shards": [retry_shard]}), cloud.s3, cloud.store, cloud.settings
+    ).retry
+
+    result = finalize_run(run, cloud.s3, cloud.store, cloud.settings)
+    assert result["rows"] == 230
+    assert result["by_status"]["classified"] == 227
+    assert result["by_status"]["model_error"] == 1 and result["by_status"]["invalid_input"] == 2
+    csv_key = next(k for k in result["outputs"] if k.endswith(".csv") and "rejects" not in k)
+    body = cloud.s3.get_object(Bucket=CUSTOMER, Key=csv_key.split(f"{CUSTOMER}/", 1)[1])["Body"].read()
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+    assert [r["id"] for r in rows] == [f"c-{i}" for i in range(1, 231)]
+    assert {rows[i]["class"] for i in range(10)} == {"Travel Information"}
+    assert any(k.endswith(".xlsx") for k in result["outputs"])
+    assert any(k.endswith("rejects.csv") for k in result["outputs"])
+    summary = json.loads(
+        cloud.s3.get_object(Bucket=CUSTOMER, Key=result["summary"].split(f"{CUSTOMER}/", 1)[1])["Body"].read()
+    )
+    assert summary["evaluation"]["rows"] == 230
+    assert summary["tokens"]["input"] > 0 and summary["cost_usd"] > 0
+    analytics = cloud.s3.list_objects_v2(Bucket=INTERNAL, Prefix="analytics/results/")["Contents"]
+    assert len(analytics) == 1 and analytics[0]["Key"].endswith(f"/{run.run_id}.parquet")
+    item = cloud.store.get_run(run.run_id)
+    assert item["run_status"] == RunStatus.SUCCEEDED.value
+    assert not cloud.store.finish_run(run.run_id, RunStatus.FAILED)  # a succeeded run never moves back
+
+
+def test_a_failed_job_leaves_every_record_retryable(cloud):
+    run = register_run(upload(cloud, "input_data/calls.csv", conversations_csv(120)), cloud.store, cloud.settings)
+    convert_input(run, cloud.s3, cloud.store, cloud.settings)
+    sharding, _ = shard_records(run, cloud.s3, cloud.store, cloud.settings)
+    outcome = process_shard(run, sharding.shards[0], cloud.s3, None, cloud.store, cloud.settings)
+    assert outcome["retryable"] == 120
+    retry = plan_retries(run, sharding, cloud.s3, cloud.store, cloud.settings)
+    assert [(s.kind.value, s.records) for s in retry.batch_shards] == [("batch", 120)]
