@@ -1,0 +1,68 @@
+"""Each workflow handler run with its sample event from events/, in workflow order, on moto-backed AWS."""
+
+from __future__ import annotations
+
+import pytest
+from aws_fixtures import (
+    CUSTOMER,
+    ENVIRONMENT,
+    LambdaContext,
+    answer_batch_job,
+    conversations_csv,
+    create_cloud,
+    event,
+    load_handler,
+)
+from moto import mock_aws
+
+from batch_classifier import aws
+from batch_classifier.storage import RunFiles
+from batch_classifier.workflow import ObjectCreated
+
+HANDLERS = ["register_run", "convert_input", "shard_records", "process_results", "plan_retries", "finalize_run"]
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        aws.reset()
+        made = create_cloud()
+        yield made
+        aws.reset()
+
+
+@pytest.fixture(scope="module")
+def handlers():
+    return {name: load_handler(name) for name in HANDLERS}
+
+
+def test_sample_events_drive_a_run_end_to_end(cloud, handlers):
+    start = ObjectCreated.model_validate(event("workflow_input"))
+    cloud.s3.put_object(Bucket=CUSTOMER, Key=start.object_key, Body=conversations_csv(150))
+    context = LambdaContext()
+
+    run = handlers["register_run"].lambda_handler(event("register_run"), context)
+    assert run == {**event("convert_input")["run"], "started_at": run["started_at"]}
+    duplicate = handlers["register_run"].lambda_handler(event("register_run"), context)
+    assert duplicate["duplicate"] is True
+
+    counts = handlers["convert_input"].lambda_handler(event("convert_input"), context)
+    assert counts["rows"] == 150 and counts["labelled"] == 150
+
+    planned = handlers["shard_records"].lambda_handler(event("shard_records"), context)
+    assert planned["sharding"]["shards"] == [event("process_results")["shard"]]
+    assert planned["poll"] == {"done": False, "wait_seconds": 60, "open": 0, "queued": 0, "statuses": {}}
+
+    files = RunFiles(run["run_id"])
+    answer_batch_job(cloud.s3, files.job_input("shard-00001"), files.batch_output_prefix("shard-00001"))
+    processed = handlers["process_results"].lambda_handler(event("process_results"), context)
+    assert processed == {"shard": "shard-00001", "records": 150, "by_status": {"classified": 150}, "retryable": 0}
+
+    retry = handlers["plan_retries"].lambda_handler(event("plan_retries"), context)
+    assert retry["retry"] is False
+
+    result = handlers["finalize_run"].lambda_handler(event("finalize_run"), context)
+    assert result["status"] == "SUCCEEDED" and result["rows"] == 150
+    assert [o.rsplit(".", 1)[-1] for o in result["outputs"]] == ["csv", "xlsx"]
