@@ -3,7 +3,7 @@ from datetime import date
 import pytest
 
 from batch_classifier.errors import MissingColumnError
-from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows
+from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows, duplicate_id_examples
 from batch_classifier.readers import Row
 from batch_classifier.records import RowStatus
 from batch_classifier.tasks import InputMapping
@@ -106,7 +106,8 @@ def test_convert_rows_dedups_texts_and_reports_duplicate_ids():
     assert [r.rid for r in records] == ["R0000000001", "R0000000002", "R0000000001", None, "R0000000002"]
     assert [r.first for r in records] == [True, True, False, False, False]
     assert (stats.rows, stats.invalid, stats.distinct_texts, stats.duplicate_texts) == (5, 1, 2, 2)
-    assert stats.duplicate_ids == 1 and stats.duplicate_id_examples == ["1"]
+    assert stats.duplicate_ids == 1
+    assert duplicate_id_examples((r.id for r in records), stats.duplicate_id_hashes) == ["1"]
     assert stats.text_chars == len("same") + len("other")
 
 

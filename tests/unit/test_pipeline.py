@@ -204,3 +204,11 @@ def test_seed_unlabelled_files_prepare(tmp_path, seed_data, name, rows):
     plan = prepare(seed_data / name, tmp_path / "prep", load_task("travel")).plan
     assert plan["rows"] == rows and plan["invalid"] == 0
     assert plan["distinct_texts"] == 210
+
+
+def test_prepare_reports_duplicate_ids_with_examples(tmp_path):
+    source = tmp_path / "calls.csv"
+    source.write_text("conversation_id,conversation\n7,a\n8,b\n7,c\n9,d\n8,e\n7,f\n", encoding="utf-8")
+    plan = prepare(source, tmp_path / "prep", load_task("travel")).plan
+    assert plan["duplicate_ids"] == 3
+    assert plan["duplicate_id_examples"] == ["7", "8"]

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from aws_fixtures import CUSTOMER, INTERNAL, answer_batch_job, conversations_csv, create_cloud
+from aws_fixtures import CUSTOMER, ENVIRONMENT, INTERNAL, answer_batch_job, conversations_csv, create_cloud
 from moto import mock_aws
 
 from batch_classifier.errors import TaskError
@@ -28,8 +28,6 @@ from batch_classifier.workflow import ObjectCreated, ShardRef
 
 @pytest.fixture
 def cloud(monkeypatch):
-    from aws_fixtures import ENVIRONMENT
-
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     with mock_aws():

@@ -271,7 +271,7 @@ def check_jobs(
         statuses[name] = status
     open_jobs = sum(1 for status in statuses.values() if _open_status(status))
     for item in sorted(queued, key=_shard_name):
-        if False:
+        if open_jobs >= settings.limits.max_concurrent_jobs:
             break
         shard = ShardRef(
             name=_shard_name(item), kind=ShardKind.BATCH, records=int(item.get("records", 0)), round=current

@@ -13,6 +13,7 @@ their result is fanned back out to every row that carries them.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -147,6 +148,7 @@ class ConvertStats:
     labelled: int = 0
     duplicate_ids: int = 0
     duplicate_id_examples: list[str] = field(default_factory=list)
+    duplicate_id_hashes: set[int] = field(default_factory=set)
     # Indices of the texts that more than one row carries: their verdicts are kept while results are joined.
     shared: set[int] = field(default_factory=set)
 
@@ -164,9 +166,13 @@ class ConvertStats:
 
 
 def convert_rows(rows: Iterable[Row], mapper: RecordMapper, stats: ConvertStats) -> Iterator[CanonicalRecord]:
-    """Map, validate and index every row, counting as it goes; yields records in input order."""
+    """Map, validate and index every row, counting as it goes; yields records in input order.
+
+    Duplicate ids are counted at the end from 8-byte hashes of the ids (a report, not a decision, so a hash
+    collision costs nothing); :func:`duplicate_id_examples` finds example ids in a second look when needed.
+    """
     index = TextIndex()
-    seen_ids: set[int] | None = set() if mapper.mapping.id_column else None
+    id_hashes: array[int] | None = array("q") if mapper.mapping.id_column else None
     for row in rows:
         record = mapper.map(row)
         text_index = index.assign(record)
@@ -181,15 +187,38 @@ def convert_rows(rows: Iterable[Row], mapper: RecordMapper, stats: ConvertStats)
             stats.shared.add(text_index)
         stats.truncated += record.truncated
         stats.labelled += record.label is not None
-        if seen_ids is not None and record.id:
-            key = hash(record.id)  # 64-bit hashes: a report, not a decision, so a collision costs nothing
-            if key in seen_ids:
-                stats.duplicate_ids += 1
-                if len(stats.duplicate_id_examples) < _DUPLICATE_ID_EXAMPLES:
-                    stats.duplicate_id_examples.append(record.id)
-            else:
-                seen_ids.add(key)
+        if id_hashes is not None and record.id:
+            id_hashes.append(hash(record.id))
         yield record
+    del index  # the text index is the largest thing held: let it go before counting ids
+    if id_hashes is not None:
+        stats.duplicate_ids, stats.duplicate_id_hashes = _repeated(id_hashes)
+
+
+def _repeated(hashes: array[int]) -> tuple[int, set[int]]:
+    """How many values repeat an earlier one, and which values repeat (counted by pyarrow, off the heap)."""
+    import pyarrow as pa  # noqa: PLC0415 - only ids need it, and CSV-only work should not pay for it up front
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    if not hashes:
+        return 0, set()
+    values = pa.Array.from_buffers(pa.int64(), len(hashes), [None, pa.py_buffer(hashes)])
+    counted = pc.value_counts(values)
+    repeated = counted.filter(pc.greater(counted.field("counts"), 1))
+    extra = sum(count - 1 for count in repeated.field("counts").to_pylist())
+    return extra, set(repeated.field("values").to_pylist())
+
+
+def duplicate_id_examples(ids: Iterable[str], hashes: set[int], limit: int = _DUPLICATE_ID_EXAMPLES) -> list[str]:
+    """The first ``limit`` distinct ids whose hash is among the repeated ones."""
+    found: dict[str, None] = {}
+    if hashes:
+        for row_id in ids:
+            if hash(row_id) in hashes:
+                found[row_id] = None
+                if len(found) == limit:
+                    break
+    return list(found)
 
 
 def _detect_label(columns: list[str], mapping: InputMapping) -> str | None:

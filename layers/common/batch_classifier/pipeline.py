@@ -27,7 +27,7 @@ from typing import IO, Any
 from .cost import PriceTable, estimate_cost, tokens_for_chars
 from .errors import BatchClassifierError
 from .labels import LabelMatcher
-from .mapping import ConvertStats, OutputLayout, RecordMapper, convert_rows
+from .mapping import ConvertStats, OutputLayout, RecordMapper, convert_rows, duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, Manifest, parse_manifest, read_output_lines
 from .prompts import render_prompt
 from .readers import open_table
@@ -194,6 +194,10 @@ def prepare(
             source, task, records_out, texts_out, rejects_out, options=options, progress=progress
         )
 
+    if stats.duplicate_id_hashes:
+        with (folder / RECORDS).open("rb") as lines:
+            ids = (CanonicalRecord.from_json(line).id for line in lines)
+            stats.duplicate_id_examples = duplicate_id_examples(ids, stats.duplicate_id_hashes)
     encoder = BatchLineEncoder(task)
     shard_plan = plan_shards(stats.distinct_texts, task.batch, estimate_job_bytes(stats, encoder))
 

@@ -1043,6 +1043,8 @@ def _open_parquet(target: str | IO[bytes], label: str, resources: ExitStack) -> 
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
+    # The system allocator hands freed batches back to the OS; Arrow's default pool keeps them (tens of MB).
+    pa.set_memory_pool(pa.system_memory_pool())
     try:
         # A buffered, not pre-buffered, read keeps memory to about one batch even for huge row groups.
         parquet = pq.ParquetFile(target, buffer_size=1024 * 1024, pre_buffer=False)
@@ -1063,7 +1065,8 @@ class _ParquetTable(Table):
     def _iter_rows(self) -> Iterator[Row]:
         keys = list(self.columns)
         number = 0
-        for batch in self._parquet.iter_batches(batch_size=_parquet_batch_rows(self._parquet.metadata)):
+        batches = self._parquet.iter_batches(batch_size=_parquet_batch_rows(self._parquet.metadata), use_threads=False)
+        for batch in batches:
             for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                 number += 1
                 yield Row(number, dict(zip(keys, values, strict=False)))

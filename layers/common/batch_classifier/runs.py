@@ -24,7 +24,7 @@ from .cost import PriceTable
 from .errors import TaskError
 from .formats import FileFormat
 from .labels import LabelMatcher
-from .mapping import OutputLayout
+from .mapping import OutputLayout, duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, ModelResult, parse_manifest, read_output_lines
 from .pipeline import convert_file, distinct_texts
 from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
@@ -73,8 +73,10 @@ def task_name_for(key: str, default: str) -> str:
 def register_run(event: ObjectCreated, store: StatusStore, settings: Settings, execution: str | None = None) -> RunRef:
     """Record the run of an upload; a second event for the same upload comes back ``duplicate``."""
     key = event.object_key
+    # The ETag tells one upload of a key from the next; without one, the event id still tells a redelivery.
+    version = event.etag.strip('"') or f"event:{event.event_id or event.event_time or ''}"
     run = RunRef(
-        run_id=run_id_for(event.bucket, key, event.etag),
+        run_id=run_id_for(event.bucket, key, version),
         task=task_name_for(key, settings.default_task),
         bucket=event.bucket,
         key=key,
@@ -128,6 +130,10 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
         stats, layout = convert_file(
             source, task, records_out, texts_out, rejects_out, name=PurePosixPath(run.key).name
         )
+    if stats.duplicate_id_hashes:
+        with open_object(s3, bucket, files.records) as lines:
+            ids = (CanonicalRecord.from_json(line).id for line in lines)
+            stats.duplicate_id_examples = duplicate_id_examples(ids, stats.duplicate_id_hashes)
     put_bytes(s3, bucket, files.shared, json.dumps(sorted(stats.shared)).encode(), "application/json")
     put_bytes(s3, bucket, files.task, task.to_yaml().encode(), "application/yaml")
     plan = {

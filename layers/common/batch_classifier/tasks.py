@@ -85,9 +85,9 @@ class InputMapping(_Strict):
     """How a file's columns become records.
 
     ``text_columns``: one column, or several joined as ``name: value`` lines. ``id_column``: optional, else ids
-    are the data row numbers. ``label_column``: optional ground truth; when not set, a column named like one of
-    ``label_candidates`` (case-insensitive, exactly one) is taken as the ground truth. ``carry_columns``: columns copied to
-    the output; ``None`` means every column of the input.
+    are the data row numbers. ``label_column``: optional ground truth; when not set, the one column named like
+    one of ``label_candidates`` (any case) is the ground truth. ``carry_columns``: columns copied to the output;
+    ``None`` means every column of the input.
     """
 
     text_columns: tuple[str, ...] = Field(min_length=1)
