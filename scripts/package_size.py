@@ -19,6 +19,7 @@ import yaml
 
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes: function code and all of its layers, unzipped
 MB = 1024 * 1024
+LIMIT_MB = LAMBDA_UNZIPPED_LIMIT / MB
 
 
 class _TemplateLoader(yaml.SafeLoader):
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no function in {args.build_dir / 'template.yaml'}", file=sys.stderr)
         return 2
     too_big = []
-    print(f"{'function':<28}{'code MB':>10}  {'layers MB':<28}{'total MB':>10}  limit {LAMBDA_UNZIPPED_LIMIT / MB:.1f} MB")
+    print(f"{'function':<28}{'code MB':>10}  {'layers MB':<28}{'total MB':>10}  (limit {LIMIT_MB:.1f} MB)")
     for name, code, layers in rows:
         total = code + sum(size for _layer, size in layers)
         layer_text = ", ".join(f"{layer} {size / MB:.1f}" for layer, size in layers) or "-"

@@ -197,6 +197,7 @@ def test_long_job_names_of_different_shards_differ() -> None:
     names = {job_name(RUN.run_id, f"retry1-shard-{n:05d}", stage) for n in range(1, 50)}
     assert len(names) == 49
     assert all(len(n) <= JOB_NAME_MAX for n in names)
+    assert job_name("a" * 20 + "1", "shard-00001", "dev") != job_name("a" * 20 + "2", "shard-00001", "dev")
 
 
 def test_client_token_is_deterministic_and_valid() -> None:
@@ -366,9 +367,7 @@ def test_when_another_writer_attached_a_job_first_theirs_stands(
             return {"shard_status": ShardStatus.QUEUED.value}  # read before the other writer's update
 
     stub.add_response("create_model_invocation_job", {"jobArn": arn("aaaaaaaaaaaa")}, create_params("shard-00001"))
-    outcome = submit_shard(
-        client, StaleRead(store._table), SETTINGS, RUN, batch("shard-00001"), MODEL, "InvokeModel"
-    )
+    outcome = submit_shard(client, StaleRead(store._table), SETTINGS, RUN, batch("shard-00001"), MODEL, "InvokeModel")
 
     assert outcome.outcome is Submission.EXISTING
     assert outcome.job_arn == arn("aaaaaaaaaaaa")
@@ -473,9 +472,7 @@ def test_queued_shards_are_submitted_as_slots_free_but_never_beyond_the_limit(
     assert "job_arn" not in item(store, "shard-00004")
 
 
-def test_a_quota_refusal_while_checking_stops_the_submissions(
-    store: StatusStore, bedrock: tuple[Any, Stubber]
-) -> None:
+def test_a_quota_refusal_while_checking_stops_the_submissions(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
     client, stub = bedrock
     store.add_shards(RUN.run_id, [batch("shard-00001"), batch("shard-00002")])
     stub.add_client_error("create_model_invocation_job", "ServiceQuotaExceededException", "quota", 400)
@@ -548,10 +545,14 @@ def test_only_the_latest_round_is_checked(store: StatusStore, bedrock: tuple[Any
     submitted(store, "shard-00001", arn("aaaaaaaaaaa1"), round=0)
     submitted(store, "retry1-shard-00001", arn("aaaaaaaaaaa2"), round=1)
     store.add_shards(RUN.run_id, [ShardRef(name="retry1-shard-00002", kind=ShardKind.ON_DEMAND, records=9, round=1)])
-    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa2"), "Completed"), {"jobIdentifier": arn("aaaaaaaaaaa2")})
+    stub.add_response(
+        "get_model_invocation_job", job(arn("aaaaaaaaaaa2"), "Completed"), {"jobIdentifier": arn("aaaaaaaaaaa2")}
+    )
 
     latest = poll(store, client)
-    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"), {"jobIdentifier": arn("aaaaaaaaaaa1")})
+    stub.add_response(
+        "get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"), {"jobIdentifier": arn("aaaaaaaaaaa1")}
+    )
     first = poll(store, client, round=0)
 
     assert latest.done
@@ -600,7 +601,9 @@ INVOKE_PARAMS = {
 
 def test_throttling_is_retried_with_backoff_then_succeeds(runtime: tuple[Any, Stubber]) -> None:
     client, stub = runtime
-    stub.add_client_error("invoke_model", "ThrottlingException", "Too many requests", 429, expected_params=INVOKE_PARAMS)
+    stub.add_client_error(
+        "invoke_model", "ThrottlingException", "Too many requests", 429, expected_params=INVOKE_PARAMS
+    )
     stub.add_client_error("invoke_model", "ServiceUnavailableException", "Unavailable", 503)
     stub.add_response("invoke_model", invoke_reply("<classification>Refund</classification>"), INVOKE_PARAMS)
     sleeps: list[float] = []
@@ -652,7 +655,9 @@ def test_converse_requests_and_replies(runtime: tuple[Any, Stubber]) -> None:
     stub.add_response(
         "converse",
         {
-            "output": {"message": {"role": "assistant", "content": [{"text": "<classification>Refund</classification>"}]}},
+            "output": {
+                "message": {"role": "assistant", "content": [{"text": "<classification>Refund</classification>"}]}
+            },
             "stopReason": "end_turn",
             "usage": {"inputTokens": 25, "outputTokens": 7, "totalTokens": 32},
             "metrics": {"latencyMs": 420},

@@ -6,8 +6,9 @@ import csv
 import io
 import json
 
+import boto3
 import pytest
-from aws_fixtures import CUSTOMER, ENVIRONMENT, INTERNAL, answer_batch_job, conversations_csv, create_cloud
+from aws_fixtures import CUSTOMER, ENVIRONMENT, INTERNAL, answer_batch_job, conversations_csv, create_cloud, reply_for
 from moto import mock_aws
 
 from batch_classifier.errors import TaskError
@@ -161,3 +162,41 @@ def test_a_failed_job_leaves_every_record_retryable(cloud):
     assert outcome["retryable"] == 120
     retry = plan_retries(run, sharding, cloud.s3, cloud.store, cloud.settings)
     assert [(s.kind.value, s.records) for s in retry.batch_shards] == [("batch", 120)]
+
+
+class FakeRuntime:
+    """bedrock-runtime at the client boundary: answers invoke_model like an Anthropic model, throttling once."""
+
+    def __init__(self):
+        self.calls = 0
+        self.exceptions = boto3.client("bedrock-runtime", region_name="us-east-1").exceptions
+
+    def invoke_model(self, modelId, body, **kwargs):  # noqa: N803 - boto3's keyword names
+        self.calls += 1
+        if self.calls == 1:
+            raise self.exceptions.ThrottlingException(
+                {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "InvokeModel"
+            )
+        text = json.loads(body)["messages"][0]["content"][0]["text"]
+        reply = {
+            "content": [{"type": "text", "text": reply_for(text)}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1500, "output_tokens": 20},
+        }
+        return {"body": io.BytesIO(json.dumps(reply).encode())}
+
+
+def test_an_on_demand_shard_is_classified_with_bedrock_runtime(cloud, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    run = register_run(upload(cloud, "input_data/calls.csv", conversations_csv(40)), cloud.store, cloud.settings)
+    convert_input(run, cloud.s3, cloud.store, cloud.settings)
+    sharding, _ = shard_records(run, cloud.s3, cloud.store, cloud.settings)
+    assert [(s.kind.value, s.records) for s in sharding.shards] == [("on_demand", 40)]
+    runtime = FakeRuntime()
+    outcome = process_shard(run, sharding.shards[0], cloud.s3, runtime, cloud.store, cloud.settings)
+    assert outcome["by_status"] == {"classified": 40} and outcome["retryable"] == 0
+    assert runtime.calls == 41  # one throttled call, retried
+    shard = cloud.store.get_shard(run.run_id, sharding.shards[0].name)
+    assert shard["input_tokens"] == 40 * 1500
+    result = finalize_run(run, cloud.s3, cloud.store, cloud.settings)
+    assert result["by_status"]["classified"] == 40

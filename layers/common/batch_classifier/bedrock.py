@@ -99,12 +99,13 @@ class SubmitOutcome(BaseModel):
 def job_name(run_id: str, shard: str, stage: str) -> str:
     """The job name of a shard: ``bbc-<stage>-<run id>-<shard>``, deterministic and at most 63 characters.
 
-    Characters Bedrock does not accept become ``-``; when that changed anything or the name is too long, the
-    name is shortened and ends with a digest of the full inputs, so distinct shards keep distinct names.
+    Characters Bedrock does not accept become ``-``; when that changed anything, the run id was cut or the
+    name is too long, the name is shortened and ends with a digest of the full inputs, so distinct shards
+    keep distinct names.
     """
     raw = f"{_JOB_NAME_PREFIX}-{stage}-{run_id[:_RUN_ID_CHARS]}-{shard}"
     safe = _JOB_NAME_UNSAFE.sub("-", raw)
-    if safe == raw and len(safe) <= JOB_NAME_MAX:
+    if safe == raw and len(safe) <= JOB_NAME_MAX and len(run_id) <= _RUN_ID_CHARS:
         return safe
     digest = hashlib.sha256(f"{stage}\n{run_id}\n{shard}".encode()).hexdigest()[:_NAME_DIGEST]
     return f"{safe[: JOB_NAME_MAX - _NAME_DIGEST - 1]}-{digest}"

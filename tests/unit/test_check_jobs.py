@@ -1,0 +1,184 @@
+"""The CheckJobs handler end to end with its sample event: moto for DynamoDB and S3, a stubbed Bedrock client."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from batch_classifier.bedrock import job_name
+from batch_classifier.settings import settings
+from batch_classifier.sharding import ShardKind
+from batch_classifier.status import StatusStore
+from batch_classifier.storage import RunFiles
+from batch_classifier.tasks import load_task
+from batch_classifier.workflow import PollInput, ShardRef
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENT = json.loads((ROOT / "events" / "check_jobs.json").read_text(encoding="utf-8"))
+RUN_ID = EVENT["run"]["run_id"]
+ROLE = "arn:aws:iam::123456789012:role/bbc-bedrock-batch"
+ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "POWERTOOLS_SERVICE_NAME": "check_jobs",
+    "POWERTOOLS_METRICS_NAMESPACE": "BatchClassifierTest",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "RUNS_TABLE": "bbc-runs",
+    "CUSTOMER_BUCKET": "bbc-customer-test",
+    "INTERNAL_BUCKET": "bbc-internal-test",
+    "BEDROCK_ROLE_ARN": ROLE,
+    "STAGE": "test",
+    "MAX_CONCURRENT_JOBS": "2",
+    "POLL_MIN_SECONDS": "60",
+    "POLL_MAX_SECONDS": "900",
+}
+
+
+def arn(job_id: str) -> str:
+    return f"arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/{job_id}"
+
+
+def job(job_arn: str, status: str) -> dict[str, Any]:
+    uri = "s3://bbc-internal-test/x"
+    return {
+        "jobArn": job_arn,
+        "modelId": load_task("travel").model_id,
+        "roleArn": ROLE,
+        "status": status,
+        "submitTime": datetime(2024, 6, 3, 9, 20, tzinfo=UTC),
+        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": uri}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": uri}},
+    }
+
+
+@pytest.fixture
+def lambda_context() -> SimpleNamespace:
+    return SimpleNamespace(
+        function_name="CheckJobsFunction",
+        memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:CheckJobsFunction",
+        aws_request_id="4f1c7a8e-0000-4000-8000-000000000002",
+    )
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
+    """The deployed environment: settings in the environment, the status table and the run's task snapshot."""
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    with mock_aws():
+        table = boto3.resource("dynamodb").create_table(
+            TableName="bbc-runs",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "run_status", "started_at")
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "RunsByStatus",
+                    "KeySchema": [
+                        {"AttributeName": "run_status", "KeyType": "HASH"},
+                        {"AttributeName": "started_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="bbc-internal-test")
+        s3.put_object(
+            Bucket="bbc-internal-test", Key=RunFiles(RUN_ID).task, Body=load_task("travel").to_yaml().encode()
+        )
+        yield StatusStore(table)
+    settings.cache_clear()
+
+
+@pytest.fixture
+def app(aws: StatusStore) -> ModuleType:
+    """The handler module, loaded from its file as Lambda loads it (fresh per test: no cached clients)."""
+    spec = importlib.util.spec_from_file_location("check_jobs_app", ROOT / "functions" / "check_jobs" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def bedrock(app: ModuleType) -> Iterator[Stubber]:
+    """The handler's own Bedrock client, stubbed: any call not expected fails the test."""
+    with Stubber(app._bedrock()) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def shard(name: str) -> ShardRef:
+    return ShardRef(name=name, kind=ShardKind.BATCH, records=150)
+
+
+def test_the_sample_event_is_a_poll_input() -> None:
+    assert PollInput.model_validate(EVENT).poll.wait_seconds == 60
+
+
+def test_polls_jobs_and_submits_queued_shards(
+    app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any
+) -> None:
+    aws.add_shards(RUN_ID, [shard("shard-00001"), shard("shard-00002"), shard("shard-00003")])
+    aws.mark_submitted(RUN_ID, "shard-00001", arn("aaaaaaaaaaa1"), job_name(RUN_ID, "shard-00001", "test"))
+    bedrock.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"))
+    bedrock.add_response("create_model_invocation_job", {"jobArn": arn("aaaaaaaaaaa2")})
+
+    result = app.lambda_handler(EVENT, lambda_context)
+
+    assert result == {
+        "done": False,
+        "wait_seconds": 60,
+        "open": 2,
+        "queued": 1,
+        "statuses": {"InProgress": 1, "QUEUED": 1, "Submitted": 1},
+    }
+
+
+def test_done_when_every_job_has_ended(
+    app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any
+) -> None:
+    aws.add_shards(RUN_ID, [shard("shard-00001"), shard("shard-00002")])
+    aws.add_shards(RUN_ID, [ShardRef(name="shard-00003", kind=ShardKind.ON_DEMAND, records=40)])
+    for number, status in ((1, "Completed"), (2, "Expired")):
+        name = f"shard-0000{number}"
+        aws.mark_submitted(RUN_ID, name, arn(f"aaaaaaaaaaa{number}"), job_name(RUN_ID, name, "test"))
+        bedrock.add_response("get_model_invocation_job", job(arn(f"aaaaaaaaaaa{number}"), status))
+
+    result = app.lambda_handler({**EVENT, "poll": {**EVENT["poll"], "wait_seconds": 900}}, lambda_context)
+
+    assert result["done"] is True
+    assert (result["open"], result["queued"]) == (0, 0)
+    assert result["statuses"] == {"Completed": 1, "Expired": 1}
+
+
+def test_the_wait_grows_while_nothing_changes(
+    app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any
+) -> None:
+    aws.add_shards(RUN_ID, [shard("shard-00001")])
+    aws.mark_submitted(RUN_ID, "shard-00001", arn("aaaaaaaaaaa1"), job_name(RUN_ID, "shard-00001", "test"))
+    event = EVENT
+    waits = []
+    for _ in range(6):
+        bedrock.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"))
+        poll = app.lambda_handler(event, lambda_context)
+        waits.append(poll["wait_seconds"])
+        event = {**EVENT, "poll": poll}
+
+    assert waits == [120, 240, 480, 900, 900, 900]

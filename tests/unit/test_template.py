@@ -1,0 +1,388 @@
+"""The SAM template against the contract in docs/workflow.md and the state machine definition.
+
+The template is rendered to CloudFormation offline with aws-sam-translator (what ``sam deploy`` does server-side),
+so the assertions look at the resources CloudFormation would really create.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+WORKFLOW_DOC = ROOT / "docs" / "workflow.md"
+STATE_MACHINE = "BatchClassifierStateMachine"
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+# Resources other than roles that carry one PolicyDocument (IAM or resource policies).
+POLICY_RESOURCES = {
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
+}
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """Safe YAML loader that turns CloudFormation's short-form tags into their long form (``!Ref x`` → Ref)."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+_TemplateLoader.add_multi_constructor("!", _intrinsic)
+
+
+def _no_managed_policy_lookup() -> dict[str, str]:
+    # Stands in for the IAM ListPolicies call: the translator's bundled map must already know every managed
+    # policy the template uses, so rendering never needs the network.
+    raise AssertionError("the template needs a managed policy the translator does not bundle")
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> dict[str, Any]:
+    template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_TemplateLoader)
+    assert isinstance(template, dict)
+    return template
+
+
+@pytest.fixture
+def rendered(sam_template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The template as CloudFormation after the SAM transform (local code paths swapped for S3 locations)."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    template = copy.deepcopy(sam_template)
+    for logical_id, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            properties["CodeUri"] = f"s3://artifacts/{logical_id}.zip"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            properties["ContentUri"] = f"s3://artifacts/{logical_id}.zip"
+        elif resource["Type"] == "AWS::Serverless::StateMachine":
+            properties["DefinitionUri"] = {"Bucket": "artifacts", "Key": f"{logical_id}.asl.json"}
+    translator = Translator(managed_policy_map=None, sam_parser=Parser())
+    output = translator.translate(
+        sam_template=template,
+        parameter_values={"EnableQuickSight": "true", "QuickSightPrincipalArn": "arn:aws:quicksight:::user/x"},
+        get_managed_policy_map=_no_managed_policy_lookup,
+    )
+    assert isinstance(output, dict)
+    return output
+
+
+def _resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == resource_type}
+
+
+def _documented_functions() -> dict[str, str]:
+    """``{resource: folder}`` from the Names table of docs/workflow.md."""
+    rows = re.findall(r"^\|\s*`(\w+)`\s*\|\s*`(\w+Function)`\s*\|", WORKFLOW_DOC.read_text(encoding="utf-8"), re.M)
+    assert rows, "no function rows found in the Names table of docs/workflow.md"
+    return {resource: folder for folder, resource in rows}
+
+
+def _documented_environment() -> set[str]:
+    """Names in backticks in the 'Environment variables' paragraph of docs/workflow.md."""
+    text = WORKFLOW_DOC.read_text(encoding="utf-8")
+    paragraph = re.search(r"^Environment variables.*?(?:\n\n|\Z)", text, re.M | re.S)
+    assert paragraph, "no 'Environment variables' paragraph in docs/workflow.md"
+    names = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", paragraph.group(0)))
+    assert names, "no variable names in the 'Environment variables' paragraph"
+    return names
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = document.get("Statement", [])
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _policy_documents(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every IAM or resource policy document of the rendered template, with where it comes from."""
+    documents = []
+    for name, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            documents += [(f"{name}/{p['PolicyName']}", p["PolicyDocument"]) for p in properties.get("Policies", [])]
+        elif resource["Type"] in POLICY_RESOURCES:
+            documents.append((name, properties["PolicyDocument"]))
+    return documents
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The state machine's substitutions against the ASL file and the contract
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_definition_substitutions_match_the_contract(rendered: dict[str, Any]) -> None:
+    substitutions = rendered["Resources"][STATE_MACHINE]["Properties"]["DefinitionSubstitutions"]
+    expected = {f"{resource}Arn" for resource in _documented_functions()} | {
+        "RunsTableName",
+        "RunEventsTopicArn",
+    }
+    assert set(substitutions) == expected
+
+
+def test_every_asl_placeholder_is_substituted_and_every_substitution_used(
+    sam_template: dict[str, Any], rendered: dict[str, Any]
+) -> None:
+    definition_uri = sam_template["Resources"][STATE_MACHINE]["Properties"]["DefinitionUri"]
+    asl_path = ROOT / definition_uri
+    if not asl_path.is_file():
+        pytest.skip(f"{definition_uri} does not exist yet (written alongside the template)")
+    used = set(PLACEHOLDER.findall(asl_path.read_text(encoding="utf-8")))
+    defined = set(rendered["Resources"][STATE_MACHINE]["Properties"]["DefinitionSubstitutions"])
+    assert used - defined == set(), f"placeholders in {definition_uri} with no DefinitionSubstitutions entry"
+    assert defined - used == set(), f"DefinitionSubstitutions never used in {definition_uri}"
+
+
+def test_every_state_machine_file_is_deployed(sam_template: dict[str, Any]) -> None:
+    deployed = {
+        resource["Properties"]["DefinitionUri"]
+        for resource in _resources_of_type(sam_template, "AWS::Serverless::StateMachine").values()
+    }
+    assert deployed == {"statemachine/batch_classifier.asl.json"}
+    on_disk = {path.relative_to(ROOT).as_posix() for path in (ROOT / "statemachine").glob("*.asl.json")}
+    assert on_disk <= deployed, "an ASL file in statemachine/ that no state machine deploys"
+
+
+def test_state_machine_is_standard_traced_and_logged(rendered: dict[str, Any]) -> None:
+    properties = rendered["Resources"][STATE_MACHINE]["Properties"]
+    assert properties["StateMachineType"] == "STANDARD"
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    assert properties["LoggingConfiguration"]["IncludeExecutionData"] is False
+    assert properties["LoggingConfiguration"]["Level"] in {"ALL", "ERROR"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Functions
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_every_documented_function_is_declared_with_its_folder_and_handler(sam_template: dict[str, Any]) -> None:
+    functions = _resources_of_type(sam_template, "AWS::Serverless::Function")
+    documented = _documented_functions()
+    assert set(functions) == set(documented)
+    for resource, folder in documented.items():
+        properties = functions[resource]["Properties"]
+        assert properties["CodeUri"] == f"functions/{folder}/", resource
+        assert properties["Handler"] == "app.lambda_handler", resource
+
+
+def test_functions_render_with_the_shared_settings(rendered: dict[str, Any]) -> None:
+    functions = _resources_of_type(rendered, "AWS::Lambda::Function")
+    assert set(functions) == set(_documented_functions())
+    environment = _documented_environment()
+    for name, resource in functions.items():
+        properties = resource["Properties"]
+        assert properties["Runtime"] == "python3.13", name
+        assert properties["Handler"] == "app.lambda_handler", name
+        assert properties["TracingConfig"] == {"Mode": "Active"}, name
+        # SAM renames a layer version's logical id with a content hash (CommonLayer<hash>).
+        (layer,) = properties["Layers"]
+        assert "CommonLayer" in json.dumps(layer), name
+        assert set(properties["Environment"]["Variables"]) == environment, name
+
+
+def test_the_layer_is_built_for_python_3_13(sam_template: dict[str, Any]) -> None:
+    layer = sam_template["Resources"]["CommonLayer"]
+    assert layer["Properties"]["ContentUri"] == "layers/common/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    architectures = sam_template["Globals"]["Function"]["Architectures"]
+    assert layer["Metadata"].get("BuildArchitecture", "x86_64") == architectures[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The trigger
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _upload_rule(rendered: dict[str, Any]) -> dict[str, Any]:
+    rules = _resources_of_type(rendered, "AWS::Events::Rule")
+    assert len(rules) == 1, f"expected one EventBridge rule, found {sorted(rules)}"
+    return next(iter(rules.values()))["Properties"]
+
+
+def test_uploads_under_input_data_of_the_customer_bucket_start_the_workflow(rendered: dict[str, Any]) -> None:
+    rule = _upload_rule(rendered)
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "CustomerBucket"}]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "input_data/"}]
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": STATE_MACHINE}
+    customer_bucket = rendered["Resources"]["CustomerBucket"]["Properties"]
+    assert customer_bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+
+
+def test_the_input_transformer_builds_the_execution_input(rendered: dict[str, Any]) -> None:
+    transformer = _upload_rule(rendered)["Targets"][0]["InputTransformer"]
+    paths = transformer["InputPathsMap"]
+    assert set(paths.values()) == {
+        "$.detail.bucket.name",
+        "$.detail.object.key",
+        "$.detail.object.size",
+        "$.detail.object.etag",
+        "$.time",
+        "$.id",
+    }
+    # Fill the placeholders the way EventBridge does (strings inside quotes, the size as a bare number).
+    sample = {
+        "$.detail.bucket.name": "customer-bucket",
+        "$.detail.object.key": "input_data/travel/calls.xlsx",
+        "$.detail.object.size": "1234",
+        "$.detail.object.etag": "abc123",
+        "$.time": "2025-01-01T00:00:00Z",
+        "$.id": "event-1",
+    }
+    text = transformer["InputTemplate"]
+    for name, path in paths.items():
+        text = text.replace(f"<{name}>", sample[path])
+    assert json.loads(text) == {
+        "bucket": "customer-bucket",
+        "key": "input_data/travel/calls.xlsx",
+        "size": 1234,
+        "etag": "abc123",
+        "event_time": "2025-01-01T00:00:00Z",
+        "event_id": "event-1",
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Least privilege
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_bedrock_batch_role_trusts_only_this_accounts_batch_jobs(rendered: dict[str, Any]) -> None:
+    role = rendered["Resources"]["BedrockBatchRole"]["Properties"]
+    (statement,) = _statements(role["AssumeRolePolicyDocument"])
+    assert statement["Principal"] == {"Service": "bedrock.amazonaws.com"}
+    condition = statement["Condition"]
+    assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    source_arn = json.dumps(condition["ArnLike"]["aws:SourceArn"])
+    assert ":bedrock:" in source_arn
+    assert ":model-invocation-job/*" in source_arn
+
+
+def test_no_policy_allows_every_action(rendered: dict[str, Any]) -> None:
+    documents = _policy_documents(rendered)
+    assert documents, "no policy documents found in the rendered template"
+    for where, document in documents:
+        for statement in _statements(document):
+            assert "NotAction" not in statement, where
+            if statement["Effect"] != "Allow":
+                # A Deny of s3:* (the TLS-only bucket policies) narrows access; only grants must be specific.
+                continue
+            for action in _as_list(statement["Action"]):
+                assert action != "*", where
+                assert not action.endswith(":*"), f"{where} allows {action}"
+
+
+def test_pass_role_is_limited_to_the_batch_role_and_bedrock(rendered: dict[str, Any]) -> None:
+    pass_role = [
+        (where, statement)
+        for where, document in _policy_documents(rendered)
+        for statement in _statements(document)
+        if "iam:PassRole" in _as_list(statement.get("Action", []))
+    ]
+    assert {where.split("/")[0] for where, _ in pass_role} == {"SubmitJobsFunctionRole", "CheckJobsFunctionRole"}
+    for where, statement in pass_role:
+        assert statement["Resource"] == {"Fn::GetAtt": ["BedrockBatchRole", "Arn"]}, where
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}, where
+
+
+def test_buckets_are_private_encrypted_and_tls_only(rendered: dict[str, Any]) -> None:
+    policies = _resources_of_type(rendered, "AWS::S3::BucketPolicy")
+    for bucket in ("CustomerBucket", "InternalBucket"):
+        properties = rendered["Resources"][bucket]["Properties"]
+        assert all(properties["PublicAccessBlockConfiguration"].values()), bucket
+        assert len(properties["PublicAccessBlockConfiguration"]) == 4, bucket
+        assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"], bucket
+        assert properties["VersioningConfiguration"] == {"Status": "Enabled"}, bucket
+        (policy,) = [p for p in policies.values() if p["Properties"]["Bucket"] == {"Ref": bucket}]
+        denies = [
+            s
+            for s in _statements(policy["Properties"]["PolicyDocument"])
+            if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert denies, f"{bucket} accepts requests without TLS"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Status table and analytics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_runs_table_matches_the_status_table_design(rendered: dict[str, Any]) -> None:
+    table = rendered["Resources"]["RunsTable"]["Properties"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "RunsByStatus"
+    assert index["KeySchema"] == [
+        {"AttributeName": "run_status", "KeyType": "HASH"},
+        {"AttributeName": "started_at", "KeyType": "RANGE"},
+    ]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_results_table_projects_daily_partitions(rendered: dict[str, Any]) -> None:
+    table = rendered["Resources"]["AnalyticsResultsTable"]["Properties"]["TableInput"]
+    assert table["Name"] == "results"
+    assert table["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
+    parameters = table["Parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert parameters["projection.dt.format"] == "yyyy-MM-dd"
+    # ${!dt} is Fn::Sub's escape for a literal ${dt}, which Athena fills in per partition.
+    location = parameters["storage.location.template"]["Fn::Sub"].replace("${!", "${")
+    assert location == "s3://${InternalBucket}/analytics/results/dt=${dt}/"
+    columns = {column["Name"]: column["Type"] for column in table["StorageDescriptor"]["Columns"]}
+    assert columns["correct"] == "boolean"
+    assert {"run_id", "task", "class", "status", "label", "processed_at"} <= set(columns)
+
+
+def test_quicksight_resources_exist_only_behind_the_condition(sam_template: dict[str, Any]) -> None:
+    quicksight = {
+        name: res for name, res in sam_template["Resources"].items() if res["Type"].startswith("AWS::QuickSight::")
+    }
+    assert set(quicksight) == {"QuickSightDataSource", "QuickSightDataSet", "QuickSightDashboard"}
+    assert {res.get("Condition") for res in quicksight.values()} == {"CreateQuickSight"}
+
+
+def test_layer_requirements_match_the_package_dependencies() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    layer = [
+        line.strip()
+        for line in (ROOT / "layers" / "common" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # boto3 is the one dependency the Lambda runtime provides.
+    assert sorted(layer) == sorted(d for d in declared if not d.startswith("boto3"))
