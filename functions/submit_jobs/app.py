@@ -7,22 +7,15 @@ quota refusal leaves the shard queued for CheckJobs; a request Bedrock rejects f
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from batch_classifier import aws
 from batch_classifier.bedrock import Submission, run_invocation, submit_shard
+from batch_classifier.observability import MetricUnit, annotate, logger, metrics, tracer
 from batch_classifier.settings import settings
-from batch_classifier.status import StatusStore
 from batch_classifier.workflow import ShardInput, dump
-
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
 
 _METRIC_NAMES = {
     Submission.SUBMITTED: "JobsSubmitted",
@@ -31,35 +24,18 @@ _METRIC_NAMES = {
 }
 
 
-@cache
-def _bedrock() -> Any:
-    return boto3.client("bedrock")
-
-
-@cache
-def _s3() -> Any:
-    return boto3.client("s3")
-
-
-@cache
-def _store() -> StatusStore:
-    return StatusStore(boto3.resource("dynamodb").Table(settings().runs_table))
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     payload = ShardInput.model_validate(event)
     run, shard = payload.run, payload.shard
-    logger.append_keys(run_id=run.run_id, shard=shard.name)
-    tracer.put_annotation(key="run_id", value=run.run_id)
-    tracer.put_annotation(key="shard", value=shard.name)
+    annotate(run.run_id, shard.name)
     config = settings()
-    model_id, invocation_type = run_invocation(_s3(), config, run.run_id)
+    model_id, invocation_type = run_invocation(aws.s3(), config, run.run_id)
     outcome = submit_shard(
-        _bedrock(),
-        _store(),
+        aws.bedrock(),
+        aws.status_store(),
         config,
         run,
         shard,

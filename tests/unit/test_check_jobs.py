@@ -15,8 +15,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from batch_classifier import aws as clients
 from batch_classifier.bedrock import job_name
-from batch_classifier.settings import settings
 from batch_classifier.sharding import ShardKind
 from batch_classifier.status import StatusStore
 from batch_classifier.storage import RunFiles
@@ -77,7 +77,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
     """The deployed environment: settings in the environment, the status table and the run's task snapshot."""
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
-    settings.cache_clear()
+    clients.reset()
     with mock_aws():
         table = boto3.resource("dynamodb").create_table(
             TableName="bbc-runs",
@@ -103,7 +103,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
             Bucket="bbc-internal-test", Key=RunFiles(RUN_ID).task, Body=load_task("travel").to_yaml().encode()
         )
         yield StatusStore(table)
-    settings.cache_clear()
+    clients.reset()
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def app(aws: StatusStore) -> ModuleType:
 @pytest.fixture
 def bedrock(app: ModuleType) -> Iterator[Stubber]:
     """The handler's own Bedrock client, stubbed: any call not expected fails the test."""
-    with Stubber(app._bedrock()) as stub:
+    with Stubber(clients.bedrock()) as stub:
         yield stub
         stub.assert_no_pending_responses()
 
