@@ -2,7 +2,8 @@
 
 Commands: ``prepare`` (input file → Bedrock batch job files), ``collect`` (batch outputs → classified file and
 summary), ``evaluate`` (metrics of a results file against its ground-truth column), ``estimate`` (tokens and
-cost before a run) and ``tasks`` (the bundled tasks). Errors end the command with one sentence and a
+cost before a run), ``tasks`` (the bundled tasks), and the local runtime's ``run``, ``executions``, ``show``,
+``redrive``, ``serve`` and ``query`` (see local_commands.py). Errors end the command with one sentence and a
 non-zero exit code; ``--debug`` shows the traceback.
 """
 
@@ -31,6 +32,7 @@ from batch_classifier.readers import open_table
 from batch_classifier.records import RowStatus
 from batch_classifier.tasks import Task, bundled_task_names, load_task
 
+from .local_commands import add_commands
 from .progress import ProgressLine
 
 EXIT_ERROR = 1
@@ -283,6 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("estimate", help="records, tokens and cost of classifying a file")
     _add_input_options(cmd)
     cmd.set_defaults(run=_estimate)
+
+    add_commands(commands, _print_summary)
 
     cmd = commands.add_parser("tasks", help="list the bundled tasks, or show one")
     cmd.add_argument("action", nargs="?", choices=["list", "show"], default="list")

@@ -200,3 +200,15 @@ def test_an_on_demand_shard_is_classified_with_bedrock_runtime(cloud, monkeypatc
     assert shard["input_tokens"] == 40 * 1500
     result = finalize_run(run, cloud.s3, cloud.store, cloud.settings)
     assert result["by_status"]["classified"] == 40
+
+
+def test_a_failed_run_being_redriven_runs_again_but_a_succeeded_one_stays(cloud):
+    from botocore.exceptions import ClientError
+
+    run = register_run(upload(cloud, "input_data/calls.csv", conversations_csv(5)), cloud.store, cloud.settings)
+    cloud.store.finish_run(run.run_id, RunStatus.FAILED, error="ClientError")
+    convert_input(run, cloud.s3, cloud.store, cloud.settings)  # a redrive resuming at ConvertInput
+    assert cloud.store.get_run(run.run_id)["run_status"] == RunStatus.RUNNING.value
+    cloud.store.finish_run(run.run_id, RunStatus.SUCCEEDED)
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        cloud.store.update_run(run.run_id, counts={})

@@ -95,11 +95,23 @@ def _resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str
     return {name: res for name, res in template["Resources"].items() if res["Type"] == resource_type}
 
 
-def _documented_functions() -> dict[str, str]:
-    """``{resource: folder}`` from the Names table of docs/workflow.md."""
-    rows = re.findall(r"^\|\s*`(\w+)`\s*\|\s*`(\w+Function)`\s*\|", WORKFLOW_DOC.read_text(encoding="utf-8"), re.M)
+def _function_rows() -> list[tuple[str, str, str]]:
+    """``(folder, resource, state cell)`` of each function row in the Names table of docs/workflow.md."""
+    rows = re.findall(
+        r"^\|\s*`(\w+)`\s*\|\s*`(\w+Function)`\s*\|([^|\n]*)\|", WORKFLOW_DOC.read_text(encoding="utf-8"), re.M
+    )
     assert rows, "no function rows found in the Names table of docs/workflow.md"
-    return {resource: folder for folder, resource in rows}
+    return [(folder, resource, state.strip()) for folder, resource, state in rows]
+
+
+def _documented_functions() -> dict[str, str]:
+    """``{resource: folder}`` of every function in the Names table of docs/workflow.md."""
+    return {resource: folder for folder, resource, _ in _function_rows()}
+
+
+def _workflow_functions() -> set[str]:
+    """The functions that are states of the workflow (their state cell names one; "—" marks one that is not)."""
+    return {resource for _, resource, state in _function_rows() if not state.startswith("—")}
 
 
 def _documented_environment() -> set[str]:
@@ -140,7 +152,7 @@ def _as_list(value: Any) -> list[Any]:
 
 def test_definition_substitutions_match_the_contract(rendered: dict[str, Any]) -> None:
     substitutions = rendered["Resources"][STATE_MACHINE]["Properties"]["DefinitionSubstitutions"]
-    expected = {f"{resource}Arn" for resource in _documented_functions()} | {
+    expected = {f"{resource}Arn" for resource in _workflow_functions()} | {
         "RunsTableName",
         "RunEventsTopicArn",
     }
@@ -222,10 +234,55 @@ def test_the_layer_is_built_for_python_3_13(sam_template: dict[str, Any]) -> Non
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _rules_targeting(rendered: dict[str, Any], target: dict[str, Any]) -> list[dict[str, Any]]:
+    rules = _resources_of_type(rendered, "AWS::Events::Rule").values()
+    return [rule["Properties"] for rule in rules if any(t["Arn"] == target for t in rule["Properties"]["Targets"])]
+
+
 def _upload_rule(rendered: dict[str, Any]) -> dict[str, Any]:
+    rules = _rules_targeting(rendered, {"Ref": STATE_MACHINE})
+    assert len(rules) == 1, f"expected one EventBridge rule starting the workflow, found {len(rules)}"
+    return rules[0]
+
+
+def test_every_rule_starts_the_workflow_or_records_a_failure(rendered: dict[str, Any]) -> None:
     rules = _resources_of_type(rendered, "AWS::Events::Rule")
-    assert len(rules) == 1, f"expected one EventBridge rule, found {sorted(rules)}"
-    return next(iter(rules.values()))["Properties"]
+    targets = [target["Arn"] for rule in rules.values() for target in rule["Properties"]["Targets"]]
+    assert sorted(targets, key=json.dumps) == sorted(
+        [{"Ref": STATE_MACHINE}, {"Fn::GetAtt": ["RecordFailureFunction", "Arn"]}], key=json.dumps
+    )
+
+
+def test_stopped_executions_of_the_workflow_reach_record_failure(rendered: dict[str, Any]) -> None:
+    (rule,) = _rules_targeting(rendered, {"Fn::GetAtt": ["RecordFailureFunction", "Arn"]})
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    # A state machine's Ref is its ARN: only this stack's executions are recorded.
+    assert pattern["detail"]["stateMachineArn"] == [{"Ref": STATE_MACHINE}]
+    permissions = [
+        p["Properties"]
+        for p in _resources_of_type(rendered, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Ref": "RecordFailureFunction"}
+    ]
+    assert [p["Principal"] for p in permissions] == ["events.amazonaws.com"]
+    # Every function without a state is invoked by a rule, not by the workflow.
+    assert set(_documented_functions()) - _workflow_functions() == {"RecordFailureFunction"}
+
+
+def test_record_failure_may_only_fail_runs_and_announce_them(rendered: dict[str, Any]) -> None:
+    documents = [d for where, d in _policy_documents(rendered) if where.startswith("RecordFailureFunctionRole/")]
+    granted = {
+        (action, json.dumps(statement["Resource"], sort_keys=True))
+        for document in documents
+        for statement in _statements(document)
+        if statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"])
+    }
+    table = json.dumps({"Fn::GetAtt": ["RunsTable", "Arn"]}, sort_keys=True)
+    topic = json.dumps({"Ref": "RunEventsTopic"}, sort_keys=True)
+    assert granted == {("dynamodb:GetItem", table), ("dynamodb:UpdateItem", table), ("sns:Publish", topic)}
 
 
 def test_uploads_under_input_data_of_the_customer_bucket_start_the_workflow(rendered: dict[str, Any]) -> None:

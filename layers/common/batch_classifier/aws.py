@@ -30,6 +30,11 @@ def status_store() -> StatusStore:
 
 
 @cache
+def sns() -> Any:
+    return boto3.client("sns")
+
+
+@cache
 def bedrock() -> Any:
     return boto3.client("bedrock")
 
@@ -41,5 +46,5 @@ def bedrock_runtime() -> Any:
 
 def reset() -> None:
     """Forget every client (and the settings), e.g. between tests."""
-    for made in (s3, status_store, bedrock, bedrock_runtime, settings):
+    for made in (s3, status_store, sns, bedrock, bedrock_runtime, settings):
         made.cache_clear()

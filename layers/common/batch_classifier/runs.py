@@ -70,13 +70,18 @@ def task_name_for(key: str, default: str) -> str:
     return parts[0] if len(parts) > 1 else default
 
 
+def run_id_of(event: ObjectCreated) -> str:
+    """The run id of an upload event (the execution input): the same upload always gives the same run."""
+    # The ETag tells one upload of a key from the next; without one, the event id still tells a redelivery.
+    version = event.etag.strip('"') or f"event:{event.event_id or event.event_time or ''}"
+    return run_id_for(event.bucket, event.object_key, version)
+
+
 def register_run(event: ObjectCreated, store: StatusStore, settings: Settings, execution: str | None = None) -> RunRef:
     """Record the run of an upload; a second event for the same upload comes back ``duplicate``."""
     key = event.object_key
-    # The ETag tells one upload of a key from the next; without one, the event id still tells a redelivery.
-    version = event.etag.strip('"') or f"event:{event.event_id or event.event_time or ''}"
     run = RunRef(
-        run_id=run_id_for(event.bucket, key, version),
+        run_id=run_id_of(event),
         task=task_name_for(key, settings.default_task),
         bucket=event.bucket,
         key=key,

@@ -36,6 +36,7 @@ class Settings:
     output_formats: tuple[FileFormat, ...] = (FileFormat.CSV,)
     bedrock_role_arn: str = ""
     stage: str = "sandbox"
+    run_events_topic_arn: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +73,7 @@ class Settings:
             output_formats=tuple(dict.fromkeys(formats)),
             bedrock_role_arn=_text(env, "BEDROCK_ROLE_ARN", ""),
             stage=_text(env, "STAGE", "sandbox"),
+            run_events_topic_arn=_text(env, "RUN_EVENTS_TOPIC_ARN", ""),
         )
 
 

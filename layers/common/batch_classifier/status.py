@@ -108,12 +108,12 @@ class StatusStore:
         return found
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set fields of a run that is not finished."""
+        """Set fields of a run that has not succeeded; the run is RUNNING again (a failed run being redriven)."""
         self._update(
             run_key(run_id),
-            fields,
-            condition="run_status = :running",
-            values={":running": RunStatus.RUNNING.value},
+            {**fields, "run_status": RunStatus.RUNNING.value},
+            condition="attribute_exists(pk) AND run_status <> :succeeded",
+            values={":succeeded": RunStatus.SUCCEEDED.value},
         )
 
     def finish_run(self, run_id: str, status: RunStatus, **fields: Any) -> bool:

@@ -1,0 +1,1280 @@
+"""Amazon Bedrock batch inference and on-demand calls over HTTP, answered by a local model, with injectable faults.
+
+:class:`LocalBedrock` serves, on one local port, the REST JSON APIs that boto3's ``bedrock`` and
+``bedrock-runtime`` clients speak, so real clients work unchanged when pointed at it (``endpoint_url=service.url``
+or the environment variables ``AWS_ENDPOINT_URL_BEDROCK`` and ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``):
+
+- ``POST /model-invocation-job`` CreateModelInvocationJob, ``GET /model-invocation-job/{jobIdentifier}``
+  GetModelInvocationJob, ``POST /model-invocation-job/{jobIdentifier}/stop`` StopModelInvocationJob,
+  ``GET /model-invocation-jobs`` ListModelInvocationJobs (the ``bedrock`` client);
+- ``POST /model/{modelId}/invoke`` InvokeModel (Anthropic Messages bodies) and ``POST /model/{modelId}/converse``
+  Converse (the ``bedrock-runtime`` client);
+- ``GET /_local/stats`` the call counters, ``GET``/``POST``/``DELETE /_local/faults`` the fault plan (for tests
+  and tools in other processes).
+
+Errors follow restJson1 as botocore reads it: the HTTP status of the error shape, the error name in the
+``x-amzn-ErrorType`` header (and ``__type`` in the body) and ``{"message": ...}`` as the body.
+
+Jobs live in memory and go through the real lifecycle on a thread of their own, each phase a few seconds times
+``time_scale``: Submitted → Validating → Scheduled → InProgress → Completed, or the terminal status the fault plan
+gives them. The input (one ``.jsonl`` file, or every ``.jsonl`` file under a prefix) is read from S3 during
+validation; every record is answered by the :class:`~batch_classifier_local.models.Model`; the output is written
+when the job ends: ``<output uri>/<job id>/<input file name>.out`` (lines in a shuffled order) and
+``<output uri>/<job id>/manifest.json.out``.
+
+What a job leaves behind:
+
+- Completed: every record, answered or with an ``error`` line. Record errors do not make a job
+  PartiallyCompleted: Bedrock documents that status as "not all of your records could be processed in time".
+- PartiallyCompleted, Expired, Stopped (injected): the first half of the records in input order, the rest absent;
+  a job stopped through the API: the records answered before the stop was seen. Each with its manifest.
+- Failed: nothing (no output files, no manifest).
+
+The model is given a plain system prompt and messages as ``[{"role": "user" | "assistant", "content": "<text>"}]``
+(the text blocks of a message joined), and is called from several threads at once (jobs and HTTP requests).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import random
+import re
+import secrets
+import string
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .models import Completion, Model
+
+__all__ = ["FaultPlan", "LocalBedrock", "ServiceError", "Stats"]
+
+_log = logging.getLogger(__name__)
+
+OPEN_STATUSES = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
+TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
+# Terminal statuses a fault plan may give a job.
+INJECTABLE_STATUSES = TERMINAL_STATUSES
+
+# Seconds each phase lasts at time_scale 1.0 (InProgress: spread over the job's records).
+PHASE_SECONDS = {"Submitted": 2.0, "Validating": 2.0, "Scheduled": 1.0, "InProgress": 3.0, "Stopping": 1.0}
+
+MANIFEST_NAME = "manifest.json.out"
+_MAX_RESULTS_DEFAULT = 100
+_CONVERSE_DEFAULT_MAX_TOKENS = 4096
+_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+# Constraints from the service model (bedrock 2023-04-20), written without nested ambiguous repetitions.
+# jobName "[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}", 1-63 characters.
+_JOB_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9+.\-]*")
+# clientRequestToken "[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}", 1-256 characters.
+_TOKEN = re.compile(r"[a-zA-Z0-9]+(?:-+[a-zA-Z0-9]+)*")
+_ROLE_ARN = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+")
+_S3_URI = re.compile(r"s3://([a-z0-9][-.a-z0-9]{1,61}[a-z0-9])((?:/[-!_*'().a-zA-Z0-9]+)*/?)")
+_JOB_IDENTIFIER = re.compile(
+    r"(?:arn:aws(?:-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-invocation-job/)?([a-z0-9]{12})"
+)
+_JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+# Error names and the HTTP status of their shape in the service models.
+ERROR_STATUS = {
+    "ValidationException": 400,
+    "ConflictException": 400,
+    "ServiceQuotaExceededException": 400,
+    "AccessDeniedException": 403,
+    "ResourceNotFoundException": 404,
+    "UnknownOperationException": 404,
+    "ModelTimeoutException": 408,
+    "ModelErrorException": 424,
+    "ThrottlingException": 429,
+    "ModelNotReadyException": 429,
+    "InternalServerException": 500,
+    "ServiceUnavailableException": 503,
+}
+
+# Messages of record errors injected by the fault plan, by error code.
+_RECORD_ERROR_MESSAGES = {
+    "400": "Malformed input request, please reformat your input and try again.",
+    "408": "Model has timed out in processing the request.",
+    "424": "The model returned an error while processing the request.",
+    "429": "Too many requests, please wait before trying again.",
+    "500": "The service encountered an internal error. Try your request again.",
+    "503": "The service is temporarily unavailable. Try your request again.",
+}
+
+# Stop reasons a model may report (OpenAI spellings too) → the Anthropic/Converse spelling.
+_STOP_REASONS = {
+    "end_turn": "end_turn",
+    "stop": "end_turn",
+    "max_tokens": "max_tokens",
+    "length": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "tool_use": "tool_use",
+    "content_filtered": "content_filtered",
+}
+
+
+class ServiceError(Exception):
+    """An API error: answered with its HTTP status, ``x-amzn-ErrorType`` and ``{"message": ...}``."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status if status is not None else ERROR_STATUS.get(code, 400)
+
+
+def _validation(message: str) -> ServiceError:
+    return ServiceError("ValidationException", message)
+
+
+class _BadInput(ValueError):
+    """A model request that cannot be answered (a 400)."""
+
+
+class _JobFailure(Exception):
+    """A reason for a job to end Failed."""
+
+
+# --- the fault plan and the counters -------------------------------------------------------------------
+
+
+@dataclass
+class FaultPlan:
+    """Faults to inject; replace it at any time (``service.faults = FaultPlan(...)`` or ``POST /_local/faults``).
+
+    - ``job_statuses``: a substring of a job's name or input S3 URI → the terminal status the job ends with
+      (Completed, Failed, PartiallyCompleted, Expired, Stopped); the first matching entry wins.
+    - ``record_errors``: error code → how many records of every job fail with it (``{"429": 2, "400": 1}``);
+      the first records of the job in input order get them, codes in the order given. A code of digits is
+      written as a number (``"errorCode": 429``), any other as a string.
+    - ``quota_refusals``: the next N CreateModelInvocationJob calls are refused (ServiceQuotaExceededException).
+    - ``throttle_on_demand``: the next N InvokeModel/Converse calls get ThrottlingException (HTTP 429).
+    - ``missing_records``: the last N records of every job are answered and counted, but their lines are
+      absent from the output.
+
+    A job's fate (status, record errors, missing records) is fixed by the plan in force when it is created.
+    The two counters go down as they are used.
+    """
+
+    job_statuses: dict[str, str] = field(default_factory=dict)
+    record_errors: dict[str, int] = field(default_factory=dict)
+    quota_refusals: int = 0
+    throttle_on_demand: int = 0
+    missing_records: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.job_statuses, Mapping):
+            raise ValueError("job_statuses must map a job name or input URI substring to a status.")
+        for key, status in self.job_statuses.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError("job_statuses keys must be non-empty strings.")
+            if status not in INJECTABLE_STATUSES:
+                raise ValueError(
+                    f"job_statuses[{key!r}] is {status!r}; use one of {', '.join(sorted(INJECTABLE_STATUSES))}."
+                )
+        self.job_statuses = dict(self.job_statuses)
+        if not isinstance(self.record_errors, Mapping):
+            raise ValueError("record_errors must map an error code to a number of records.")
+        errors: dict[str, int] = {}
+        for code, count in self.record_errors.items():
+            if not str(code).strip():
+                raise ValueError("record_errors keys must be error codes such as '429'.")
+            errors[str(code).strip()] = _count(f"record_errors[{code!r}]", count)
+        self.record_errors = errors
+        self.quota_refusals = _count("quota_refusals", self.quota_refusals)
+        self.throttle_on_demand = _count("throttle_on_demand", self.throttle_on_demand)
+        self.missing_records = _count("missing_records", self.missing_records)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FaultPlan:
+        """A plan from its JSON form; unknown fields are refused (ValueError)."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a fault plan is a JSON object.")
+        known = {"job_statuses", "record_errors", "quota_refusals", "throttle_on_demand", "missing_records"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown fault plan fields {unknown}; known: {sorted(known)}.")
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_statuses": dict(self.job_statuses),
+            "record_errors": dict(self.record_errors),
+            "quota_refusals": self.quota_refusals,
+            "throttle_on_demand": self.throttle_on_demand,
+            "missing_records": self.missing_records,
+        }
+
+    def status_for(self, *subjects: str) -> str | None:
+        """The injected terminal status of a job whose name or input URI contains a key of ``job_statuses``."""
+        for key, status in self.job_statuses.items():
+            if any(key in subject for subject in subjects):
+                return status
+        return None
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number of at least 0, not {value!r}.")
+    return value
+
+
+@dataclass
+class Stats:
+    """What the service was asked to do (``GET /_local/stats`` returns the same as JSON)."""
+
+    create_calls: int = 0
+    jobs_created: int = 0
+    get_calls: int = 0
+    list_calls: int = 0
+    stop_calls: int = 0
+    runtime_calls: int = 0
+    quota_refusals: int = 0
+    throttled_calls: int = 0
+    records_answered: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "create_calls": self.create_calls,
+            "jobs_created": self.jobs_created,
+            "get_calls": self.get_calls,
+            "list_calls": self.list_calls,
+            "stop_calls": self.stop_calls,
+            "runtime_calls": self.runtime_calls,
+            "quota_refusals": self.quota_refusals,
+            "throttled_calls": self.throttled_calls,
+            "records_answered": self.records_answered,
+        }
+
+
+# --- jobs ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Fate:
+    status: str | None
+    record_errors: tuple[tuple[str, int], ...]
+    missing: int
+
+
+@dataclass
+class _Record:
+    file: str  # the output file name of its input file, without ``.out``
+    record_id: str
+    model_input: Any  # None when the line was not JSON
+    problem: str | None = None  # why the line cannot be answered (written as a 400 error)
+
+
+@dataclass
+class _Job:
+    job_id: str
+    arn: str
+    name: str
+    token: str
+    model_id: str
+    role_arn: str
+    input_config: dict[str, Any]
+    output_config: dict[str, Any]
+    input_uri: str
+    output_uri: str
+    timeout_hours: int
+    invocation_type: str
+    vpc_config: dict[str, Any] | None
+    fate: _Fate
+    submit_time: datetime
+    sequence: int
+    status: str = "Submitted"
+    message: str | None = None
+    last_modified: datetime | None = None
+    end_time: datetime | None = None
+    total: int | None = None
+    processed: int = 0
+    success: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    stop_requested: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The GetModelInvocationJob response (also a ListModelInvocationJobs summary)."""
+        doc: dict[str, Any] = {
+            "jobArn": self.arn,
+            "jobName": self.name,
+            "modelId": self.model_id,
+            "clientRequestToken": self.token,
+            "roleArn": self.role_arn,
+            "status": self.status,
+            "submitTime": _iso(self.submit_time),
+            "lastModifiedTime": _iso(self.last_modified or self.submit_time),
+            "inputDataConfig": self.input_config,
+            "outputDataConfig": self.output_config,
+            "timeoutDurationInHours": self.timeout_hours,
+            "jobExpirationTime": _iso(self.submit_time + timedelta(hours=self.timeout_hours)),
+            "modelInvocationType": self.invocation_type,
+        }
+        if self.message:
+            doc["message"] = self.message
+        if self.end_time is not None:
+            doc["endTime"] = _iso(self.end_time)
+        if self.vpc_config is not None:
+            doc["vpcConfig"] = self.vpc_config
+        if self.total is not None:
+            doc.update(
+                totalRecordCount=self.total,
+                processedRecordCount=self.processed,
+                successRecordCount=self.success,
+                errorRecordCount=self.errors,
+            )
+        return doc
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the service ---------------------------------------------------------------------------------------
+
+
+class LocalBedrock:
+    """Bedrock batch jobs and InvokeModel/Converse over HTTP on ``host:port`` (0: any free port).
+
+    ``s3``: a boto3 S3 client, used to read job inputs and write outputs. ``model``: answers every request.
+    ``time_scale``: multiplies every phase duration (0.01: a job spends about 0.1 s in its phases, plus the
+    model's own time). ``timeoutDurationInHours`` is reported but not enforced: only the fault plan expires jobs.
+    ``max_open_jobs``: more jobs than this in Submitted, Validating, Scheduled, InProgress or Stopping are
+    refused with ServiceQuotaExceededException.
+    """
+
+    def __init__(
+        self,
+        s3: Any,
+        model: Model,
+        *,
+        time_scale: float = 1.0,
+        max_open_jobs: int = 10,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+    ) -> None:
+        if time_scale < 0:
+            raise ValueError("time_scale must be 0 or more.")
+        if max_open_jobs < 1:
+            raise ValueError("max_open_jobs must be at least 1.")
+        self.s3 = s3
+        self.model = model
+        self.time_scale = float(time_scale)
+        self.max_open_jobs = max_open_jobs
+        self.host = host
+        self.port = port
+        self.region = region
+        self.account_id = account_id
+        self.stats = Stats()
+        self._faults = FaultPlan()
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Job] = {}
+        self._sequence = 0
+        self._closed = False
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle of the service --
+
+    def start(self) -> str:
+        """Serve on a daemon thread; returns the endpoint URL (``http://127.0.0.1:<port>``)."""
+        if self._closed:
+            raise RuntimeError("this LocalBedrock was stopped; make a new one.")
+        if self._server is not None:
+            return self.url
+        server = _Server((self.host, self.port), _Handler)
+        server.service = self
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-bedrock-http", daemon=True
+        )
+        self._thread.start()
+        _log.info("local Bedrock serving at %s", self.url)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving and end the job threads (jobs not ended stay as they are; nothing more is written)."""
+        with self._lock:
+            self._closed = True
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.wake.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        for job in jobs:
+            if job.thread is not None:
+                job.thread.join(timeout=10)
+
+    def __enter__(self) -> LocalBedrock:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the service is not started.")
+        host = self.host if self.host not in ("", "0.0.0.0") else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self._faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        if not isinstance(plan, FaultPlan):
+            raise TypeError("faults must be a FaultPlan.")
+        with self._lock:
+            self._faults = plan
+
+    def job_status(self, job: str) -> str:
+        """The status of a job (ARN or id) now."""
+        with self._lock:
+            return self._job(job).status
+
+    def wait_until_ended(self, job: str, timeout: float = 60.0) -> str:
+        """Wait (real seconds) until a job (ARN or id) reaches a terminal status; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.job_status(job)
+            if status in TERMINAL_STATUSES:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job} is still {status} after {timeout} s.")
+            time.sleep(0.01)
+
+    # -- requests --
+
+    def handle(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Answer one HTTP request: (status, headers, body). Never raises."""
+        try:
+            return self._route(method, target, body)
+        except ServiceError as exc:
+            return _error_response(exc)
+        except Exception as exc:
+            _log.exception("local Bedrock failed on %s %s", method, target)
+            return _error_response(ServiceError("InternalServerException", f"Internal error: {exc}"))
+
+    def _route(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(target)
+        # Split before decoding: a job ARN in the path arrives as one segment with %2F for its slash.
+        segments = [unquote(s) for s in parts.path.split("/")[1:]]
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        route = (method, *segments)
+        match route:
+            case ("POST", "model-invocation-job"):
+                return _json(self._create(_body(body)))
+            case ("GET", "model-invocation-job", identifier):
+                return _json(self._get(identifier))
+            case ("POST", "model-invocation-job", identifier, "stop"):
+                return _json(self._stop(identifier))
+            case ("GET", "model-invocation-jobs"):
+                return _json(self._list(query))
+            case ("POST", "model", model_id, "invoke"):
+                reply = self._invoke(model_id, body)
+                return 200, {"Content-Type": "application/json"}, reply
+            case ("POST", "model", model_id, "converse"):
+                return _json(self._converse(model_id, _body(body)))
+            case ("GET", "_local", "stats"):
+                with self._lock:
+                    return _json(self.stats.to_dict())
+            case ("GET", "_local", "faults"):
+                with self._lock:
+                    return _json(self._faults.to_dict())
+            case ("POST", "_local", "faults"):
+                try:
+                    plan = FaultPlan.from_dict(_body(body))
+                except (ValueError, TypeError, ServiceError) as exc:
+                    raise _validation(f"Invalid fault plan: {exc}") from None
+                self.faults = plan
+                return _json(plan.to_dict())
+            case ("DELETE", "_local", "faults"):
+                self.faults = FaultPlan()
+                return _json(self._faults.to_dict())
+        raise ServiceError("UnknownOperationException", f"No operation matches {method} {parts.path}.")
+
+    # -- control plane --
+
+    def _create(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.stats.create_calls += 1
+        checked = _check_create(request)
+        with self._lock:
+            plan = self._faults
+            if plan.quota_refusals > 0:
+                plan.quota_refusals -= 1
+                self.stats.quota_refusals += 1
+                raise ServiceError(
+                    "ServiceQuotaExceededException",
+                    "The number of batch inference jobs submitted or in progress has reached the quota "
+                    "for this account and model (injected fault). Try again later.",
+                )
+            token = checked["token"]
+            for job in self._jobs.values():
+                if job.token == token:
+                    return {"jobArn": job.arn}  # the same request again: the job it created
+            for job in self._jobs.values():
+                if job.name == checked["name"]:
+                    raise ServiceError(
+                        "ConflictException",
+                        f"A batch inference job named {checked['name']} already exists ({job.arn}).",
+                    )
+            open_jobs = sum(1 for job in self._jobs.values() if job.status in OPEN_STATUSES)
+            if open_jobs >= self.max_open_jobs:
+                self.stats.quota_refusals += 1
+                raise ServiceError(
+                    "ServiceQuotaExceededException",
+                    f"You have {open_jobs} batch inference jobs submitted or in progress, the most allowed "
+                    f"({self.max_open_jobs}). Wait for some to end, then try again.",
+                )
+            job = self._new_job(checked, plan)
+            self._jobs[job.job_id] = job
+            self.stats.jobs_created += 1
+            job.thread = threading.Thread(target=self._run_job, args=(job,), name=f"bedrock-job-{job.job_id}")
+            job.thread.daemon = True
+            job.thread.start()
+            return {"jobArn": job.arn}
+
+    def _new_job(self, checked: dict[str, Any], plan: FaultPlan) -> _Job:
+        job_id = "".join(secrets.choice(_JOB_ID_ALPHABET) for _ in range(12))
+        while job_id in self._jobs:
+            job_id = "".join(secrets.choice(_JOB_ID_ALPHABET) for _ in range(12))
+        self._sequence += 1
+        fate = _Fate(
+            status=plan.status_for(checked["name"], checked["input_uri"]),
+            record_errors=tuple(plan.record_errors.items()),
+            missing=plan.missing_records,
+        )
+        return _Job(
+            job_id=job_id,
+            arn=f"arn:aws:bedrock:{self.region}:{self.account_id}:model-invocation-job/{job_id}",
+            name=checked["name"],
+            token=checked["token"],
+            model_id=checked["model_id"],
+            role_arn=checked["role_arn"],
+            input_config=checked["input_config"],
+            output_config=checked["output_config"],
+            input_uri=checked["input_uri"],
+            output_uri=checked["output_uri"],
+            timeout_hours=checked["timeout_hours"],
+            invocation_type=checked["invocation_type"],
+            vpc_config=checked["vpc_config"],
+            fate=fate,
+            submit_time=_now(),
+            sequence=self._sequence,
+        )
+
+    def _job(self, identifier: str) -> _Job:
+        found = _JOB_IDENTIFIER.fullmatch(identifier)
+        if found is None:
+            raise _validation(
+                f"1 validation error detected: Value '{identifier}' at 'jobIdentifier' failed to satisfy "
+                f"constraint: Member must satisfy regular expression pattern: {_JOB_IDENTIFIER.pattern}"
+            )
+        job = self._jobs.get(found[1])
+        if job is None or (identifier.startswith("arn:") and identifier != job.arn):
+            raise ServiceError("ResourceNotFoundException", f"The batch inference job {identifier} does not exist.")
+        return job
+
+    def _get(self, identifier: str) -> dict[str, Any]:
+        with self._lock:
+            self.stats.get_calls += 1
+            return self._job(identifier).describe()
+
+    def _stop(self, identifier: str) -> dict[str, Any]:
+        with self._lock:
+            self.stats.stop_calls += 1
+            job = self._job(identifier)
+            if job.status in TERMINAL_STATUSES:
+                raise _validation(f"The batch inference job {job.arn} is {job.status} and cannot be stopped.")
+            if job.status != "Stopping":
+                job.stop_requested = True
+                self._set_status(job, "Stopping")
+        job.wake.set()
+        return {}
+
+    def _list(self, query: dict[str, str]) -> dict[str, Any]:
+        with self._lock:
+            self.stats.list_calls += 1
+            jobs = list(self._jobs.values())
+        after = _query_time(query, "submitTimeAfter")
+        before = _query_time(query, "submitTimeBefore")
+        status = query.get("statusEquals")
+        if status is not None and status not in OPEN_STATUSES | TERMINAL_STATUSES:
+            raise _validation(f"statusEquals {status!r} is not a batch inference job status.")
+        name = query.get("nameContains")
+        sort_by = query.get("sortBy", "CreationTime")
+        if sort_by != "CreationTime":
+            raise _validation(f"sortBy {sort_by!r} is not supported; use CreationTime.")
+        order = query.get("sortOrder", "Descending")
+        if order not in ("Ascending", "Descending"):
+            raise _validation(f"sortOrder {order!r} is not Ascending or Descending.")
+        limit = _query_int(query, "maxResults", _MAX_RESULTS_DEFAULT, 1, 1000)
+        offset = _decode_token(query.get("nextToken"))
+        with self._lock:
+            chosen = [
+                job
+                for job in jobs
+                if (after is None or job.submit_time > after)
+                and (before is None or job.submit_time < before)
+                and (status is None or job.status == status)
+                and (name is None or name in job.name)
+            ]
+            chosen.sort(key=lambda job: job.sequence, reverse=order == "Descending")
+            page = [job.describe() for job in chosen[offset : offset + limit]]
+        result: dict[str, Any] = {"invocationJobSummaries": page}
+        if offset + limit < len(chosen):
+            result["nextToken"] = _encode_token(offset + limit)
+        return result
+
+    # -- runtime --
+
+    def _admit_runtime_call(self) -> None:
+        with self._lock:
+            self.stats.runtime_calls += 1
+            if self._faults.throttle_on_demand > 0:
+                self._faults.throttle_on_demand -= 1
+                self.stats.throttled_calls += 1
+                raise ServiceError("ThrottlingException", "Too many requests, please wait before trying again.")
+
+    def _invoke(self, model_id: str, body: bytes) -> bytes:
+        self._admit_runtime_call()
+        try:
+            request = json.loads(body) if body else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _validation(f"Malformed input request: the body is not JSON ({exc}).") from None
+        try:
+            system, messages, max_tokens = _anthropic_request(request)
+        except _BadInput as exc:
+            raise _validation(f"Malformed input request: {exc}") from None
+        completion = self._complete_or_raise(system, messages, max_tokens)
+        return json.dumps(_anthropic_reply(model_id, completion), ensure_ascii=False).encode("utf-8")
+
+    def _converse(self, model_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        self._admit_runtime_call()
+        try:
+            system, messages, max_tokens = _converse_request(request)
+        except _BadInput as exc:
+            raise _validation(str(exc)) from None
+        started = time.monotonic()
+        completion = self._complete_or_raise(system, messages, max_tokens)
+        return _converse_reply(completion, int((time.monotonic() - started) * 1000))
+
+    def _complete_or_raise(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion:
+        try:
+            completion = self.model.complete(system, messages, max_tokens)
+        except TimeoutError as exc:
+            message = f"Model has timed out in processing the request: {exc}"
+            raise ServiceError("ModelTimeoutException", message) from None
+        except Exception as exc:
+            _log.warning("the local model failed: %s", exc)
+            raise ServiceError("InternalServerException", f"The model failed to answer: {exc}") from None
+        with self._lock:
+            self.stats.records_answered += 1
+        return completion
+
+    # -- running a job --
+
+    def _set_status(self, job: _Job, status: str, message: str | None = None) -> None:
+        with self._lock:
+            if job.stop_requested and status in OPEN_STATUSES - {"Stopping"}:
+                return  # a stop came in meanwhile: the job does not move on
+            job.status = status
+            if message is not None:
+                job.message = message
+            job.last_modified = _now()
+            if status in TERMINAL_STATUSES:
+                job.end_time = job.last_modified
+
+    def _pause(self, job: _Job, phase: str) -> bool:
+        """Wait out a phase; False when the service is closing (the job thread must return)."""
+        seconds = PHASE_SECONDS[phase] * self.time_scale
+        if seconds > 0:
+            job.wake.wait(seconds)
+        return not self._closed
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            self._drive(job)
+        except Exception as exc:
+            _log.exception("local Bedrock job %s failed", job.job_id)
+            if not self._closed:
+                self._set_status(job, "Failed", f"Internal error of the local Bedrock service: {exc}")
+
+    def _drive(self, job: _Job) -> None:
+        if not self._pause(job, "Submitted"):
+            return
+        if job.stop_requested:
+            self._end_stopped(job, [])
+            return
+        self._set_status(job, "Validating")
+        try:
+            records = self._read_input(job)
+        except _JobFailure as exc:
+            if self._pause(job, "Validating"):
+                self._set_status(job, "Failed", str(exc))
+            return
+        with self._lock:
+            job.total = len(records)
+        if not self._pause(job, "Validating"):
+            return
+        if job.stop_requested:
+            self._end_stopped(job, [])
+            return
+        self._set_status(job, "Scheduled")
+        if not self._pause(job, "Scheduled"):
+            return
+        if job.stop_requested:
+            self._end_stopped(job, [])
+            return
+        self._set_status(job, "InProgress")
+        fate = job.fate.status
+        if fate == "Failed":
+            if not self._pause(job, "InProgress"):
+                return
+            if job.stop_requested:
+                self._end_stopped(job, [])
+            else:
+                self._set_status(job, "Failed", "The batch inference job failed (injected fault).")
+            return
+        lines, ended_by = self._answer_records(job, records)
+        if self._closed:
+            return
+        with self._lock:
+            if job.stop_requested:
+                ended_by = "stop"
+        try:
+            if ended_by == "stop" or fate == "Stopped":
+                self._end_stopped(job, lines)
+            elif fate == "Expired":
+                self._write_output(job, lines)
+                self._set_status(job, "Expired", "The job reached its timeout before all records were processed.")
+            elif fate == "PartiallyCompleted":
+                self._write_output(job, lines)
+                self._set_status(job, "PartiallyCompleted", "Not all records could be processed in time.")
+            else:
+                self._write_output(job, lines)
+                self._set_status(job, "Completed")
+        except _JobFailure as exc:
+            self._set_status(job, "Failed", str(exc))
+
+    def _end_stopped(self, job: _Job, lines: list[tuple[str, dict[str, Any]]]) -> None:
+        if job.status != "Stopping":
+            self._set_status(job, "Stopping")
+        job.wake.clear()  # the stop woke the job; Stopping still takes its time (stop() sets _closed first)
+        if self._closed or not self._pause(job, "Stopping"):
+            return
+        if job.total is not None and job.processed:
+            self._write_output(job, lines)
+        self._set_status(job, "Stopped", "The job was stopped by a user.")
+
+    def _answer_records(self, job: _Job, records: list[_Record]) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
+        """Answer the records the job gets to: (file, output line) pairs (missing ones left out) and why it stopped."""
+        injected = _assign_errors(records, job.fate.record_errors)
+        missing = _choose_missing(records, injected, job.fate.missing)
+        limit = len(records) if job.fate.status in (None, "Completed") else len(records) // 2
+        span = PHASE_SECONDS["InProgress"] * self.time_scale
+        started = time.monotonic()
+        lines: list[tuple[str, dict[str, Any]]] = []
+        for index, record in enumerate(records[:limit]):
+            if self._closed:
+                return lines, "closed"
+            if job.stop_requested:
+                return lines, "stop"
+            line, tokens = self._answer(job, record, injected.get(index))
+            with self._lock:
+                job.processed += 1
+                if "error" in line:
+                    job.errors += 1
+                else:
+                    job.success += 1
+                    job.input_tokens += tokens[0]
+                    job.output_tokens += tokens[1]
+                job.last_modified = _now()
+            if index not in missing:
+                lines.append((record.file, line))
+            pause = started + span * (index + 1) / len(records) - time.monotonic()
+            if pause > 0.001:
+                job.wake.wait(pause)
+        if not records:
+            self._pause(job, "InProgress")
+        return lines, None
+
+    def _answer(self, job: _Job, record: _Record, injected: str | None) -> tuple[dict[str, Any], tuple[int, int]]:
+        line: dict[str, Any] = {"recordId": record.record_id}
+        if record.model_input is not None:
+            line["modelInput"] = record.model_input
+        if record.problem is not None:
+            line["error"] = {"errorCode": 400, "errorMessage": record.problem}
+            return line, (0, 0)
+        if injected is not None:
+            line["error"] = {
+                "errorCode": int(injected) if injected.isdigit() else injected,
+                "errorMessage": _RECORD_ERROR_MESSAGES.get(injected, f"Injected error {injected}."),
+            }
+            return line, (0, 0)
+        try:
+            if job.invocation_type == "Converse":
+                system, messages, max_tokens = _converse_request(record.model_input)
+            else:
+                system, messages, max_tokens = _anthropic_request(record.model_input)
+        except _BadInput as exc:
+            line["error"] = {"errorCode": 400, "errorMessage": f"Malformed input request: {exc}"}
+            return line, (0, 0)
+        started = time.monotonic()
+        try:
+            completion = self.model.complete(system, messages, max_tokens)
+        except TimeoutError as exc:
+            line["error"] = {"errorCode": 408, "errorMessage": f"Model has timed out: {exc}"}
+            return line, (0, 0)
+        except Exception as exc:
+            _log.warning("the local model failed on record %s of job %s: %s", record.record_id, job.job_id, exc)
+            line["error"] = {"errorCode": 500, "errorMessage": f"The model failed to answer: {exc}"}
+            return line, (0, 0)
+        with self._lock:
+            self.stats.records_answered += 1
+        if job.invocation_type == "Converse":
+            line["modelOutput"] = _converse_reply(completion, int((time.monotonic() - started) * 1000))
+        else:
+            line["modelOutput"] = _anthropic_reply(job.model_id, completion)
+        return line, (completion.input_tokens, completion.output_tokens)
+
+    # -- S3 --
+
+    def _read_input(self, job: _Job) -> list[_Record]:
+        bucket, key = _split_uri(job.input_uri)
+        files = self._input_files(job, bucket, key)
+        records: list[_Record] = []
+        for file_key, name in files:
+            try:
+                data = self.s3.get_object(Bucket=bucket, Key=file_key)["Body"].read()
+            except Exception as exc:
+                raise _JobFailure(f"Could not read the input file s3://{bucket}/{file_key}: {exc}") from None
+            for raw in data.splitlines():
+                if raw.strip():
+                    records.append(_parse_input_line(raw, name, len(records)))
+        if not records:
+            raise _JobFailure(f"The input at {job.input_uri} holds no records.")
+        out_bucket, _ = _split_uri(job.output_uri)
+        try:
+            self.s3.head_bucket(Bucket=out_bucket)
+        except Exception as exc:
+            raise _JobFailure(f"Could not access the output bucket {out_bucket}: {exc}") from None
+        return records
+
+    def _input_files(self, job: _Job, bucket: str, key: str) -> list[tuple[str, str]]:
+        """(key, output name) of every input file: the object itself, or the ``.jsonl`` files under the prefix."""
+        if key and not key.endswith("/"):
+            try:
+                self.s3.head_object(Bucket=bucket, Key=key)
+            except Exception:
+                pass  # not an object: a prefix
+            else:
+                if not key.lower().endswith(".jsonl"):
+                    raise _JobFailure(f"The input file {job.input_uri} is not a .jsonl file.")
+                return [(key, key.rsplit("/", 1)[-1])]
+        prefix = key if not key or key.endswith("/") else key + "/"
+        found: list[tuple[str, str]] = []
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    name = item["Key"]
+                    if name.lower().endswith(".jsonl"):
+                        found.append((name, name[len(prefix) :]))
+        except Exception as exc:
+            raise _JobFailure(f"Could not list the input location {job.input_uri}: {exc}") from None
+        if not found:
+            raise _JobFailure(f"No .jsonl input files were found at {job.input_uri}.")
+        return sorted(found)
+
+    def _write_output(self, job: _Job, lines: list[tuple[str, dict[str, Any]]]) -> None:
+        bucket, key = _split_uri(job.output_uri)
+        prefix = f"{key.rstrip('/')}/{job.job_id}/" if key.strip("/") else f"{job.job_id}/"
+        by_file: dict[str, list[str]] = {}
+        for name, line in lines:
+            by_file.setdefault(name, []).append(json.dumps(line, ensure_ascii=False))
+        shuffle = random.Random(job.job_id)  # Bedrock does not keep the input order
+        with self._lock:
+            manifest = {
+                "totalRecordCount": job.total or 0,
+                "processedRecordCount": job.processed,
+                "successRecordCount": job.success,
+                "errorRecordCount": job.errors,
+                "inputTokenCount": job.input_tokens,
+                "outputTokenCount": job.output_tokens,
+            }
+        try:
+            for name, texts in sorted(by_file.items()):
+                shuffle.shuffle(texts)
+                body = ("\n".join(texts) + "\n").encode("utf-8")
+                self.s3.put_object(Bucket=bucket, Key=f"{prefix}{name}.out", Body=body)
+            self.s3.put_object(Bucket=bucket, Key=prefix + MANIFEST_NAME, Body=json.dumps(manifest).encode())
+        except Exception as exc:
+            raise _JobFailure(f"Could not write the output to s3://{bucket}/{prefix}: {exc}") from None
+
+
+# --- requests: checking and converting -----------------------------------------------------------------
+
+
+def _check_create(request: dict[str, Any]) -> dict[str, Any]:
+    """The CreateModelInvocationJob members, checked as the service model constrains them."""
+    name = request.get("jobName")
+    if not isinstance(name, str) or not 1 <= len(name) <= 63 or not _JOB_NAME.fullmatch(name):
+        raise _validation(
+            f"1 validation error detected: Value {name!r} at 'jobName' failed to satisfy constraint: Member must "
+            "have length between 1 and 63 and match [a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\\+\\-\\.]){0,63}"
+        )
+    token = request.get("clientRequestToken")
+    if token is None:
+        token = f"{uuid.uuid4()}"
+    if not isinstance(token, str) or not 1 <= len(token) <= 256 or not _TOKEN.fullmatch(token):
+        raise _validation(
+            f"1 validation error detected: Value {token!r} at 'clientRequestToken' failed to satisfy constraint: "
+            "Member must match [a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}"
+        )
+    role = request.get("roleArn")
+    if not isinstance(role, str) or not _ROLE_ARN.fullmatch(role):
+        raise _validation(
+            f"1 validation error detected: Value {role!r} at 'roleArn' failed to satisfy constraint: Member must "
+            "be an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+        )
+    model_id = request.get("modelId")
+    if not isinstance(model_id, str) or not 1 <= len(model_id) <= 2048:
+        raise _validation("1 validation error detected: 'modelId' must be a model identifier of 1-2048 characters")
+    input_config = request.get("inputDataConfig")
+    input_s3 = input_config.get("s3InputDataConfig") if isinstance(input_config, dict) else None
+    input_uri = _check_uri(input_s3, "inputDataConfig.s3InputDataConfig.s3Uri")
+    assert isinstance(input_s3, dict)
+    if input_s3.get("s3InputFormat", "JSONL") != "JSONL":
+        raise _validation("inputDataConfig.s3InputDataConfig.s3InputFormat must be JSONL.")
+    output_config = request.get("outputDataConfig")
+    output_s3 = output_config.get("s3OutputDataConfig") if isinstance(output_config, dict) else None
+    output_uri = _check_uri(output_s3, "outputDataConfig.s3OutputDataConfig.s3Uri")
+    hours = request.get("timeoutDurationInHours", 168)
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 24 <= hours <= 168:
+        raise _validation(
+            f"1 validation error detected: Value {hours!r} at 'timeoutDurationInHours' failed to satisfy "
+            "constraint: Member must be between 24 and 168"
+        )
+    invocation_type = request.get("modelInvocationType", "InvokeModel")
+    if invocation_type not in ("InvokeModel", "Converse"):
+        raise _validation(
+            f"1 validation error detected: Value {invocation_type!r} at 'modelInvocationType' failed to satisfy "
+            "constraint: Member must satisfy enum value set: [InvokeModel, Converse]"
+        )
+    vpc = request.get("vpcConfig")
+    assert isinstance(input_config, dict) and isinstance(output_config, dict)
+    return {
+        "name": name,
+        "token": token,
+        "role_arn": role,
+        "model_id": model_id,
+        "input_config": input_config,
+        "output_config": output_config,
+        "input_uri": input_uri,
+        "output_uri": output_uri,
+        "timeout_hours": hours,
+        "invocation_type": invocation_type,
+        "vpc_config": vpc if isinstance(vpc, dict) else None,
+    }
+
+
+def _check_uri(config: Any, where: str) -> str:
+    uri = config.get("s3Uri") if isinstance(config, dict) else None
+    if not isinstance(uri, str) or len(uri) > 1024 or not _S3_URI.fullmatch(uri):
+        raise _validation(
+            f"1 validation error detected: Value {uri!r} at '{where}' failed to satisfy constraint: Member must "
+            "be an S3 URI (s3://<bucket>/<key>) of letters, digits and -!_*'()./"
+        )
+    return uri
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    found = _S3_URI.fullmatch(uri)
+    assert found is not None
+    return found[1], found[2].lstrip("/")
+
+
+def _parse_input_line(raw: bytes, file: str, index: int) -> _Record:
+    generated = f"{index + 1:011d}"  # Bedrock adds a record id to lines without one
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _Record(file, generated, None, f"The line is not a JSON object: {exc}")
+    if not isinstance(doc, dict):
+        return _Record(file, generated, None, "The line is not a JSON object.")
+    rid = doc.get("recordId", generated)
+    if not isinstance(rid, str) or not rid:
+        return _Record(file, generated, doc.get("modelInput"), "recordId must be a non-empty string.")
+    model_input = doc.get("modelInput")
+    if not isinstance(model_input, dict):
+        return _Record(file, rid, model_input, "modelInput is required and must be a JSON object.")
+    return _Record(file, rid, model_input)
+
+
+def _assign_errors(records: list[_Record], errors: tuple[tuple[str, int], ...]) -> dict[int, str]:
+    """Injected record errors: the first answerable records in input order, codes in the plan's order."""
+    codes = [code for code, count in errors for _ in range(count)]
+    assigned: dict[int, str] = {}
+    for index, record in enumerate(records):
+        if len(assigned) == len(codes):
+            break
+        if record.problem is None:
+            assigned[index] = codes[len(assigned)]
+    return assigned
+
+
+def _choose_missing(records: list[_Record], injected: dict[int, str], count: int) -> set[int]:
+    """The records whose lines go missing: the last answerable ones in input order (no error of any kind)."""
+    chosen: set[int] = set()
+    for index in range(len(records) - 1, -1, -1):
+        if len(chosen) >= count:
+            break
+        if index not in injected and records[index].problem is None:
+            chosen.add(index)
+    return chosen
+
+
+def _text_of(content: Any, where: str) -> str:
+    """The text of a message content: a string, or a list of text blocks (Anthropic or Converse)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not content:
+        raise _BadInput(f"{where} must be a string or a non-empty list of content blocks.")
+    texts = []
+    for block in content:
+        if isinstance(block, dict) and "cachePoint" in block and "text" not in block:
+            continue  # a Converse cache marker, not content
+        if not isinstance(block, dict) or not isinstance(block.get("text"), str):
+            raise _BadInput(f"{where} holds a block without text; the local service answers text only.")
+        if block.get("type", "text") != "text":
+            raise _BadInput(f"{where} holds a {block.get('type')!r} block; the local service answers text only.")
+        texts.append(block["text"])
+    return "".join(texts)
+
+
+def _messages(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw:
+        raise _BadInput("messages must be a non-empty list.")
+    messages = []
+    for number, message in enumerate(raw):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise _BadInput(f"messages[{number}] must be an object with role user or assistant.")
+        messages.append({"role": message["role"], "content": _text_of(message.get("content"), f"messages[{number}]")})
+    return messages
+
+
+def _anthropic_request(body: Any) -> tuple[str, list[dict[str, Any]], int]:
+    """System prompt, messages and max_tokens of an Anthropic Messages body."""
+    if not isinstance(body, dict):
+        raise _BadInput("the body must be a JSON object.")
+    if not isinstance(body.get("anthropic_version"), str):
+        raise _BadInput("required key [anthropic_version] not found.")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise _BadInput("required key [max_tokens] not found or not a positive integer.")
+    system = body.get("system", "")
+    system_text = "" if system in ("", None) else _text_of(system, "system")
+    return system_text, _messages(body.get("messages")), max_tokens
+
+
+def _converse_request(body: Any) -> tuple[str, list[dict[str, Any]], int]:
+    """System prompt, messages and maxTokens of a Converse request."""
+    if not isinstance(body, dict):
+        raise _BadInput("the request must be a JSON object.")
+    system = body.get("system")
+    system_text = ""
+    if system is not None:
+        if not isinstance(system, list):
+            raise _BadInput("system must be a list of {text} blocks.")
+        system_text = "\n".join(text for block in system if (text := _text_of([block], "system")))
+    config = body.get("inferenceConfig") or {}
+    if not isinstance(config, dict):
+        raise _BadInput("inferenceConfig must be an object.")
+    max_tokens = config.get("maxTokens", _CONVERSE_DEFAULT_MAX_TOKENS)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise _BadInput("inferenceConfig.maxTokens must be a positive integer.")
+    return system_text, _messages(body.get("messages")), max_tokens
+
+
+def _anthropic_reply(model_id: str, completion: Completion) -> dict[str, Any]:
+    return {
+        "id": f"msg_bdrk_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": model_id,
+        "content": [{"type": "text", "text": completion.text}],
+        "stop_reason": _STOP_REASONS.get(completion.stop_reason, "end_turn"),
+        "stop_sequence": None,
+        "usage": {"input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens},
+    }
+
+
+def _converse_reply(completion: Completion, latency_ms: int) -> dict[str, Any]:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": completion.text}]}},
+        "stopReason": _STOP_REASONS.get(completion.stop_reason, "end_turn"),
+        "usage": {
+            "inputTokens": completion.input_tokens,
+            "outputTokens": completion.output_tokens,
+            "totalTokens": completion.input_tokens + completion.output_tokens,
+        },
+        "metrics": {"latencyMs": latency_ms},
+    }
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ServiceError("ValidationException", f"The request body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _validation("The request body must be a JSON object.")
+    return doc
+
+
+def _query_time(query: dict[str, str], name: str) -> datetime | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _validation(f"{name} {raw!r} is not an ISO 8601 timestamp.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _query_int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _validation(f"{name} {raw!r} is not a whole number.") from None
+    if not low <= value <= high:
+        raise _validation(f"{name} must be between {low} and {high}.")
+    return value
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if token is None:
+        return 0
+    try:
+        kind, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind != "offset":
+            raise ValueError(kind)
+        return max(0, int(value))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _validation(f"The nextToken {token!r} is not valid.") from None
+
+
+# --- HTTP ----------------------------------------------------------------------------------------------
+
+
+def _json(doc: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(doc, ensure_ascii=False).encode("utf-8")
+
+
+def _error_response(exc: ServiceError) -> tuple[int, dict[str, str], bytes]:
+    body = json.dumps({"__type": exc.code, "message": exc.message}, ensure_ascii=False).encode("utf-8")
+    return exc.status, {"Content-Type": "application/json", "x-amzn-ErrorType": exc.code}, body
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    service: LocalBedrock
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "LocalBedrock/1.0"
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        try:
+            body = self._read_body()
+        except ValueError as exc:
+            status, headers, payload = _error_response(_validation(str(exc)))
+            self.close_connection = True
+        else:
+            status, headers, payload = self.server.service.handle(method, self.path, body)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():  # trailers
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > _MAX_BODY_BYTES:
+                    raise ValueError("The request body is too large.")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ValueError("The Content-Length header is not a number.") from None
+        if length > _MAX_BODY_BYTES:
+            raise ValueError("The request body is too large.")
+        return self.rfile.read(length) if length > 0 else b""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _log.debug("local Bedrock: " + format, *args)

@@ -1,0 +1,626 @@
+"""The models behind the local Bedrock service: an offline classifier and any OpenAI-compatible endpoint.
+
+- :class:`OfflineClassifier` is a deterministic keyword scorer, not a language model. It reads everything it
+  knows from the request itself, as a Bedrock model would: the categories (names, descriptions, aliases, good
+  and bad examples) from the XML of the system prompt, the record from the user message. It answers in the
+  tags the prompt asks for, so the rest of the pipeline cannot tell it from a model, except by its accuracy.
+- :class:`OpenAICompatibleModel` forwards each request to ``POST {base_url}/chat/completions`` of any server
+  speaking the OpenAI chat API (vLLM, llama.cpp, Ollama, LM Studio, ...).
+
+:func:`model_from_spec` and :func:`model_from_env` pick one from a short spec string.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from xml.sax.saxutils import unescape
+
+from batch_classifier.labels import LabelMatcher
+from batch_classifier.outputs import extract_answer
+from batch_classifier.prompts import render_prompt
+from batch_classifier.tasks import Task
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A model's reply to one request, with the token counts Bedrock would report."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    stop_reason: str = "end_turn"
+
+
+class Model(Protocol):
+    """Anything that answers a chat request: a system prompt and the conversation's messages."""
+
+    name: str
+
+    def complete(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion: ...
+
+
+class ModelError(Exception):
+    """A model could not answer a request."""
+
+
+class ModelThrottled(ModelError):
+    """The model refused the request for now (too many requests); worth another attempt later."""
+
+
+class ModelUnavailable(ModelError):
+    """The model could not be reached or failed on its side."""
+
+
+class ModelRequestInvalid(ModelError):
+    """The request cannot be answered as it stands (for the offline classifier: no categories in the prompt)."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------------
+
+
+def message_text(content: Any) -> str:
+    """The text of one message's content: a string, or a list of blocks (Anthropic ``{"type": "text",
+    "text": ...}`` or Converse ``{"text": ...}``); blocks without text (images, tool calls) are skipped."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+        return "".join(parts)
+    return ""
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, never less than one."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def measure_accuracy(model: Model, task: Task, rows: Iterable[tuple[str, str]]) -> float:
+    """The share of ``(text, label)`` rows the model classifies as labelled, asking it as the pipeline would.
+
+    Answers and labels are both matched to the task's categories (names, aliases, spelling), so a label
+    written as an alias still counts. No rows: 0.0.
+    """
+    prompt = render_prompt(task)
+    matcher = LabelMatcher(task)
+    total = correct = 0
+    for text, label in rows:
+        messages = [{"role": "user", "content": prompt.user_message(text)}]
+        reply = model.complete(prompt.system, messages, task.max_tokens)
+        answer = extract_answer(reply.text, task.output_tags).label
+        total += 1
+        if answer is not None:
+            predicted = matcher.match(answer).category
+            correct += predicted is not None and predicted == matcher.match(label).category
+    return correct / total if total else 0.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Text to terms
+# --------------------------------------------------------------------------------------------------------
+
+_STOP_WORDS = frozenset(
+    """
+    a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing done down during each either else even ever every few for
+    from further get gets getting got had has have having he her here hers herself him himself his how i if
+    in into is it its itself just let lets like may me might mine more most much must my myself no nor not of
+    off on once one only or other our ours ourselves out over own please same shall she should so some such
+    than thank thanks that the their theirs them themselves then there these they this those through to too
+    under until up upon us very via was way we well were what when where which while who whom whose why will
+    with within would yes yet you your yours yourself yourselves okay ok oh hi hello sure great thing things
+    really also still actually sir madam mr mrs ms
+    """.split()
+)
+# A few irregular forms, so that they meet their regular relatives.
+_IRREGULAR = {
+    "paid": "pay",
+    "flew": "fly",
+    "flown": "fly",
+    "complaint": "complain",
+    "bought": "buy",
+    "sent": "send",
+    "lost": "lose",
+    "broken": "break",
+    "broke": "break",
+    "told": "tell",
+    "enquiry": "inquiry",
+    "enquire": "inquire",
+    "enquiries": "inquiry",
+}
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_DERIVATIONAL = ("ification", "ational", "ation", "ition", "ility", "ment", "ness", "ance", "ence", "able", "ible")
+_DOUBLE = re.compile(r"([bdfglmnprt])\1$")
+_BRITISH = re.compile(r"(?<=[a-z]{3})is(e|ed|es|ing|ation)$")
+
+# Semantic fields of everyday English (a tiny thesaurus): a word of a field also counts as the field itself, so
+# that "reimburse" meets "refund" and "furious" meets "dissatisfaction". Nothing here names a category; which
+# category a field favours comes only from the words the prompt uses for each category.
+_FIELDS = {
+    "change": "change alter modify amend adjust switch swap move shift reschedule rebook postpone rearrange upgrade "
+    "downgrade extend",
+    "cancel": "cancel cancellation scrap abort revoke terminate withdraw",
+    "money-back": "refund refundable reimburse reimbursement reimbursable repay repayment chargeback rebate owed",
+    "fault": "error fault glitch bug crash malfunction broken freeze froze frozen stuck fail failure outage defect",
+    "digital": "website site webpage web online internet browser app login log password email inbox spam link page "
+    "download upload cache cookie screen digital device notification chatbot software click button pdf e-ticket "
+    "eticket portal",
+    "displeasure": "disappointed disappointing dissatisfied dissatisfaction unhappy upset angry furious annoyed "
+    "frustrated frustrating unacceptable terrible awful horrible dreadful appalling disgusting disgrace disgraceful "
+    "filthy dirty rude unprofessional worst ridiculous outrageous shocking ruined nightmare complain complaint "
+    "miserable unsafe misleading",
+    "payment": "pay payment card checkout transaction declined decline instalment installment deposit invoice billing "
+    "bill charge authorisation authorization debit mastercard paypal",
+    "reward": "point mile reward loyalty member membership status tier elite gold silver platinum redeem redemption "
+    "bonus perk",
+    "needs": "wheelchair disability disabled accessible accessibility mobility impaired impairment blind deaf allergy "
+    "allergic dietary diet vegan vegetarian gluten coeliac celiac kosher halal medical medication oxygen pregnant "
+    "pregnancy infant baby toddler pet dog cat animal escort cot crib bassinet stroller scooter",
+    "rules": "visa passport document requirement rule regulation allowance allowed permitted customs vaccination "
+    "vaccine weather climate permit entry border immigration transit",
+    "purchase": "book reserve buy purchase availability available quote vacancy",
+    "docs": "documentation docs guide manual article tutorial documented",
+    "security": "phishing suspicious breach hacked hack compromised scam fraud credentials security malware",
+    "wish": "wish suggest suggestion feature enhancement capability idea",
+}
+_PHRASES = (
+    (re.compile(r"\bmoney back\b|\bpay(?:ed|ing)? back\b"), "money-back"),
+    (re.compile(r"\b(?:log|logged|logging|sign|signed|signing) (?:in|into|on)\b"), "digital"),
+    (re.compile(r"\b(?:not|n't) (?:work|working|load|loading|open|opening)\b"), "fault"),
+    (re.compile(r"\bcall(?:ed|ing)? off\b"), "cancel"),
+)
+
+
+def stem(word: str, inflections: bool = False) -> str:
+    """A light suffix-stripping stem (plural, derivational suffixes, -ise spelling); ``inflections`` also strips
+    -ed and -ing, which a classifier would rather keep apart (``booked`` says the booking already exists)."""
+    word = _IRREGULAR.get(word, word)
+    if len(word) <= 3:
+        return word
+    word = _BRITISH.sub(r"iz\1", word)
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("sses"):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if inflections:
+        if word.endswith("ied") and len(word) > 4:
+            word = word[:-3] + "y"
+        elif word.endswith("ing") and len(word) > 5:
+            word = word[:-3]
+        elif word.endswith("ed") and len(word) > 4:
+            word = word[:-2]
+    for suffix in _DERIVATIONAL:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            word = word[: -len(suffix)] + ("ify" if suffix == "ification" else "")
+            break
+    else:
+        if word.endswith("ly") and len(word) > 5:
+            word = word[:-2]
+        elif word.endswith("ate") and len(word) > 7:
+            word = word[:-3]
+    if word.endswith("e") and len(word) > 4:
+        word = word[:-1]
+    if _DOUBLE.search(word) and len(word) > 4:
+        word = word[:-1]
+    return word
+
+
+_FIELD_OF = {stem(w, inflections=True): field for field, members in _FIELDS.items() for w in members.split()}
+
+
+def words(text: str) -> list[tuple[str, str, bool]]:
+    """``(term, surface word, is_field)`` for a text's content words (lower case, no stop words, no numbers),
+    each followed by its semantic field when it has one."""
+    lowered = text.lower().replace("’", "'")
+    found = []
+    for raw in _WORD.findall(lowered):
+        word = raw
+        if word.endswith("n't"):
+            found.append(("not", "not", False))
+            continue
+        if "'" in word:
+            word = word.split("'", 1)[0]
+        if len(word) < 2 or word in _STOP_WORDS or word.isdigit():
+            continue
+        found.append((stem(word), word, False))
+        field = _FIELD_OF.get(stem(word, inflections=True))
+        if field is not None:
+            found.append(("~" + field, word, True))
+    for pattern, field in _PHRASES:
+        for match in pattern.finditer(lowered):
+            found.append(("~" + field, match[0], True))
+    return found
+
+
+# --------------------------------------------------------------------------------------------------------
+# Conversations: who says what
+# --------------------------------------------------------------------------------------------------------
+
+_CUSTOMER_ROLES = ("user", "customer", "caller", "client", "guest", "passenger", "traveler", "traveller")
+_AGENT_ROLES = ("agent", "assistant", "representative", "rep", "advisor", "adviser", "operator", "staff")
+_TURN = re.compile(
+    r"(?:^|(?<=\s)|(?<=[.!?\"']))(" + "|".join(_CUSTOMER_ROLES + _AGENT_ROLES) + r")\s*:",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Turn:
+    customer: bool
+    text: str
+
+
+def split_turns(text: str) -> list[Turn]:
+    """The turns of a ``User: ... Agent: ...`` transcript (on separate lines or not); plain text is one
+    customer turn."""
+    marks = list(_TURN.finditer(text))
+    if not marks:
+        return [Turn(True, text)]
+    turns = []
+    head = text[: marks[0].start()].strip()
+    if head:
+        turns.append(Turn(True, head))
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        end = following.start() if following is not None else len(text)
+        body = text[mark.end() : end].strip()
+        if body:
+            turns.append(Turn(mark[1].lower() in _CUSTOMER_ROLES, body))
+    return turns or [Turn(True, text)]
+
+
+# --------------------------------------------------------------------------------------------------------
+# The prompt: categories and answer tags
+# --------------------------------------------------------------------------------------------------------
+
+_ENTITIES = {"&quot;": '"', "&apos;": "'"}
+
+
+def _xml_text(raw: str) -> str:
+    return unescape(raw, _ENTITIES).strip()
+
+
+def _tag(body: str, tag: str) -> str:
+    found = re.search(rf"<{tag}>(.*?)</{tag}>", body, re.S)
+    return _xml_text(found[1]) if found else ""
+
+
+def _tags(body: str, tag: str) -> list[str]:
+    return [_xml_text(m) for m in re.findall(rf"<{tag}>(.*?)</{tag}>", body, re.S)]
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    reasoning: str
+    correct: str | None = None  # for a bad example: the category it belongs to
+
+
+@dataclass(frozen=True)
+class ParsedCategory:
+    """A category as the system prompt describes it."""
+
+    name: str
+    description: str
+    aliases: tuple[str, ...]
+    examples: tuple[Example, ...]
+    bad_examples: tuple[Example, ...]
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    categories: tuple[ParsedCategory, ...]
+    label_tag: str
+    explanation_tag: str
+
+
+_CATEGORY = re.compile(r"<category>(.*?)</category>", re.S)
+_EXAMPLE = re.compile(r"<example>(.*?)</example>", re.S)
+_FORMAT_LINE = re.compile(r"^\s*<([A-Za-z_][\w.-]*)>[^<\n]*</\1>\s*$", re.M)
+
+
+def parse_prompt(system: str) -> ParsedPrompt:
+    """The categories in a system prompt's ``<category>`` nodes and the answer tags of its output format."""
+    categories = []
+    for body in _CATEGORY.findall(system):
+        name = _tag(body, "name")
+        if not name:
+            continue
+        aliases_node = _tag(body, "aliases")
+        aliases = tuple(_tags(body, "alias")) or tuple(a.strip() for a in aliases_node.split(",") if a.strip())
+        good_node = re.search(r"<good_examples>(.*?)</good_examples>", body, re.S)
+        bad_node = re.search(r"<bad_examples>(.*?)</bad_examples>", body, re.S)
+        good = tuple(
+            Example(_tag(e, "text"), _tag(e, "reasoning")) for e in _EXAMPLE.findall(good_node[1] if good_node else "")
+        )
+        bad = tuple(
+            Example(_tag(e, "text"), _tag(e, "reasoning"), _tag(e, "correct_category") or None)
+            for e in _EXAMPLE.findall(bad_node[1] if bad_node else "")
+        )
+        categories.append(ParsedCategory(name, _tag(body, "description"), aliases, good, bad))
+    tail = system[system.rfind("</categories>") :] if "</categories>" in system else system
+    tags = [m[1] for m in _FORMAT_LINE.finditer(tail) if m[1] not in {"name", "description", "text", "reasoning"}]
+    label_tag = tags[0] if tags else "classification"
+    explanation_tag = tags[1] if len(tags) > 1 else "explanation"
+    return ParsedPrompt(tuple(categories), label_tag, explanation_tag)
+
+
+def record_text(user_message: str) -> str:
+    """The record inside the prompt's ``<text>...</text>`` wrapper, or the whole message when unwrapped."""
+    start = user_message.find("<text>")
+    end = user_message.rfind("</text>")
+    if start >= 0 and end > start:
+        return user_message[start + len("<text>") : end].strip()
+    return user_message.strip()
+
+
+# --------------------------------------------------------------------------------------------------------
+# The offline classifier
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The scorer's knobs (defaults measured on labelled travel conversations)."""
+
+    name: float = 4.0
+    alias: float = 2.0
+    description: float = 1.5
+    example: float = 1.0
+    reasoning: float = 0.6
+    bad_example_moved: float = 1.0
+    bad_example_penalty: float = 0.0
+    first_turn: float = 3.0
+    customer_turn: float = 1.0
+    agent_turn: float = 0.4
+    turn_decay: float = 0.85
+    name_cue_bonus: float = 0.0
+
+
+@dataclass
+class _Scorer:
+    prompt: ParsedPrompt
+    vectors: list[dict[str, float]]
+    cues: list[frozenset[str]]
+
+
+class OfflineClassifier:
+    """A deterministic local stand-in for an LLM classifier (keyword profiles from the prompt; no network).
+
+    Each category's profile is built from its name (weighted most), aliases, description and examples, with
+    the text of bad examples credited to the category they belong to; terms shared by many categories count
+    less (an IDF over categories). A conversation's customer turns count more than the agent's, the first
+    one most, since the reason for a call is usually stated first. The best cosine wins; ties go to the
+    category listed first.
+    """
+
+    name = "offline-classifier"
+    _CACHE_SIZE = 16
+
+    def __init__(self, weights: Weights | None = None) -> None:
+        self.weights = weights or Weights()
+        self._scorers: OrderedDict[str, _Scorer] = OrderedDict()
+
+    def complete(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion:
+        scorer = self._scorer(system)
+        user = next((m for m in reversed(messages) if m.get("role", "user") == "user"), None)
+        user_text = message_text(user.get("content")) if user else ""
+        label, cues = self._classify(scorer, record_text(user_text))
+        shown = ", ".join(f'"{c}"' for c in cues)
+        why = (
+            f"strongest cues {shown} for {label}." if cues else f"no cue matched any category; {label} is listed first."
+        )
+        tags = scorer.prompt
+        reply = f"<{tags.label_tag}>{label}</{tags.label_tag}>\n<{tags.explanation_tag}>Offline classifier: {why}"
+        reply += f"</{tags.explanation_tag}>"
+        seen = system + "".join(message_text(m.get("content")) for m in messages)
+        stop = "end_turn"
+        if estimate_tokens(reply) > max_tokens:
+            reply, stop = reply[: max(1, max_tokens) * 4], "max_tokens"
+        return Completion(reply, estimate_tokens(seen), estimate_tokens(reply), stop)
+
+    def classify(self, system: str, text: str) -> tuple[str, list[str]]:
+        """The category for a record's text under a system prompt, and the words that decided it."""
+        return self._classify(self._scorer(system), text)
+
+    # -- building the profiles -------------------------------------------------------------------------
+
+    def _scorer(self, system: str) -> _Scorer:
+        scorer = self._scorers.get(system)
+        if scorer is None:
+            scorer = self._build(parse_prompt(system))
+            self._scorers[system] = scorer
+            if len(self._scorers) > self._CACHE_SIZE:
+                self._scorers.popitem(last=False)
+        else:
+            self._scorers.move_to_end(system)
+        return scorer
+
+    def _build(self, prompt: ParsedPrompt) -> _Scorer:
+        if not prompt.categories:
+            raise ModelRequestInvalid(
+                "The system prompt lists no <category> with a <name>, so the offline classifier has nothing to "
+                "choose from."
+            )
+        w = self.weights
+        index = {c.name: i for i, c in enumerate(prompt.categories)}
+        raw: list[dict[str, float]] = [{} for _ in prompt.categories]
+
+        def add(i: int, text: str, weight: float) -> None:
+            for term in terms(text):
+                raw[i][term] = raw[i].get(term, 0.0) + weight
+
+        cues = []
+        for i, category in enumerate(prompt.categories):
+            add(i, category.name, w.name)
+            for alias in category.aliases:
+                add(i, alias, w.alias)
+            add(i, category.description, w.description)
+            for example in category.examples:
+                add(i, example.text, w.example)
+                add(i, example.reasoning, w.reasoning)
+            for bad in category.bad_examples:
+                target = index.get(bad.correct or "")
+                if target is not None:
+                    add(target, bad.text, w.bad_example_moved)
+                    add(target, bad.reasoning, w.reasoning / 2)
+                if w.bad_example_penalty:
+                    add(i, bad.text, -w.bad_example_penalty)
+            cues.append(frozenset(terms(" ".join((category.name, *category.aliases)))))
+        count = len(raw)
+        df: dict[str, int] = {}
+        for profile in raw:
+            for term, value in profile.items():
+                if value > 0:
+                    df[term] = df.get(term, 0) + 1
+        vectors = []
+        for profile in raw:
+            vector = {t: v * math.log(1 + count / df[t]) for t, v in profile.items() if v > 0 and t in df}
+            norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
+            vectors.append({t: v / norm for t, v in vector.items()})
+        return _Scorer(prompt, vectors, cues)
+
+    # -- scoring a record ------------------------------------------------------------------------------
+
+    def _document(self, text: str) -> tuple[dict[str, float], dict[str, str]]:
+        w = self.weights
+        weights: dict[str, float] = {}
+        surface: dict[str, str] = {}
+        customer_seen = 0
+        for turn in split_turns(text):
+            if turn.customer:
+                weight = w.first_turn if customer_seen == 0 else w.customer_turn * w.turn_decay ** (customer_seen - 1)
+                customer_seen += 1
+            else:
+                weight = w.agent_turn
+            for term, word in words(turn.text):
+                weights[term] = weights.get(term, 0.0) + weight
+                surface.setdefault(term, word)
+        return {t: math.log1p(v) for t, v in weights.items()}, surface
+
+    def _classify(self, scorer: _Scorer, text: str) -> tuple[str, list[str]]:
+        document, surface = self._document(text)
+        best, best_score, best_parts = 0, 0.0, {}
+        for i, vector in enumerate(scorer.vectors):
+            parts = {t: v * vector[t] for t, v in document.items() if t in vector}
+            score = sum(parts.values())
+            if self.weights.name_cue_bonus:
+                score += self.weights.name_cue_bonus * sum(1 for t in scorer.cues[i] if t in document)
+            if score > best_score:
+                best, best_score, best_parts = i, score, parts
+        top = sorted(best_parts, key=lambda t: (-best_parts[t], t))[:3]
+        return scorer.prompt.categories[best].name, [surface[t] for t in top if best_parts[t] > 0]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Any OpenAI-compatible chat endpoint
+# --------------------------------------------------------------------------------------------------------
+
+
+class OpenAICompatibleModel:
+    """A model served behind ``POST {base_url}/chat/completions`` (the OpenAI chat API), asked at temperature 0."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.name = f"openai-compatible:{model}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def complete(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion:
+        chat = [{"role": "system", "content": system}] if system else []
+        chat += [
+            {"role": "assistant" if m.get("role") == "assistant" else "user", "content": message_text(m.get("content"))}
+            for m in messages
+        ]
+        body = {"model": self.model, "messages": chat, "max_tokens": max_tokens, "temperature": 0}
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                doc = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = _error_detail(exc)
+            if exc.code == 429:
+                raise ModelThrottled(f"{self.url} throttled the request (HTTP 429){detail}.") from None
+            raise ModelUnavailable(f"{self.url} answered HTTP {exc.code}{detail}.") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ModelUnavailable(f"{self.url} could not be reached ({reason}).") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelUnavailable(f"{self.url} answered with something that is not JSON.") from None
+        try:
+            choice = doc["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise ModelUnavailable(f"{self.url} answered without choices[0].message.content.") from None
+        usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
+        tokens_in = usage.get("prompt_tokens") or estimate_tokens("".join(m["content"] for m in chat))
+        tokens_out = usage.get("completion_tokens") or estimate_tokens(text)
+        stop = "max_tokens" if choice.get("finish_reason") == "length" else "end_turn"
+        return Completion(text, int(tokens_in), int(tokens_out), stop)
+
+
+def _error_detail(exc: urllib.error.HTTPError) -> str:
+    """A short quote of the server's error message, when it sent one."""
+    try:
+        raw = exc.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    try:
+        doc = json.loads(raw)
+        message = doc.get("error", {}).get("message") if isinstance(doc.get("error"), dict) else doc.get("error")
+        raw = str(message or doc.get("message") or raw)
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    raw = " ".join(raw.split())
+    return f": {raw[:200]}" if raw else ""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Choosing a model
+# --------------------------------------------------------------------------------------------------------
+
+MODEL_ENV = "BATCH_CLASSIFIER_MODEL"
+API_KEY_ENV = "LOCAL_MODEL_API_KEY"
+_SPEC_FORMS = '"offline" (the default) or "openai:<base_url>#<model>", e.g. "openai:http://127.0.0.1:8000/v1#llama3"'
+
+
+def model_from_spec(spec: str | None) -> Model:
+    """The model a spec names: empty or ``offline``, or ``openai:<base_url>#<model>`` (API key from the
+    ``LOCAL_MODEL_API_KEY`` environment variable when set)."""
+    text = (spec or "").strip()
+    if text in {"", "offline"}:
+        return OfflineClassifier()
+    if text.startswith("openai:"):
+        base_url, _, model = text.removeprefix("openai:").rpartition("#")
+        if base_url.startswith(("http://", "https://")) and model.strip():
+            return OpenAICompatibleModel(base_url, model.strip(), api_key=os.environ.get(API_KEY_ENV) or None)
+    raise ValueError(f"Unknown model spec {spec!r}: use {_SPEC_FORMS}.")
+
+
+def model_from_env() -> Model:
+    """The model named by the ``BATCH_CLASSIFIER_MODEL`` environment variable (default: offline)."""
+    return model_from_spec(os.environ.get(MODEL_ENV))

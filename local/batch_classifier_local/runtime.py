@@ -1,0 +1,574 @@
+"""The local runtime: ``template.yaml`` deployed into moto on 127.0.0.1, with real handlers and a local Bedrock.
+
+:class:`LocalRuntime` starts moto's server (every AWS service the template uses, real Step Functions execution),
+renders the template with aws-sam-translator and creates the stack, then corrects what moto gets wrong:
+
+- state machines: moto ignores ``DefinitionSubstitutions`` and the S3 definition; the ASL file is substituted
+  and set on the state machine, which runs with the execution engine on;
+- Lambda: moto would run code in Docker; here each function's handler runs in its own worker processes
+  (:mod:`workers`) with the function's environment, pointed at this runtime's endpoints;
+- EventBridge: moto cannot deliver to Step Functions targets; this runtime does, honouring the rule's
+  ``Input``, ``InputPath`` or ``InputTransformer`` and naming every execution uniquely;
+- S3: the customer bucket's EventBridge notification setting (dropped by moto) is set again;
+- Glue and Athena resources (skipped by moto's CloudFormation) are created through their APIs;
+- time: Wait states and Retry intervals are scaled (minutes become milliseconds).
+
+Bedrock is :class:`~batch_classifier_local.bedrock_service.LocalBedrock`, answered by a local model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import types
+import uuid
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .bedrock_service import LocalBedrock
+from .models import Model, model_from_env
+from .template import load_template, render_template
+from .workers import FunctionSpec, WorkerPool
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STACK_NAME = "batch-classifier-local"
+ARTIFACTS_BUCKET = "batch-classifier-local-artifacts"
+DEFAULT_TIME_SCALE = 0.001
+# Parameters of the local stack: tiny waits still poll often enough to feel live.
+LOCAL_PARAMETERS = {"Stage": "sandbox", "PollMinSeconds": "60", "PollMaxSeconds": "900"}
+_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+LOG = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class InjectedFailure:
+    """A fault for the workflow tests: a function's invocations that fail with ``error`` before running."""
+
+    function: str
+    when: Callable[[Any], bool]
+    times: int = 1
+    error: str = "InjectedFailure"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def matches(self, function: str, event: Any) -> bool:
+        if function != self.function:
+            return False
+        with self._lock:
+            if self.times <= 0 or not self.when(event):
+                return False
+            self.times -= 1
+            return True
+
+
+@dataclass
+class Stack:
+    """What the local deploy produced: outputs, and each function's spec by its physical name."""
+
+    outputs: dict[str, str]
+    functions: dict[str, FunctionSpec]
+    state_machine_arn: str
+
+    @property
+    def customer_bucket(self) -> str:
+        return self.outputs["CustomerBucketName"]
+
+    @property
+    def internal_bucket(self) -> str:
+        return self.outputs["InternalBucketName"]
+
+
+@dataclass
+class LocalRuntime:
+    """The whole product on this machine. Use as a context manager, or ``start()`` / ``stop()``."""
+
+    root: Path
+    state_dir: Path | None = None
+    time_scale: float = DEFAULT_TIME_SCALE
+    model: Model | None = None
+    port: int = 0
+    parameters: dict[str, str] = field(default_factory=dict)
+    endpoint: str = ""
+    stack: Stack | None = None
+    bedrock: LocalBedrock | None = None
+    pool: WorkerPool | None = None
+    failures: list[InjectedFailure] = field(default_factory=list)
+    _server: Any = None
+    _started_executions: list[str] = field(default_factory=list)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalRuntime:
+        self.start()
+        self.deploy()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        """Serve moto on 127.0.0.1 and the local Bedrock; returns the AWS endpoint URL."""
+        from moto.core.config import default_user_config  # noqa: PLC0415
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+        global _ACTIVE  # noqa: PLW0603 - the patched moto code finds the runtime here
+        if _ACTIVE is not None and _ACTIVE is not self:
+            raise RuntimeError("a local runtime is already running in this process")
+        self.port = self.port or free_port()
+        os.environ.update(_CREDENTIALS)
+        os.environ["MOTO_PORT"] = str(self.port)  # moto's ASL interpreter calls services on this port
+        default_user_config["stepfunctions"]["execute_state_machine"] = True
+        _install_patches()
+        _ACTIVE = self
+        for noisy in ("werkzeug", "moto"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)  # request lines and interpreter tracebacks
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.bedrock = LocalBedrock(self.client("s3"), self.model or model_from_env(), time_scale=self.time_scale)
+        self.bedrock.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        global _ACTIVE  # noqa: PLW0603
+        if self.pool is not None:
+            self.pool.close()
+        if self.bedrock is not None:
+            self.bedrock.stop()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if _ACTIVE is self:
+            _ACTIVE = None
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of this runtime's AWS (moto) or, for bedrock and bedrock-runtime, its local Bedrock."""
+        url = self.endpoint
+        if service in {"bedrock", "bedrock-runtime"} and self.bedrock is not None:
+            url = self.bedrock.url
+        return boto3.client(
+            service,
+            endpoint_url=url,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(retries={"max_attempts": 2}),
+        )
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What a process needs to use this runtime with any AWS SDK or the AWS CLI."""
+        assert self.bedrock is not None
+        return {
+            **_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL_BEDROCK": self.bedrock.url,
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.bedrock.url,
+        }
+
+    # --- deploy ---------------------------------------------------------------------------------------
+
+    def deploy(self) -> Stack:
+        """Create the stack from template.yaml (once per runtime) and correct what moto leaves out."""
+        if self.stack is not None:
+            return self.stack
+        sam = load_template(self.root / "template.yaml")
+        parameters = {**LOCAL_PARAMETERS, **self.parameters}
+        rendered = render_template(sam, ARTIFACTS_BUCKET, parameters)
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+        placeholder = _placeholder_zip()
+        for logical_id, resource in sam["Resources"].items():
+            if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion"}:
+                s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{logical_id}.zip", Body=placeholder)
+            elif resource["Type"] == "AWS::Serverless::StateMachine":
+                definition = (self.root / resource["Properties"]["DefinitionUri"]).read_bytes()
+                s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{logical_id}.asl.json", Body=definition)
+        cloudformation = self.client("cloudformation")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # moto warns about every resource type it does not model
+            cloudformation.create_stack(
+                StackName=STACK_NAME,
+                TemplateBody=json.dumps(rendered),
+                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+            )
+        described = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        physical = {
+            r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+            for r in cloudformation.list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
+            if r.get("LogicalResourceId")
+        }
+        state_machine_arn = self._set_definitions(sam, rendered, physical)
+        s3.put_bucket_notification_configuration(
+            Bucket=outputs["CustomerBucketName"], NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        self._create_analytics(rendered, outputs)
+        functions = self._function_specs(sam, physical)
+        self.stack = Stack(outputs=outputs, functions=functions, state_machine_arn=state_machine_arn)
+        state = self.state_dir or (self.root / ".local-runtime")
+        self.pool = WorkerPool(specs=functions, log_dir=state / "logs", code_roots=[self.root / "layers" / "common"])
+        threading.Thread(target=self._watch_executions, daemon=True, name="execution-watcher").start()
+        return self.stack
+
+    def _set_definitions(self, sam: dict[str, Any], rendered: dict[str, Any], physical: dict[str, str]) -> str:
+        """Substitute each state machine's ASL file and set it (moto keeps an empty definition)."""
+        stepfunctions = self.client("stepfunctions")
+        arn = ""
+        for logical_id, resource in sam["Resources"].items():
+            if resource["Type"] != "AWS::Serverless::StateMachine":
+                continue
+            properties = rendered["Resources"][logical_id]["Properties"]
+            values = {
+                name: self._resolve(value, physical) for name, value in properties["DefinitionSubstitutions"].items()
+            }
+            text = (self.root / resource["Properties"]["DefinitionUri"]).read_text(encoding="utf-8")
+            missing = sorted(set(_PLACEHOLDER.findall(text)) - set(values))
+            if missing:
+                raise RuntimeError(f"the state machine uses substitutions the template does not define: {missing}")
+            definition = _PLACEHOLDER.sub(lambda m, known=values: known[m[1]], text)
+            # moto's CloudFormation makes the state machine where executions do not run: make it again, with
+            # the same name (so the same ARN the EventBridge rule targets), where they do.
+            role = (
+                properties.get("RoleArn") or f"arn:aws:iam::{ACCOUNT}:role/{physical.get(logical_id + 'Role', 'local')}"
+            )
+            created = stepfunctions.create_state_machine(
+                name=physical[logical_id].rsplit(":", 1)[-1],
+                definition=definition,
+                roleArn=role if isinstance(role, str) else f"arn:aws:iam::{ACCOUNT}:role/local",
+                type="STANDARD",
+            )
+            arn = created["stateMachineArn"]
+        return arn
+
+    def _resolve(self, value: Any, physical: dict[str, str]) -> str:
+        """``Ref`` / ``Fn::GetAtt`` of the substitutions, as moto named the resources."""
+        if isinstance(value, str):
+            return value
+        if "Ref" in value:
+            return physical[value["Ref"]]
+        logical, attribute = value["Fn::GetAtt"]
+        name = physical[logical]
+        if attribute == "Arn" and not name.startswith("arn:"):
+            return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        return name
+
+    def _function_specs(self, sam: dict[str, Any], physical: dict[str, str]) -> dict[str, FunctionSpec]:
+        lambda_ = self.client("lambda")
+        globals_ = sam.get("Globals", {}).get("Function", {})
+        specs = {}
+        for logical_id, resource in sam["Resources"].items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            name = physical[logical_id]
+            config = lambda_.get_function_configuration(FunctionName=name)
+            environment = {k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()}
+            environment.update(self.environment)
+            environment["POWERTOOLS_TRACE_DISABLED"] = "1"  # no X-Ray daemon here
+            properties = resource["Properties"]
+            specs[name] = FunctionSpec(
+                name=name,
+                app=self.root / properties["CodeUri"] / "app.py",
+                environment=environment,
+                timeout=int(properties.get("Timeout", globals_.get("Timeout", 3))),
+                memory=int(properties.get("MemorySize", globals_.get("MemorySize", 128))),
+            )
+        return specs
+
+    def _create_analytics(self, rendered: dict[str, Any], outputs: dict[str, str]) -> None:
+        """The Glue database and table and the Athena workgroup, which moto's CloudFormation skips."""
+        glue, athena = self.client("glue"), self.client("athena")
+        for resource in rendered["Resources"].values():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::Glue::Database":
+                name = outputs.get("AnalyticsDatabaseName", "batch_classifier")
+                glue.create_database(DatabaseInput={"Name": name, "Description": "local analytics"})
+        for resource in rendered["Resources"].values():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::Glue::Table":
+                table = _plain(properties["TableInput"], outputs)
+                glue.create_table(
+                    DatabaseName=outputs.get("AnalyticsDatabaseName", "batch_classifier"), TableInput=table
+                )
+            elif resource["Type"] == "AWS::Athena::WorkGroup":
+                athena.create_work_group(Name=outputs.get("AthenaWorkGroupName", "batch-classifier-local"))
+
+    # --- running --------------------------------------------------------------------------------------
+
+    def _watch_executions(self) -> None:
+        """Announce executions that end FAILED, TIMED_OUT or ABORTED on the default event bus, as Step Functions
+        does ("Step Functions Execution Status Change"); moto does not."""
+        stepfunctions, events = self.client("stepfunctions"), self.client("events")
+        announced: set[str] = set()
+        while self._server is not None and self.stack is not None:
+            try:
+                for item in stepfunctions.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]:
+                    arn = item["executionArn"]
+                    if item["status"] in {"FAILED", "TIMED_OUT", "ABORTED"} and arn not in announced:
+                        announced.add(arn)
+                        events.put_events(
+                            Entries=[_status_change_event(stepfunctions.describe_execution(executionArn=arn))]
+                        )
+            except Exception:
+                LOG.debug("execution watcher", exc_info=True)
+            time.sleep(0.2)
+
+    def invoke(self, function_name: str, event: Any) -> tuple[bool, bytes]:
+        """Run one invocation of a deployed function (what moto's Lambda calls)."""
+        assert self.pool is not None
+        for failure in self.failures:
+            if failure.matches(function_name, event):
+                error = {"errorType": failure.error, "errorMessage": f"injected failure of {function_name}"}
+                return False, json.dumps(error).encode()
+        answer = self.pool.invoke(function_name, event)
+        return answer.ok, answer.body()
+
+    def fail_next(
+        self, logical_id: str, when: Callable[[Any], bool] = lambda event: True, times: int = 1
+    ) -> InjectedFailure:
+        """Make the next ``times`` invocations of a function (by template name) whose event matches fail."""
+        assert self.stack is not None
+        names = [name for name in self.stack.functions if f"-{logical_id}-" in name]
+        if not names:
+            raise KeyError(f"no function {logical_id} in the stack")
+        failure = InjectedFailure(function=names[0], when=when, times=times)
+        self.failures.append(failure)
+        return failure
+
+    def upload(self, path: Path, key: str | None = None) -> str:
+        """Put a file under input_data/ in the customer bucket; returns the execution it started."""
+        assert self.stack is not None
+        key = key or f"input_data/{path.name}"
+        before = set(self._started_executions)
+        self.client("s3").upload_file(str(path), self.stack.customer_bucket, key)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            new = [arn for arn in self._started_executions if arn not in before]
+            if new:
+                return new[-1]
+            time.sleep(0.02)
+        raise RuntimeError(f"no execution started for s3://{self.stack.customer_bucket}/{key}")
+
+    def wait(self, execution_arn: str, on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Follow an execution to its end, passing each new history event to ``on_event``."""
+        stepfunctions = self.client("stepfunctions")
+        seen = 0
+        while True:
+            described = stepfunctions.describe_execution(executionArn=execution_arn)
+            if on_event is not None:
+                events = stepfunctions.get_execution_history(executionArn=execution_arn)["events"]
+                for event in events[seen:]:
+                    on_event(event)
+                seen = len(events)
+            if described["status"] != "RUNNING":
+                return dict(described)
+            time.sleep(0.05)
+
+    def start_execution(self, state_machine_arn: str, payload: Any, hint: str = "run") -> str:
+        """Start a uniquely named execution (moto would name every unnamed execution ``None``)."""
+        started = self.client("stepfunctions").start_execution(
+            stateMachineArn=state_machine_arn, name=execution_name(hint), input=json.dumps(payload)
+        )
+        arn = str(started["executionArn"])
+        self._started_executions.append(arn)
+        return arn
+
+
+def _status_change_event(execution: dict[str, Any]) -> dict[str, Any]:
+    def millis(value: Any) -> int | None:
+        return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
+
+    detail = {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution["name"],
+        "status": execution["status"],
+        "startDate": millis(execution.get("startDate")),
+        "stopDate": millis(execution.get("stopDate")),
+        "input": execution.get("input"),
+        "output": execution.get("output"),
+        "error": execution.get("error"),
+        "cause": execution.get("cause"),
+    }
+    return {
+        "Source": "aws.states",
+        "DetailType": "Step Functions Execution Status Change",
+        "Resources": [execution["executionArn"]],
+        "Detail": json.dumps(detail),
+    }
+
+
+def execution_name(hint: str) -> str:
+    """``<hint>-<UTC time>-<random>``, within Step Functions' 80 characters and allowed characters."""
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "-", hint).strip("-")[:40] or "run"
+    return f"{clean}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def _plain(value: Any, outputs: dict[str, str]) -> Any:
+    """A CloudFormation value with ``Fn::Sub`` and ``Ref`` resolved well enough for local Glue tables."""
+    if isinstance(value, dict):
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            text = text.replace("${InternalBucket}", outputs.get("InternalBucketName", ""))
+            return re.sub(r"\$\{[^}]+\}", "", text)
+        if "Ref" in value:
+            return outputs.get(value["Ref"], value["Ref"])
+        return {k: _plain(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, outputs) for v in value]
+    return value
+
+
+def _placeholder_zip() -> bytes:
+    """Code for moto's function records; the handlers themselves run from the working tree."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "The local runtime runs the handler from functions/ in the working tree.\n")
+    return buffer.getvalue()
+
+
+# --- patches of moto ---------------------------------------------------------------------------------------
+
+_ACTIVE: LocalRuntime | None = None
+_PATCHED = False
+_PATCH_LOCK = threading.Lock()
+
+
+def _install_patches() -> None:
+    global _PATCHED  # noqa: PLW0603
+    with _PATCH_LOCK:
+        if _PATCHED:
+            return
+        _patch_lambda()
+        _patch_events()
+        _patch_time()
+        _PATCHED = True
+
+
+def _patch_lambda() -> None:
+    from moto.awslambda.models import LambdaFunction  # noqa: PLC0415
+
+    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
+        runtime = _ACTIVE
+        if runtime is None:
+            raise RuntimeError("no local runtime is running")
+        event = json.loads(body) if body else {}
+        ok, payload = runtime.invoke(self.function_name, event)
+        if not ok:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return payload
+
+    LambdaFunction.invoke = invoke
+
+
+def _patch_events() -> None:
+    from moto.events.models import Rule  # noqa: PLC0415
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        event = _normalise_s3_event(original_event)
+        ours = [t for t in self.targets if t["Arn"].startswith(("arn:aws:states:", "arn:aws:lambda:"))]
+        others = [t for t in self.targets if t not in ours]
+        runtime = _ACTIVE
+        if ours and runtime is not None and self.event_pattern.matches_event(event):
+            for target in ours:
+                payload = _target_input(target, event)
+                if target["Arn"].startswith("arn:aws:states:"):
+                    hint = Path(str(event.get("detail", {}).get("object", {}).get("key", "run"))).stem
+                    runtime.start_execution(target["Arn"], payload, hint=hint)
+                else:  # EventBridge invokes Lambda targets asynchronously
+                    name = target["Arn"].split(":function:", 1)[1].split(":", 1)[0]
+                    threading.Thread(target=runtime.invoke, args=(name, payload), daemon=True).start()
+        if others:
+            kept = self.targets
+            self.targets = others
+            try:
+                original(self, event, transform_input)
+            finally:
+                self.targets = kept
+
+    Rule.send_to_targets = send_to_targets
+
+
+def _normalise_s3_event(event: Any) -> Any:
+    """moto's S3 events differ from AWS's: ``eTag`` (AWS: ``etag``) and an epoch ``time`` (AWS: ISO 8601)."""
+    event = json.loads(json.dumps(event, default=str))
+    obj = event.get("detail", {}).get("object")
+    if isinstance(obj, dict) and "eTag" in obj and "etag" not in obj:
+        obj["etag"] = obj["eTag"]
+    if isinstance(event.get("time"), int | float):
+        event["time"] = datetime.fromtimestamp(event["time"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return event
+
+
+def _target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
+    """The execution input EventBridge gives a target: Input, InputPath, InputTransformer, or the event."""
+    from jsonpath_ng.ext import parse  # noqa: PLC0415 - moto's own JSONPath library
+
+    def value_at(path: str) -> Any:
+        found = parse(path).find(event)
+        return found[0].value if found else None
+
+    if "Input" in target:
+        return json.loads(target["Input"])
+    if "InputPath" in target:
+        return value_at(target["InputPath"])
+    transformer = target.get("InputTransformer")
+    if not transformer:
+        return event
+    text = transformer["InputTemplate"]
+    for name, path in transformer.get("InputPathsMap", {}).items():
+        value = value_at(path)
+        # Inside quotes a string goes in escaped; anywhere else the value goes in as JSON.
+        quoted = json.dumps(value)[1:-1] if isinstance(value, str) else json.dumps(value)
+        text = text.replace(f'"<{name}>"', json.dumps(value)).replace(f"<{name}>", quoted)
+    return json.loads(text)
+
+
+def _patch_time() -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (  # noqa: PLC0415
+        WaitFunction,
+    )
+
+    real_sleep = time.sleep
+
+    def scaled(seconds: float) -> float:
+        return seconds * (_ACTIVE.time_scale if _ACTIVE is not None else 1.0)
+
+    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: real_sleep(scaled(seconds)))  # type: ignore[attr-defined]
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            env.program_state_event.wait(scaled(wait_seconds))
+
+    WaitFunction._wait_interval = wait_interval
+
+
+def iter_history(client: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
+    yield from client.get_execution_history(executionArn=execution_arn)["events"]

@@ -1,0 +1,109 @@
+"""The workflow as a workflow: uploads go through EventBridge into the real state machine, which runs the real
+handlers against moto and the local Bedrock. Histories are asserted by state name; outputs row by row."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from workflow_helpers import SAMPLE, SEED, results_rows, state_names, write_calls
+
+from batch_classifier_local.bedrock_service import FaultPlan
+from batch_classifier_local.executions import redrive
+from batch_classifier_local.runtime import LocalRuntime
+
+HAPPY = [
+    "RegisterRun",
+    "IsDuplicateRun?",
+    "ConvertInput",
+    "ShardRecords",
+    "HasBatchJobs?",
+    "SubmitJobs",
+]
+
+
+def run(runtime: LocalRuntime, path: Path, key: str | None = None) -> tuple[str, dict]:
+    arn = runtime.upload(path, key)
+    return arn, runtime.wait(arn)
+
+
+def test_the_sample_file_runs_end_to_end(runtime, tmp_path):
+    source = tmp_path / "travel_calls.csv"
+    shutil.copy(SAMPLE, source)
+    arn, described = run(runtime, source)
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    names = state_names(runtime, arn)
+    assert names[: len(HAPPY)] == HAPPY
+    assert names.count("SubmitJob") >= 2 and "WaitForJobs" in names and "CheckJobs" in names
+    assert names[-4:] == ["RetryNeeded?", "FinalizeRun", "NotifyRunCompleted", "RunSucceeded"]
+    summary, rows = results_rows(runtime, arn)
+    source_ids = [
+        line.split(",", 1)[0] for line in SAMPLE.read_text(encoding="utf-8").splitlines()[1:] if line[:1] == "T"
+    ]
+    assert sorted(r["id"] for r in rows) == sorted(set(source_ids)) and len(rows) == summary["rows"]
+    assert summary["by_status"]["classified"] == summary["rows"]
+    assert 0.0 < summary["evaluation"]["accuracy"] <= 1.0
+
+
+def test_a_small_file_takes_the_on_demand_path(runtime, tmp_path):
+    ids = write_calls(tmp_path / "small.csv", 40, prefix="S")
+    arn, described = run(runtime, tmp_path / "small.csv")
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    names = state_names(runtime, arn)
+    assert "SubmitJobs" not in names and "WaitForJobs" not in names
+    assert names.count("ProcessShard") == 1
+    _, rows = results_rows(runtime, arn)
+    assert [r["id"] for r in rows] == ids
+
+
+@pytest.mark.skipif(not SEED.is_dir(), reason="seed data folder ../shared/data is absent")
+def test_the_seed_workbook_gives_every_row_once(runtime, tmp_path):
+    source = tmp_path / "travel_conversations_labeled.xlsx"
+    shutil.copy(SEED / source.name, source)
+    arn, described = run(runtime, source)
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    summary, rows = results_rows(runtime, arn)
+    assert len(rows) == 1190 and len({r["id"] for r in rows}) == 1190
+    assert summary["evaluation"]["rows"] == 1190
+    print(f"offline classifier accuracy on the seed workbook: {summary['evaluation']['accuracy']:.1%}")
+
+
+def test_a_partially_completed_job_has_its_failed_records_retried(runtime, tmp_path):
+    ids = write_calls(tmp_path / "partial.csv", 150, prefix="P")
+    runtime.bedrock.faults = FaultPlan(job_statuses={"shard-00001": "PartiallyCompleted"}, record_errors={"429": 3})
+    arn, described = run(runtime, tmp_path / "partial.csv")
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    names = state_names(runtime, arn)
+    assert names.count("PlanRetries") == 2  # the retry round, then nothing left to retry
+    summary, rows = results_rows(runtime, arn)
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert summary["by_status"]["classified"] == 150
+
+
+def test_a_duplicate_event_starts_no_second_run(runtime, tmp_path):
+    write_calls(tmp_path / "twice.csv", 30, prefix="D")
+    _, described = run(runtime, tmp_path / "twice.csv", "input_data/twice.csv")
+    assert described["status"] == "SUCCEEDED"
+    second, described = run(runtime, tmp_path / "twice.csv", "input_data/twice.csv")  # same bytes, same ETag
+    assert described["status"] == "SUCCEEDED"
+    assert state_names(runtime, second) == ["RegisterRun", "IsDuplicateRun?", "DuplicateRunIgnored"]
+
+
+def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_path):
+    ids = write_calls(tmp_path / "redrive.csv", 250, prefix="R")
+    runtime.fail_next("ProcessResultsFunction", when=lambda event: event["shard"]["name"] == "shard-00002")
+    arn, described = run(runtime, tmp_path / "redrive.csv")
+    assert described["status"] == "FAILED"
+    assert described["error"] == "InjectedFailure"
+    jobs_before = runtime.bedrock.stats["create_calls"]
+    sfn = runtime.client("stepfunctions")
+    again = redrive(sfn, arn)
+    final = runtime.wait(again)
+    assert final["status"] == "SUCCEEDED", final.get("cause")
+    names = state_names(runtime, again)
+    assert names[0] == "ProcessResults"
+    assert names.count("ProcessShard") == 1  # only the failed iteration runs again
+    assert runtime.bedrock.stats["create_calls"] == jobs_before
+    _, rows = results_rows(runtime, again)
+    assert sorted(r["id"] for r in rows) == sorted(ids)
