@@ -72,6 +72,7 @@ class InjectedFailure:
     when: Callable[[Any], bool]
     times: int = 1
     error: str = "InjectedFailure"
+    after_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def matches(self, function: str, event: Any) -> bool:
@@ -143,6 +144,8 @@ class LocalRuntime:
         default_user_config["stepfunctions"]["execute_state_machine"] = True
         _install_patches()
         _ACTIVE = self
+        # moto's CloudFormation warns about each resource type it does not model (we create those ourselves).
+        warnings.filterwarnings("ignore", message=r"Tried to parse .* not supported by moto", category=UserWarning)
         for noisy in ("werkzeug", "moto"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)  # request lines and interpreter tracebacks
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -208,14 +211,12 @@ class LocalRuntime:
                 definition = (self.root / resource["Properties"]["DefinitionUri"]).read_bytes()
                 s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{logical_id}.asl.json", Body=definition)
         cloudformation = self.client("cloudformation")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # moto warns about every resource type it does not model
-            cloudformation.create_stack(
-                StackName=STACK_NAME,
-                TemplateBody=json.dumps(rendered),
-                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-            )
+        cloudformation.create_stack(
+            StackName=STACK_NAME,
+            TemplateBody=json.dumps(rendered),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
         described = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
         physical = {
@@ -342,20 +343,26 @@ class LocalRuntime:
         assert self.pool is not None
         for failure in self.failures:
             if failure.matches(function_name, event):
+                time.sleep(failure.after_seconds)
                 error = {"errorType": failure.error, "errorMessage": f"injected failure of {function_name}"}
                 return False, json.dumps(error).encode()
         answer = self.pool.invoke(function_name, event)
         return answer.ok, answer.body()
 
     def fail_next(
-        self, logical_id: str, when: Callable[[Any], bool] = lambda event: True, times: int = 1
+        self,
+        logical_id: str,
+        when: Callable[[Any], bool] = lambda event: True,
+        times: int = 1,
+        after_seconds: float = 0.0,
     ) -> InjectedFailure:
-        """Make the next ``times`` invocations of a function (by template name) whose event matches fail."""
+        """Make the next ``times`` invocations of a function (by template name) whose event matches fail,
+        ``after_seconds`` into the invocation."""
         assert self.stack is not None
         names = [name for name in self.stack.functions if f"-{logical_id}-" in name]
         if not names:
             raise KeyError(f"no function {logical_id} in the stack")
-        failure = InjectedFailure(function=names[0], when=when, times=times)
+        failure = InjectedFailure(function=names[0], when=when, times=times, after_seconds=after_seconds)
         self.failures.append(failure)
         return failure
 

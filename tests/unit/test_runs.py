@@ -8,6 +8,7 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from aws_fixtures import CUSTOMER, ENVIRONMENT, INTERNAL, answer_batch_job, conversations_csv, create_cloud, reply_for
 from moto import mock_aws
 
@@ -203,8 +204,6 @@ def test_an_on_demand_shard_is_classified_with_bedrock_runtime(cloud, monkeypatc
 
 
 def test_a_failed_run_being_redriven_runs_again_but_a_succeeded_one_stays(cloud):
-    from botocore.exceptions import ClientError
-
     run = register_run(upload(cloud, "input_data/calls.csv", conversations_csv(5)), cloud.store, cloud.settings)
     cloud.store.finish_run(run.run_id, RunStatus.FAILED, error="ClientError")
     convert_input(run, cloud.s3, cloud.store, cloud.settings)  # a redrive resuming at ConvertInput

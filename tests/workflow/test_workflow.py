@@ -92,11 +92,15 @@ def test_a_duplicate_event_starts_no_second_run(runtime, tmp_path):
 
 def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_path):
     ids = write_calls(tmp_path / "redrive.csv", 250, prefix="R")
-    runtime.fail_next("ProcessResultsFunction", when=lambda event: event["shard"]["name"] == "shard-00002")
+    # The iteration fails late, once the other iterations have succeeded (an early failure aborts them, and a
+    # redrive reruns aborted iterations too).
+    runtime.fail_next(
+        "ProcessResultsFunction", when=lambda event: event["shard"]["name"] == "shard-00002", after_seconds=6
+    )
     arn, described = run(runtime, tmp_path / "redrive.csv")
     assert described["status"] == "FAILED"
     assert described["error"] == "InjectedFailure"
-    jobs_before = runtime.bedrock.stats["create_calls"]
+    jobs_before = runtime.bedrock.stats.create_calls
     sfn = runtime.client("stepfunctions")
     again = redrive(sfn, arn)
     final = runtime.wait(again)
@@ -104,6 +108,6 @@ def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_pa
     names = state_names(runtime, again)
     assert names[0] == "ProcessResults"
     assert names.count("ProcessShard") == 1  # only the failed iteration runs again
-    assert runtime.bedrock.stats["create_calls"] == jobs_before
+    assert runtime.bedrock.stats.create_calls == jobs_before
     _, rows = results_rows(runtime, again)
     assert sorted(r["id"] for r in rows) == sorted(ids)
