@@ -8,8 +8,8 @@ import json
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from aws_fixtures import CUSTOMER, ENVIRONMENT, INTERNAL, answer_batch_job, conversations_csv, create_cloud, reply_for
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from batch_classifier.errors import TaskError
