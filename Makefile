@@ -6,14 +6,16 @@ SHELL := /bin/bash
 PYTHON ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_INPUT ?= ../shared/data/travel_conversations_labeled.xlsx
-DEMO_OUT ?= demo-output
+DEMO_INPUT ?= sample-data/travel_calls.csv
 
 # Deployment tooling lives apart from .venv: the SAM CLI pins its own boto3 and aws-sam-translator.
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 CFN_LINT := $(SAM_VENV)/bin/cfn-lint
 ASL_VALIDATOR := node_modules/asl-validator/package.json
+# The AWS CLI for the test that drives `batch-classifier serve` like a user (awscli pins its own botocore).
+AWSCLI_VENV := .venv-awscli
+AWSCLI := $(AWSCLI_VENV)/bin/aws
 # The SAM CLI wants a region even offline; telemetry stays off.
 SAM_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0
 # sam build runs `python3.13` from PATH; under pyenv that shim resolves only when 3.13 is an active version.
@@ -33,13 +35,17 @@ $(BIN)/batch-classifier: pyproject.toml
 
 dev: $(BIN)/batch-classifier ## Create .venv with the package, the CLI and the dev tools
 
-demo: dev ## Set up, then prepare the sample data for Bedrock batch jobs and estimate its cost
-	$(BIN)/batch-classifier tasks
-	$(BIN)/batch-classifier estimate $(DEMO_INPUT) --task travel
-	$(BIN)/batch-classifier prepare $(DEMO_INPUT) --task travel --label-column class --out $(DEMO_OUT)
+demo: dev ## Set up, then classify the sample conversations end to end on the local runtime
+	$(BIN)/batch-classifier run $(DEMO_INPUT)
 
-test: dev ## Run the whole test suite
-	$(BIN)/pytest
+test: dev $(AWSCLI) ## Run the whole test suite (unit, then the workflow on the local runtime)
+	AWS_CLI=$(AWSCLI) $(BIN)/pytest
+
+$(AWSCLI): requirements/awscli.txt
+	$(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/pip install --quiet --upgrade pip
+	$(AWSCLI_VENV)/bin/pip install --quiet -r requirements/awscli.txt
+	@touch $@
 
 lint: dev validate ## ruff (check and format), mypy on the shared package, then everything `validate` checks
 	$(BIN)/ruff check .
@@ -75,4 +81,4 @@ bench: dev ## Benchmarks: throughput and peak memory of prepare and collect agai
 	$(BIN)/python tests/bench/bench_pipeline.py
 
 clean: ## Remove the environment and generated files
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(SAM_VENV) .aws-sam node_modules
+	rm -rf $(VENV) $(AWSCLI_VENV) results .local-runtime .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(SAM_VENV) .aws-sam node_modules

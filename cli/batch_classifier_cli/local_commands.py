@@ -146,8 +146,18 @@ def cmd_run(args: argparse.Namespace, print_summary: Callable[[dict[str, Any]], 
             return 0
         summary = _download_results(runtime, output["result"], Path(args.out))
         print_summary(summary)
+        print(f"  answered by {_model_name(runtime)}")
         print(f"finished in {time.monotonic() - started:.1f}s")
     return 0
+
+
+def _model_name(runtime: Any) -> str:
+    if isinstance(runtime, Remote):
+        return "the model of the running `batch-classifier serve`"
+    name = runtime.bedrock.model.name
+    if name == "offline-classifier":
+        return "the offline classifier: a deterministic local stand-in built from the task's categories, not an LLM"
+    return name
 
 
 def _outputs(runtime: Any) -> dict[str, str]:

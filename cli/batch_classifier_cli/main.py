@@ -111,7 +111,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"  status    {statuses}")
     tokens = summary["tokens"]
     print(f"  tokens    {tokens['input']:,} in, {tokens['output']:,} out   cost ${summary['cost_usd']:,.4f}")
-    if summary["unreadable_line_count"]:
+    if summary.get("unreadable_line_count"):
         print(f"  warning   {summary['unreadable_line_count']:,} output lines could not be read (see summary.json)")
     print("  classes")
     width = max((len(c) for c in summary["by_class"]), default=0)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
@@ -114,8 +115,8 @@ def measure_accuracy(model: Model, task: Task, rows: Iterable[tuple[str, str]]) 
 # Text to terms
 # --------------------------------------------------------------------------------------------------------
 
-_STOP_WORDS = frozenset(
-    """
+# Words that say nothing about a category: function words, greetings, numbers, dates and currencies.
+_STOP_TEXT = """
     a about above after again against all also am an and any are as at be because been before being below
     between both but by can could did do does doing done down during each either else even ever every few for
     from further get gets getting got had has have having he her here hers herself him himself his how i if
@@ -129,8 +130,8 @@ _STOP_WORDS = frozenset(
     monday tuesday wednesday thursday friday saturday sunday january february march april june july august
     september october november december today tomorrow yesterday
     dollar dollars euro euros pound pounds pence cent cents yen franc francs krona kronor krone kroner usd eur gbp
-    """.split()
-)
+"""
+_STOP_WORDS = frozenset(_STOP_TEXT.split())
 # A few irregular forms, so that they meet their regular relatives.
 _IRREGULAR = {
     "flew": "fly",
@@ -151,9 +152,10 @@ _DERIVATIONAL = ("ification", "ational", "ation", "ition", "ility", "ment", "nes
 _DOUBLE = re.compile(r"([bdfglmnprt])\1$")
 _BRITISH = re.compile(r"(?<=[a-z]{3})is(e|ed|es|ing|ation)$")
 
-# Semantic fields of everyday English (a tiny thesaurus): a word of a field also counts as the field itself, so
-# that "reimburse" meets "refund" and "furious" meets "dissatisfaction". Nothing here names a category; which
-# category a field favours comes only from the words the prompt uses for each category.
+# Semantic fields of everyday English and customer-service talk (a tiny thesaurus): a word of a field also counts
+# as the field itself, so that "reimburse" meets "refund" and "furious" meets "dissatisfaction". No field names a
+# category: which category a field favours comes only from the words the prompt uses for each category, and a
+# field no category's words belong to changes nothing.
 _FIELDS = {
     "change": "change alter modify amend adjust switch swap move shift reschedule rebook postpone rearrange upgrade "
     "downgrade extend",
@@ -183,11 +185,15 @@ _FIELDS = {
     "learn": "understand understanding learn explain guidance figure teach training",
 }
 _PHRASES = (
-    (re.compile(r"\bmoney back\b|\bpay(?:ed|ing)? back\b"), "money-back"),
+    (re.compile(r"\bmoney back\b|\b(?:pay|paid|paying) (?:me |us )?back\b"), "money-back"),
     (re.compile(r"\b(?:log|logged|logging|sign|signed|signing) (?:in|into|on)\b"), "digital"),
     (re.compile(r"\b(?:not|n't) (?:work|working|load|loading|open|opening)\b"), "fault"),
     (re.compile(r"\bcall(?:ed|ing)? off\b"), "cancel"),
-    (re.compile(r"\bhow (?:do|can|should|could) (?:i|we)\b|\bwhere (?:do|can) (?:i|we) find\b|\bis there a way\b"), "learn"),
+    (re.compile(r"\bwould (?:be (?:great|nice|good|helpful|useful)|help|love)\b|\bplease add\b"), "wish"),
+    (
+        re.compile(r"\bhow (?:do|can|should|could) (?:i|we)\b|\bwhere (?:do|can) (?:i|we) find\b|\bis there a way\b"),
+        "learn",
+    ),
 )
 
 
@@ -237,9 +243,6 @@ def words(text: str) -> list[tuple[str, str, bool]]:
     found = []
     for raw in _WORD.findall(lowered):
         word = raw
-        if word.endswith("n't"):
-            found.append(("not", "not", False))
-            continue
         if "'" in word:
             word = word.split("'", 1)[0]
         if len(word) < 2 or word in _STOP_WORDS or word.isdigit():
@@ -538,12 +541,11 @@ class OfflineClassifier:
                 customer_seen += 1
             else:
                 weight = w.agent_turn
-            found = words(turn.text)
+            found = [(term, word, is_field, weight) for term, word, is_field in words(turn.text)]
             if turn.customer and w.intent:
-                found += [(t, s, f, w.intent) for t, s, f in intent_words(turn.text)]
-            for term, word, is_field, *extra in found:
-                factor = (w.field if is_field else 1.0) * (extra[0] if extra else 1.0)
-                weights[term] = weights.get(term, 0.0) + weight * factor
+                found += [(term, word, is_field, weight * w.intent) for term, word, is_field in intent_words(turn.text)]
+            for term, word, is_field, turn_weight in found:
+                weights[term] = weights.get(term, 0.0) + turn_weight * (w.field if is_field else 1.0)
                 surface.setdefault(term, word)
         return {t: math.log1p(v) for t, v in weights.items()}, surface
 
@@ -600,18 +602,22 @@ class OpenAICompatibleModel:
         except urllib.error.HTTPError as exc:
             detail = _error_detail(exc)
             if exc.code == 429:
-                raise ModelThrottled(f"{self.url} throttled the request (HTTP 429){detail}.") from None
-            raise ModelUnavailable(f"{self.url} answered HTTP {exc.code}{detail}.") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ModelUnavailable(f"{self.url} could not be reached ({reason}).") from None
+                raise ModelThrottled(
+                    f"The model endpoint {self.url} is throttling requests (HTTP 429){detail}."
+                ) from None
+            raise ModelUnavailable(f"The model endpoint {self.url} answered HTTP {exc.code}{detail}.") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ModelUnavailable(f"{self.url} answered with something that is not JSON.") from None
+            raise ModelUnavailable(f"The model endpoint {self.url} answered with something that is not JSON.") from None
+        except (OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ModelUnavailable(f"The model endpoint {self.url} could not be reached ({reason}).") from None
         try:
             choice = doc["choices"][0]
             text = choice["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise ModelUnavailable(f"{self.url} answered without choices[0].message.content.") from None
+            raise ModelUnavailable(
+                f"The model endpoint {self.url} answered without choices[0].message.content."
+            ) from None
         usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
         tokens_in = usage.get("prompt_tokens") or estimate_tokens("".join(m["content"] for m in chat))
         tokens_out = usage.get("completion_tokens") or estimate_tokens(text)
