@@ -297,35 +297,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb  # noqa: PLC0415 - the local stand-in for Athena
 
+    from batch_classifier_local.analytics import format_rows, mirror, query  # noqa: PLC0415
+
     remote = _need_server()
-    s3 = remote.client("s3")
-    bucket = remote.outputs["InternalBucketName"]
-    table = remote.outputs.get("AnalyticsTableName", "results")
-    cache = state_dir() / "analytics"
-    files = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix="analytics/results/"):
-        for item in page.get("Contents", []):
-            local = cache / item["Key"]
-            local.parent.mkdir(parents=True, exist_ok=True)
-            if not local.exists() or local.stat().st_size != item["Size"]:
-                s3.download_file(bucket, item["Key"], str(local))
-            files.append(local)
+    files = mirror(remote.client("s3"), remote.outputs["InternalBucketName"], state_dir() / "analytics")
     if not files:
         raise LocalRuntimeError("no results to query yet: run a file first (`batch-classifier run FILE`).")
-    connection = duckdb.connect()
-    paths = ", ".join(f"'{p}'" for p in files)
-    connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{paths}], hive_partitioning = true)")
     try:
-        result = connection.execute(args.sql)
+        columns, rows = query(files, args.sql, remote.outputs.get("AnalyticsTableName", "results"))
     except duckdb.Error as exc:
         raise LocalRuntimeError(f"the query failed: {exc}") from None
-    columns = [d[0] for d in result.description or []]
-    rows = result.fetchall()
-    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) if rows else len(str(c)) for i, c in enumerate(columns)]
-    print("  ".join(f"{c:<{w}}" for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(f"{v!s:<{w}}" for v, w in zip(row, widths, strict=True)))
+    print(format_rows(columns, rows))
     return 0
 
 

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import threading
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -334,7 +335,7 @@ def _tags(body: str, tag: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Example:
+class ParsedExample:
     text: str
     reasoning: str
     correct: str | None = None  # for a bad example: the category it belongs to
@@ -347,8 +348,8 @@ class ParsedCategory:
     name: str
     description: str
     aliases: tuple[str, ...]
-    examples: tuple[Example, ...]
-    bad_examples: tuple[Example, ...]
+    examples: tuple[ParsedExample, ...]
+    bad_examples: tuple[ParsedExample, ...]
 
 
 @dataclass(frozen=True)
@@ -375,10 +376,11 @@ def parse_prompt(system: str) -> ParsedPrompt:
         good_node = re.search(r"<good_examples>(.*?)</good_examples>", body, re.S)
         bad_node = re.search(r"<bad_examples>(.*?)</bad_examples>", body, re.S)
         good = tuple(
-            Example(_tag(e, "text"), _tag(e, "reasoning")) for e in _EXAMPLE.findall(good_node[1] if good_node else "")
+            ParsedExample(_tag(e, "text"), _tag(e, "reasoning"))
+            for e in _EXAMPLE.findall(good_node[1] if good_node else "")
         )
         bad = tuple(
-            Example(_tag(e, "text"), _tag(e, "reasoning"), _tag(e, "correct_category") or None)
+            ParsedExample(_tag(e, "text"), _tag(e, "reasoning"), _tag(e, "correct_category") or None)
             for e in _EXAMPLE.findall(bad_node[1] if bad_node else "")
         )
         categories.append(ParsedCategory(name, _tag(body, "description"), aliases, good, bad))
@@ -435,13 +437,17 @@ class _Scorer:
 
 
 class OfflineClassifier:
-    """A deterministic local stand-in for an LLM classifier (keyword profiles from the prompt; no network).
+    """A deterministic local stand-in for an LLM classifier: keyword profiles built from the prompt, no network.
 
-    Each category's profile is built from its name (weighted most), aliases, description and examples, with
-    the text of bad examples credited to the category they belong to; terms shared by many categories count
-    less (an IDF over categories). A conversation's customer turns count more than the agent's, the first
-    one most, since the reason for a call is usually stated first. The best cosine wins; ties go to the
-    category listed first.
+    Terms are lower-cased, lightly stemmed content words, each also counted as its semantic field when it has
+    one (a small built-in thesaurus). Each category's profile sums the terms of its name (weighted most),
+    aliases, description and good examples, and of the bad examples listed elsewhere that belong to it; terms
+    shared by many categories are discounted (an IDF over the categories) and the profile is normalised. A
+    record's terms are weighted by who says them: the customer's first turn most (the reason for a call is
+    usually stated first), later customer turns less and less, the agent's turns less, and what follows "I'd
+    like to", "can you", ... a little more. The category with the highest dot product wins, with a small bonus
+    for each word of its name found in the record; ties go to the category listed first. The explanation
+    names the words that contributed most. Same request, same reply: no randomness, no clock.
     """
 
     name = "offline-classifier"
@@ -450,6 +456,7 @@ class OfflineClassifier:
     def __init__(self, weights: Weights | None = None) -> None:
         self.weights = weights or Weights()
         self._scorers: OrderedDict[str, _Scorer] = OrderedDict()
+        self._lock = threading.Lock()  # the local Bedrock may call from several threads
 
     def complete(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion:
         scorer = self._scorer(system)
@@ -476,14 +483,17 @@ class OfflineClassifier:
     # -- building the profiles -------------------------------------------------------------------------
 
     def _scorer(self, system: str) -> _Scorer:
-        scorer = self._scorers.get(system)
-        if scorer is None:
-            scorer = self._build(parse_prompt(system))
+        """The scorer for a system prompt, built once per distinct prompt (the same one repeats every record)."""
+        with self._lock:
+            scorer = self._scorers.get(system)
+            if scorer is not None:
+                self._scorers.move_to_end(system)
+                return scorer
+        scorer = self._build(parse_prompt(system))
+        with self._lock:
             self._scorers[system] = scorer
             if len(self._scorers) > self._CACHE_SIZE:
                 self._scorers.popitem(last=False)
-        else:
-            self._scorers.move_to_end(system)
         return scorer
 
     def _build(self, prompt: ParsedPrompt) -> _Scorer:

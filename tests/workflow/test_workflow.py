@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from workflow_helpers import SAMPLE, SEED, results_rows, state_names, write_calls
 
+from batch_classifier_local.analytics import mirror, query
 from batch_classifier_local.bedrock_service import FaultPlan
-from batch_classifier_local.executions import redrive
+from batch_classifier_local.executions import format_execution, list_all, redrive
 from batch_classifier_local.runtime import LocalRuntime
 
 HAPPY = [
@@ -111,3 +112,23 @@ def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_pa
     assert runtime.bedrock.stats.create_calls == jobs_before
     _, rows = results_rows(runtime, again)
     assert sorted(r["id"] for r in rows) == sorted(ids)
+
+
+def test_console_views_and_sql_over_the_results(runtime, tmp_path):
+    write_calls(tmp_path / "views.csv", 60, prefix="V")
+    arn, described = run(runtime, tmp_path / "views.csv")
+    assert described["status"] == "SUCCEEDED"
+    sfn = runtime.client("stepfunctions")
+    text = format_execution(sfn, arn)
+    assert "status   SUCCEEDED" in text
+    for state in ("RegisterRun", "ConvertInput", "ProcessResults", "FinalizeRun"):
+        assert state in text
+    assert "iterations: started 1, succeeded 1" in text
+    names = [row["name"] for row in list_all(sfn)]
+    assert arn.rsplit(":", 1)[-1] in names
+    files = mirror(runtime.client("s3"), runtime.stack.internal_bucket, tmp_path / "mirror")
+    table = runtime.stack.outputs.get("AnalyticsTableName", "results")
+    columns, rows = query(
+        files, f"SELECT status, count(*) AS n FROM {table} WHERE source_key LIKE '%views.csv' GROUP BY status"
+    )
+    assert columns == ["status", "n"] and rows == [("classified", 60)]
