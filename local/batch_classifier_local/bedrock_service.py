@@ -54,7 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .models import Completion, Model
+from .models import Completion, Model, ModelRequestInvalid, ModelThrottled
 
 __all__ = ["FaultPlan", "LocalBedrock", "ServiceError", "Stats"]
 
@@ -693,6 +693,10 @@ class LocalBedrock:
         except TimeoutError as exc:
             message = f"Model has timed out in processing the request: {exc}"
             raise ServiceError("ModelTimeoutException", message) from None
+        except ModelThrottled as exc:
+            raise ServiceError("ThrottlingException", f"Too many requests: {exc}") from None
+        except ModelRequestInvalid as exc:
+            raise ServiceError("ValidationException", str(exc)) from None
         except Exception as exc:
             _log.warning("the local model failed: %s", exc)
             raise ServiceError("InternalServerException", f"The model failed to answer: {exc}") from None
@@ -853,6 +857,12 @@ class LocalBedrock:
             completion = self.model.complete(system, messages, max_tokens)
         except TimeoutError as exc:
             line["error"] = {"errorCode": 408, "errorMessage": f"Model has timed out: {exc}"}
+            return line, (0, 0)
+        except ModelThrottled as exc:
+            line["error"] = {"errorCode": 429, "errorMessage": f"Too many requests: {exc}"}
+            return line, (0, 0)
+        except ModelRequestInvalid as exc:
+            line["error"] = {"errorCode": 400, "errorMessage": str(exc)}
             return line, (0, 0)
         except Exception as exc:
             _log.warning("the local model failed on record %s of job %s: %s", record.record_id, job.job_id, exc)
