@@ -91,21 +91,21 @@ def state_runs(sfn: Any, execution_arn: str) -> list[StateRun]:
             if run.kind == "Map":
                 maps.append(run)
         elif kind.endswith("StateExited"):
-            run = open_runs.pop(event["stateExitedEventDetails"]["name"], None)  # type: ignore[assignment]
-            if run is not None:
-                run.exited = event["timestamp"]
-                if run.status == "running":
-                    run.status = "succeeded"
+            exited = open_runs.pop(event["stateExitedEventDetails"]["name"], None)
+            if exited is not None:
+                exited.exited = event["timestamp"]
+                if exited.status == "running":
+                    exited.status = "succeeded"
         elif kind.startswith("MapIteration") and maps:
             state = kind.removeprefix("MapIteration").lower()
             maps[-1].iterations[state] = maps[-1].iterations.get(state, 0) + 1
         elif kind.endswith("Failed") or kind.endswith("TimedOut") or kind.endswith("Aborted"):
-            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            failure: dict[str, Any] = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
             target = _innermost_open(runs, open_runs)
             if target is not None and kind != "ExecutionFailed":
                 target.status = "failed"
-                target.error = details.get("error", target.error)
-                target.cause = details.get("cause", target.cause)
+                target.error = failure.get("error", target.error)
+                target.cause = failure.get("cause", target.cause)
                 target.exited = event["timestamp"]
                 if kind in {"MapStateFailed"} or target.kind != "Map":
                     open_runs.pop(target.name, None)

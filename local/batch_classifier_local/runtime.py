@@ -30,7 +30,7 @@ import types
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,7 +251,7 @@ class LocalRuntime:
             missing = sorted(set(_PLACEHOLDER.findall(text)) - set(values))
             if missing:
                 raise RuntimeError(f"the state machine uses substitutions the template does not define: {missing}")
-            definition = _PLACEHOLDER.sub(lambda m, known=values: known[m[1]], text)
+            definition = _substitute(text, values)
             # moto's CloudFormation makes the state machine where executions do not run: make it again, with
             # the same name (so the same ARN the EventBridge rule targets), where they do.
             role = (
@@ -405,6 +405,10 @@ class LocalRuntime:
         return arn
 
 
+def _substitute(text: str, values: dict[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda found: values[found[1]], text)
+
+
 def _status_change_event(execution: dict[str, Any]) -> dict[str, Any]:
     def millis(value: Any) -> int | None:
         return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
@@ -489,7 +493,7 @@ def _patch_lambda() -> None:
             response_headers["x-amz-function-error"] = "Unhandled"
         return payload
 
-    LambdaFunction.invoke = invoke
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
 
 
 def _patch_events() -> None:
@@ -519,7 +523,7 @@ def _patch_events() -> None:
             finally:
                 self.targets = kept
 
-    Rule.send_to_targets = send_to_targets
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
 
 
 def _normalise_s3_event(event: Any) -> Any:
@@ -535,7 +539,7 @@ def _normalise_s3_event(event: Any) -> Any:
 
 def _target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
     """The execution input EventBridge gives a target: Input, InputPath, InputTransformer, or the event."""
-    from jsonpath_ng.ext import parse  # noqa: PLC0415 - moto's own JSONPath library
+    from jsonpath_ng.ext import parse  # type: ignore[attr-defined]  # noqa: PLC0415 - moto's JSONPath library
 
     def value_at(path: str) -> Any:
         found = parse(path).find(event)
@@ -568,14 +572,10 @@ def _patch_time() -> None:
     def scaled(seconds: float) -> float:
         return seconds * (_ACTIVE.time_scale if _ACTIVE is not None else 1.0)
 
-    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: real_sleep(scaled(seconds)))  # type: ignore[attr-defined]
+    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: real_sleep(scaled(seconds)))  # type: ignore[assignment,attr-defined]
 
     def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         if wait_seconds > 0:
             env.program_state_event.wait(scaled(wait_seconds))
 
-    WaitFunction._wait_interval = wait_interval
-
-
-def iter_history(client: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
-    yield from client.get_execution_history(executionArn=execution_arn)["events"]
+    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]

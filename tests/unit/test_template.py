@@ -6,7 +6,6 @@ so the assertions look at the resources CloudFormation would really create.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import tomllib
@@ -14,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
+
+from batch_classifier_local.template import load_template, render_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -33,62 +31,20 @@ POLICY_RESOURCES = {
 }
 
 
-class _TemplateLoader(yaml.SafeLoader):
-    """Safe YAML loader that turns CloudFormation's short-form tags into their long form (``!Ref x`` → Ref)."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-_TemplateLoader.add_multi_constructor("!", _intrinsic)
-
-
-def _no_managed_policy_lookup() -> dict[str, str]:
-    # Stands in for the IAM ListPolicies call: the translator's bundled map must already know every managed
-    # policy the template uses, so rendering never needs the network.
-    raise AssertionError("the template needs a managed policy the translator does not bundle")
-
-
 @pytest.fixture(scope="module")
 def sam_template() -> dict[str, Any]:
-    template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_TemplateLoader)
-    assert isinstance(template, dict)
-    return template
+    return load_template(TEMPLATE)
 
 
 @pytest.fixture
 def rendered(sam_template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The template as CloudFormation after the SAM transform (local code paths swapped for S3 locations)."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    template = copy.deepcopy(sam_template)
-    for logical_id, resource in template["Resources"].items():
-        properties = resource.get("Properties", {})
-        if resource["Type"] == "AWS::Serverless::Function":
-            properties["CodeUri"] = f"s3://artifacts/{logical_id}.zip"
-        elif resource["Type"] == "AWS::Serverless::LayerVersion":
-            properties["ContentUri"] = f"s3://artifacts/{logical_id}.zip"
-        elif resource["Type"] == "AWS::Serverless::StateMachine":
-            properties["DefinitionUri"] = {"Bucket": "artifacts", "Key": f"{logical_id}.asl.json"}
-    translator = Translator(managed_policy_map=None, sam_parser=Parser())
-    output = translator.translate(
-        sam_template=template,
-        parameter_values={"EnableQuickSight": "true", "QuickSightPrincipalArn": "arn:aws:quicksight:::user/x"},
-        get_managed_policy_map=_no_managed_policy_lookup,
+    return render_template(
+        sam_template,
+        "artifacts",
+        {"EnableQuickSight": "true", "QuickSightPrincipalArn": "arn:aws:quicksight:::user/x"},
     )
-    assert isinstance(output, dict)
-    return output
 
 
 def _resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:

@@ -126,9 +126,9 @@ def distinct_texts(texts: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         yield record_id(index), line.rstrip(b"\r\n")[1:-1]
 
 
-def estimate_job_bytes(stats: ConvertStats, encoder: BatchLineEncoder) -> int:
+def estimate_job_bytes(distinct: int, text_chars: int, encoder: BatchLineEncoder) -> int:
     """Bytes of all batch input lines, near enough to plan shards by (escaping adds a little)."""
-    return stats.distinct_texts * (encoder.overhead + len(record_id(1))) + stats.text_chars
+    return distinct * (encoder.overhead + len(record_id(1))) + text_chars
 
 
 @dataclass
@@ -199,7 +199,9 @@ def prepare(
             ids = (CanonicalRecord.from_json(line).id for line in lines)
             stats.duplicate_id_examples = duplicate_id_examples(ids, stats.duplicate_id_hashes)
     encoder = BatchLineEncoder(task)
-    shard_plan = plan_shards(stats.distinct_texts, task.batch, estimate_job_bytes(stats, encoder))
+    shard_plan = plan_shards(
+        stats.distinct_texts, task.batch, estimate_job_bytes(stats.distinct_texts, stats.text_chars, encoder)
+    )
 
     def open_shard(shard: Shard) -> IO[bytes]:
         sub = JOBS_DIR if shard.kind is ShardKind.BATCH else ON_DEMAND_DIR

@@ -26,8 +26,8 @@ from .formats import FileFormat
 from .labels import LabelMatcher
 from .mapping import OutputLayout, duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, ModelResult, parse_manifest, read_output_lines
-from .pipeline import convert_file, distinct_texts
-from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
+from .pipeline import convert_file, distinct_texts, estimate_job_bytes
+from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_index
 from .results import (
     JudgedOutputs,
     SummaryBuilder,
@@ -175,8 +175,8 @@ def shard_records(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     plan = _load_plan(s3, settings, files)
     task = _load_task(s3, settings, files)
     encoder = BatchLineEncoder(task)
-    stats_bytes = plan["distinct_texts"] * (encoder.overhead + len(record_id(1))) + plan["text_chars"]
-    shard_plan = plan_shards(plan["distinct_texts"], task.batch, stats_bytes)
+    job_bytes = estimate_job_bytes(plan["distinct_texts"], plan["text_chars"], encoder)
+    shard_plan = plan_shards(plan["distinct_texts"], task.batch, job_bytes)
 
     def open_shard(shard: Shard) -> UploadFile:
         key = files.job_input(shard.name) if shard.kind is ShardKind.BATCH else files.on_demand_input(shard.name)
