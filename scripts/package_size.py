@@ -15,32 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from batch_classifier_local.template import load_template
 
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes: function code and all of its layers, unzipped
 MB = 1024 * 1024
 LIMIT_MB = LAMBDA_UNZIPPED_LIMIT / MB
-
-
-class _TemplateLoader(yaml.SafeLoader):
-    """Safe YAML loader that reads CloudFormation's short-form tags (!Ref, !GetAtt, ...) as plain mappings."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-_TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 
 def folder_size(folder: Path) -> int:
@@ -63,7 +42,7 @@ def _layer_folder(build_dir: Path, layer: Any) -> Path | None:
 
 def measure(build_dir: Path) -> list[tuple[str, int, list[tuple[str, int]]]]:
     """``(function, code bytes, [(layer, bytes), ...])`` for every function of the built template."""
-    template = yaml.load((build_dir / "template.yaml").read_text(encoding="utf-8"), Loader=_TemplateLoader)
+    template = load_template(build_dir / "template.yaml")
     global_layers = template.get("Globals", {}).get("Function", {}).get("Layers", [])
     rows = []
     for logical_id, resource in template.get("Resources", {}).items():

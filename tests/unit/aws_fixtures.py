@@ -76,21 +76,14 @@ class Cloud:
     settings: Settings
 
 
-def create_cloud() -> Cloud:
-    """Buckets, status table (with its index) and topic, inside an active moto context."""
-    s3 = boto3.client("s3", region_name=REGION)
-    for bucket in (CUSTOMER, INTERNAL):
-        s3.create_bucket(Bucket=bucket)
-    dynamodb = boto3.resource("dynamodb", region_name=REGION)
-    table = dynamodb.create_table(
-        TableName=TABLE,
+def create_status_table(dynamodb: Any, name: str) -> Any:
+    """The status table as the template declares it: ``pk``/``sk`` strings and the ``RunsByStatus`` index."""
+    return dynamodb.create_table(
+        TableName=name,
         BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "run_status", "AttributeType": "S"},
-            {"AttributeName": "started_at", "AttributeType": "S"},
+            {"AttributeName": key, "AttributeType": "S"} for key in ("pk", "sk", "run_status", "started_at")
         ],
         GlobalSecondaryIndexes=[
             {
@@ -103,6 +96,14 @@ def create_cloud() -> Cloud:
             }
         ],
     )
+
+
+def create_cloud() -> Cloud:
+    """Buckets, status table (with its index) and topic, inside an active moto context."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in (CUSTOMER, INTERNAL):
+        s3.create_bucket(Bucket=bucket)
+    table = create_status_table(boto3.resource("dynamodb", region_name=REGION), TABLE)
     return Cloud(s3=s3, store=StatusStore(table), settings=Settings.from_env(ENVIRONMENT))
 
 

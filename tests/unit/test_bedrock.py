@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
+from aws_fixtures import create_status_table
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -115,24 +116,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
-        table = boto3.resource("dynamodb").create_table(
-            TableName="bbc-runs",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "run_status", "started_at")
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "RunsByStatus",
-                    "KeySchema": [
-                        {"AttributeName": "run_status", "KeyType": "HASH"},
-                        {"AttributeName": "started_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        table = create_status_table(boto3.resource("dynamodb"), "bbc-runs")
         yield StatusStore(table)
 
 

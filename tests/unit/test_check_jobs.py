@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from aws_fixtures import LambdaContext, create_status_table, load_handler
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -63,13 +63,8 @@ def job(job_arn: str, status: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def lambda_context() -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name="CheckJobsFunction",
-        memory_limit_in_mb=256,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:CheckJobsFunction",
-        aws_request_id="4f1c7a8e-0000-4000-8000-000000000002",
-    )
+def lambda_context() -> LambdaContext:
+    return LambdaContext(function_name="CheckJobsFunction")
 
 
 @pytest.fixture
@@ -79,24 +74,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
         monkeypatch.setenv(name, value)
     clients.reset()
     with mock_aws():
-        table = boto3.resource("dynamodb").create_table(
-            TableName="bbc-runs",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "run_status", "started_at")
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "RunsByStatus",
-                    "KeySchema": [
-                        {"AttributeName": "run_status", "KeyType": "HASH"},
-                        {"AttributeName": "started_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        table = create_status_table(boto3.resource("dynamodb"), "bbc-runs")
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="bbc-internal-test")
         s3.put_object(
@@ -109,11 +87,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
 @pytest.fixture
 def app(aws: StatusStore) -> ModuleType:
     """The handler module, loaded from its file as Lambda loads it (fresh per test: no cached clients)."""
-    spec = importlib.util.spec_from_file_location("check_jobs_app", ROOT / "functions" / "check_jobs" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("check_jobs")
 
 
 @pytest.fixture

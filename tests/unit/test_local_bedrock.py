@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_fixtures import create_status_table
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
@@ -666,24 +667,7 @@ def test_faults_and_stats_over_http(service: LocalBedrock, bedrock: Any, s3: Any
 @pytest.fixture(scope="module")
 def store(moto_url: str) -> StatusStore:
     dynamodb = boto3.resource("dynamodb", endpoint_url=moto_url, **CREDENTIALS)
-    table = dynamodb.create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "run_status", "started_at")
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "RunsByStatus",
-                "KeySchema": [
-                    {"AttributeName": "run_status", "KeyType": "HASH"},
-                    {"AttributeName": "started_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    table = create_status_table(dynamodb, TABLE)
     return StatusStore(table)
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from aws_fixtures import LambdaContext, create_status_table, load_handler
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -45,13 +45,8 @@ ENVIRONMENT = {
 
 
 @pytest.fixture
-def lambda_context() -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name="SubmitJobsFunction",
-        memory_limit_in_mb=512,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:SubmitJobsFunction",
-        aws_request_id="4f1c7a8e-0000-4000-8000-000000000001",
-    )
+def lambda_context() -> LambdaContext:
+    return LambdaContext(function_name="SubmitJobsFunction")
 
 
 @pytest.fixture
@@ -61,24 +56,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
         monkeypatch.setenv(name, value)
     clients.reset()
     with mock_aws():
-        table = boto3.resource("dynamodb").create_table(
-            TableName="bbc-runs",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "run_status", "started_at")
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "RunsByStatus",
-                    "KeySchema": [
-                        {"AttributeName": "run_status", "KeyType": "HASH"},
-                        {"AttributeName": "started_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        table = create_status_table(boto3.resource("dynamodb"), "bbc-runs")
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="bbc-internal-test")
         s3.put_object(
@@ -91,11 +69,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
 @pytest.fixture
 def app(aws: StatusStore) -> ModuleType:
     """The handler module, loaded from its file as Lambda loads it (fresh per test: no cached clients)."""
-    spec = importlib.util.spec_from_file_location("submit_jobs_app", ROOT / "functions" / "submit_jobs" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("submit_jobs")
 
 
 @pytest.fixture
