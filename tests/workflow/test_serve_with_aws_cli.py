@@ -70,3 +70,16 @@ def test_the_aws_cli_drops_a_file_and_sees_its_execution_succeed(served, tmp_pat
     assert [e["status"] for e in executions] == ["SUCCEEDED"]
     listed = aws("s3", "ls", "--recursive", f"s3://{bucket}/output_data/")
     assert "from-the-cli" in listed and "summary.json" in listed
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "batch_classifier_cli", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    name = executions[0]["name"]
+    assert name in cli("executions") and "input_data/from-the-cli.csv" in cli("executions")
+    shown = cli("show", name)
+    assert "status   SUCCEEDED" in shown and "FinalizeRun" in shown
+    counted = cli("query", "SELECT count(*) AS n FROM results")
+    assert counted.split() == ["n", "223"]
