@@ -3,12 +3,16 @@ handlers against moto and the local Bedrock. Histories are asserted by state nam
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from workflow_helpers import SAMPLE, SEED, results_rows, state_names, write_calls
 
+from batch_classifier.runs import run_id_of
+from batch_classifier.workflow import ObjectCreated
 from batch_classifier_local.analytics import mirror, query
 from batch_classifier_local.bedrock_service import FaultPlan
 from batch_classifier_local.executions import format_execution, list_all, redrive
@@ -22,6 +26,19 @@ HAPPY = [
     "HasBatchJobs?",
     "SubmitJobs",
 ]
+
+
+def wait_for_run_status(runtime: LocalRuntime, run_id: str, status: str) -> dict:
+    table = runtime.client("dynamodb")
+    deadline = time.monotonic() + 20
+    while True:
+        item = table.get_item(
+            TableName=runtime.stack.outputs["RunsTableName"], Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "RUN"}}
+        ).get("Item", {})
+        if item.get("run_status", {}).get("S") == status:
+            return {k: next(iter(v.values())) for k, v in item.items()}
+        assert time.monotonic() < deadline, f"run {run_id} is {item.get('run_status')}, not {status}"
+        time.sleep(0.2)
 
 
 def run(runtime: LocalRuntime, path: Path, key: str | None = None) -> tuple[str, dict]:
@@ -101,6 +118,9 @@ def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_pa
     arn, described = run(runtime, tmp_path / "redrive.csv")
     assert described["status"] == "FAILED"
     assert described["error"] == "InjectedFailure"
+    # RecordFailure (fired by the execution's status change) marks the run failed.
+    run_id = run_id_of(ObjectCreated.model_validate(json.loads(described["input"])))
+    assert wait_for_run_status(runtime, run_id, "FAILED")["error"] == "InjectedFailure"
     jobs_before = runtime.bedrock.stats.create_calls
     sfn = runtime.client("stepfunctions")
     again = redrive(sfn, arn)
@@ -112,6 +132,7 @@ def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_pa
     assert runtime.bedrock.stats.create_calls == jobs_before
     _, rows = results_rows(runtime, again)
     assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert wait_for_run_status(runtime, run_id, "SUCCEEDED")
 
 
 def test_console_views_and_sql_over_the_results(runtime, tmp_path):
@@ -132,3 +153,23 @@ def test_console_views_and_sql_over_the_results(runtime, tmp_path):
         files, f"SELECT status, count(*) AS n FROM {table} WHERE source_key LIKE '%views.csv' GROUP BY status"
     )
     assert columns == ["status", "n"] and rows == [("classified", 60)]
+
+
+def test_an_unreadable_file_fails_the_run_with_a_named_error(runtime, tmp_path):
+    source = tmp_path / "calls.csv"
+    source.write_text("ticket,body\n1,hello\n", encoding="utf-8")  # no 'conversation' column for the travel task
+    arn, described = run(runtime, source)
+    assert described["status"] == "FAILED"
+    assert described["error"] == "MissingColumnError"
+    assert "its columns are: 'ticket', 'body'" in described["cause"]
+    assert state_names(runtime, arn)[-3:] == ["MarkRunFailed", "NotifyRunFailed", "RunFailed"]
+
+
+def test_a_file_of_only_invalid_rows_still_gives_every_row_a_status(runtime, tmp_path):
+    source = tmp_path / "empty-texts.csv"
+    source.write_text("conversation_id,conversation\n1,\n2,   \n", encoding="utf-8")
+    arn, described = run(runtime, source)
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    summary, rows = results_rows(runtime, arn)
+    assert [(r["id"], r["status"]) for r in rows] == [("1", "invalid_input"), ("2", "invalid_input")]
+    assert summary["by_status"]["invalid_input"] == 2
