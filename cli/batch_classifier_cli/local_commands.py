@@ -277,6 +277,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(info, indent=2), encoding="utf-8")
         print(f"local runtime at {runtime.endpoint} (Bedrock at {runtime.bedrock.url})")
         print(f"drop files into s3://{runtime.stack.customer_bucket}/input_data/")
+        print(f"state machine {runtime.stack.state_machine_arn}")
         print("use it from the AWS CLI or any SDK with:")
         for name, value in runtime.environment.items():
             print(f"  export {name}={value}")
