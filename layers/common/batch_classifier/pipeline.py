@@ -266,8 +266,9 @@ def collect(
     if not outputs.is_dir():
         raise PreparedRunError(f"{outputs} is not a folder of batch outputs.")
     matcher = LabelMatcher(run.task)
-    kind_of = _kind_by_record(run.shards)
-    known = max((record_index(s.last_record_id) for s in run.shards if s.last_record_id), default=0)
+    shards = run.shards
+    kind_of = _kind_by_record(shards)
+    known = max((record_index(s.last_record_id) for s in shards if s.last_record_id), default=0)
     tokens = {kind.value: {"input": 0, "output": 0} for kind in ShardKind}
     manifests: list[Manifest] = []
     bad_lines: list[BadLine] = []

@@ -13,7 +13,8 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -358,18 +359,17 @@ def finalize_run(
     summary = SummaryBuilder(categories=task.category_names)
     outputs: list[str] = []
     with tempfile.TemporaryDirectory(prefix="finalize-") as scratch:
-        for number, fmt in enumerate(settings.output_formats):
+        rows_file, analytics_file = Path(scratch) / "rows.jsonl", Path(scratch) / "analytics.jsonl"
+        _join_run(s3, settings, files, layout, shared, summary, rows_file, analytics_file, run, task)
+        for fmt in settings.output_formats:
             local = Path(scratch) / f"{stem}.{fmt.value}"
-            counting = summary if number == 0 else None
-            analytics = Path(scratch) / "analytics.jsonl" if number == 0 else None
-            write_table(
-                local, columns, _joined_rows(s3, settings, files, layout, shared, counting, analytics, run, task)
-            )
+            with rows_file.open("rb") as rows:
+                write_table(local, columns, (json.loads(line) for line in rows), fmt)
             key = f"{prefix}{local.name}"
             s3.upload_file(str(local), run.bucket, key)
             outputs.append(key)
             local.unlink()
-        _write_analytics(s3, settings, Path(scratch) / "analytics.jsonl", analytics_key(day, run.run_id))
+        _write_analytics(s3, settings, analytics_file, analytics_key(day, run.run_id))
     tokens = _run_tokens(store, run.run_id)
     result = summary.to_dict()
     result.update(cost_summary(tokens, task.model_id, prices or PriceTable.load()))
@@ -402,39 +402,36 @@ def finalize_run(
     }
 
 
-def _joined_rows(
+def _join_run(
     s3: Any,
     settings: Settings,
     files: RunFiles,
     layout: OutputLayout,
     shared: set[int],
-    summary: SummaryBuilder | None,
-    analytics: Path | None,
+    summary: SummaryBuilder,
+    rows_file: Path,
+    analytics_file: Path,
     run: RunRef,
     task: Task,
-) -> Iterator[dict[str, Any]]:
+) -> None:
+    """One pass over the records and the merged verdicts: the output rows and the analytics rows, spilled to
+    local JSON Lines (so every output format is written from them without reading S3 again), and the summary."""
     bucket = settings.internal_bucket
     keys = sorted(k for k in list_keys(s3, bucket, files.results_prefix) if k.endswith(".jsonl"))
-    streams = [open_object(s3, bucket, key) for key in keys]
-    side = analytics.open("w", encoding="utf-8") if analytics else None
     processed_at = datetime.now(UTC).isoformat(timespec="seconds")
-    try:
-        with open_object(s3, bucket, files.records) as records_stream:
-            records = (CanonicalRecord.from_json(line) for line in records_stream)
-            verdicts = merge_verdicts(read_verdicts(stream) for stream in streams)
-            for record, verdict in join_verdicts(records, verdicts, shared):
-                row = output_row(record, verdict, layout)
-                if summary is not None:
-                    summary.add(record, row)
-                if side is not None:
-                    side.write(json.dumps(_analytics_row(run, task, record, row, processed_at), ensure_ascii=False))
-                    side.write("\n")
-                yield row
-    finally:
-        for stream in streams:
-            stream.close()
-        if side is not None:
-            side.close()
+    with ExitStack() as stack:
+        streams = [stack.enter_context(open_object(s3, bucket, key)) for key in keys]
+        records_stream = stack.enter_context(open_object(s3, bucket, files.records))
+        rows_out = stack.enter_context(rows_file.open("w", encoding="utf-8"))
+        analytics_out = stack.enter_context(analytics_file.open("w", encoding="utf-8"))
+        records = (CanonicalRecord.from_json(line) for line in records_stream)
+        verdicts = merge_verdicts(read_verdicts(stream) for stream in streams)
+        for record, verdict in join_verdicts(records, verdicts, shared):
+            row = output_row(record, verdict, layout)
+            summary.add(record, row)
+            rows_out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            analytics = _analytics_row(run, task, record, row, processed_at)
+            analytics_out.write(json.dumps(analytics, ensure_ascii=False, default=str) + "\n")
 
 
 ANALYTICS_COLUMNS = (
@@ -475,8 +472,6 @@ def _analytics_row(
 
 
 def _write_analytics(s3: Any, settings: Settings, rows_file: Path, key: str) -> None:
-    if not rows_file.exists():
-        return
     parquet = rows_file.with_suffix(".parquet")
     with rows_file.open("rb") as lines:
         write_table(parquet, ANALYTICS_COLUMNS, (json.loads(line) for line in lines), FileFormat.PARQUET)

@@ -8,9 +8,10 @@ cannot restart a running run).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -63,6 +64,17 @@ def shard_key(run_id: str, shard: str) -> dict[str, str]:
     return {"pk": f"RUN#{run_id}", "sk": f"{SHARD_PREFIX}{shard}"}
 
 
+def _applied(write: Callable[[], Any]) -> bool:
+    """Run a conditional write; False when its condition does not hold (another writer got there first)."""
+    try:
+        write()
+    except ClientError as exc:
+        if _conditional_failed(exc):
+            return False
+        raise
+    return True
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     code: str = exc.response.get("Error", {}).get("Code", "")
     return code == "ConditionalCheckFailedException"
@@ -91,17 +103,13 @@ class StatusStore:
         }
         if execution:
             item["execution"] = execution
-        try:
-            self._table.put_item(
+        return _applied(
+            lambda: self._table.put_item(
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk) OR run_status = :failed",
                 ExpressionAttributeValues={":failed": RunStatus.FAILED.value},
             )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        )
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self._table.get_item(Key=run_key(run_id)).get("Item")
@@ -118,40 +126,30 @@ class StatusStore:
 
     def finish_run(self, run_id: str, status: RunStatus, **fields: Any) -> bool:
         """Move a run to SUCCEEDED or FAILED; a succeeded run never moves again (False then)."""
-        try:
-            self._update(
+        return _applied(
+            lambda: self._update(
                 run_key(run_id),
                 {"run_status": status.value, "finished_at": now_iso(), **fields},
                 condition="attribute_exists(pk) AND run_status <> :succeeded",
                 values={":succeeded": RunStatus.SUCCEEDED.value},
             )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        )
 
     # --- shards -------------------------------------------------------------------------------------
 
     def add_shards(self, run_id: str, shards: list[ShardRef]) -> None:
         """Queue shards; a shard that is already there (a retried step) is left as it is."""
         for shard in shards:
-            try:
-                self._table.put_item(
-                    Item={
-                        **shard_key(run_id, shard.name),
-                        "shard_status": ShardStatus.QUEUED.value,
-                        "kind": shard.kind.value,
-                        "records": shard.records,
-                        "round": shard.round,
-                        "attempts": 0,
-                        "updated_at": now_iso(),
-                    },
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-            except ClientError as exc:
-                if not _conditional_failed(exc):
-                    raise
+            item = {
+                **shard_key(run_id, shard.name),
+                "shard_status": ShardStatus.QUEUED.value,
+                "kind": shard.kind.value,
+                "records": shard.records,
+                "round": shard.round,
+                "attempts": 0,
+                "updated_at": now_iso(),
+            }
+            _applied(partial(self._table.put_item, Item=item, ConditionExpression="attribute_not_exists(pk)"))
 
     def get_shard(self, run_id: str, shard: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self._table.get_item(Key=shard_key(run_id, shard), ConsistentRead=True).get(
@@ -175,19 +173,15 @@ class StatusStore:
 
     def mark_submitted(self, run_id: str, shard: str, job_arn: str, job_name: str) -> bool:
         """Attach a job to a queued shard; False when the shard already has one (the job stands)."""
-        try:
-            self._update(
+        return _applied(
+            lambda: self._update(
                 shard_key(run_id, shard),
                 {"shard_status": ShardStatus.SUBMITTED.value, "job_arn": job_arn, "job_name": job_name},
                 condition="attribute_not_exists(job_arn)",
                 values={},
                 add={"attempts": 1},
             )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        )
 
     def note_attempt(self, run_id: str, shard: str, error: str) -> None:
         """Count a submission that was refused (the shard stays queued)."""
@@ -195,18 +189,14 @@ class StatusStore:
 
     def set_shard_status(self, run_id: str, shard: str, status: ShardStatus, **fields: Any) -> bool:
         """Record a job status or PROCESSED; a processed shard never changes again (False then)."""
-        try:
-            self._update(
+        return _applied(
+            lambda: self._update(
                 shard_key(run_id, shard),
                 {"shard_status": status.value, **fields},
                 condition="attribute_exists(pk) AND shard_status <> :processed",
                 values={":processed": ShardStatus.PROCESSED.value},
             )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        )
 
     # --- plumbing -----------------------------------------------------------------------------------
 
