@@ -22,7 +22,7 @@ SAM_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETR
 PYENV_VERSIONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | sort -V | paste -sd: -)
 BUILD_ENV := $(SAM_ENV) $(if $(PYENV_VERSIONS),PYENV_VERSION=$(PYENV_VERSIONS))
 
-.PHONY: help dev demo test lint validate build package-size format bench clean
+.PHONY: help dev demo test lint validate build package-size format bench bench-scale clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ format: dev ## Format and fix what ruff can
 
 bench: dev ## Benchmarks: throughput and peak memory of prepare and collect against a parse-only floor
 	$(BIN)/python tests/bench/bench_pipeline.py
+
+bench-scale: dev ## A 1M-row CSV end to end through `batch-classifier run`: time, memory, temp files; 5M planning
+	$(BIN)/python tests/bench/bench_scale.py
 
 clean: ## Remove the environment and generated files
 	rm -rf $(VENV) $(AWSCLI_VENV) results .local-runtime .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(SAM_VENV) .aws-sam node_modules

@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batch_classifier import aws
+from batch_classifier.finalize import finalize_run
 from batch_classifier.observability import MetricUnit, annotate, logger, metrics, tracer
-from batch_classifier.runs import finalize_run
 from batch_classifier.settings import settings
 from batch_classifier.workflow import RunInput
 

@@ -10,15 +10,15 @@ from batch_classifier import aws
 from batch_classifier.observability import MetricUnit, annotate, logger, metrics, tracer
 from batch_classifier.runs import plan_retries
 from batch_classifier.settings import settings
-from batch_classifier.workflow import RetryInput, dump
+from batch_classifier.workflow import RoundInput, dump
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = RetryInput.model_validate(event)
+    request = RoundInput.model_validate(event)
     annotate(request.run.run_id)
-    sharding = plan_retries(request.run, request.sharding, aws.s3(), aws.status_store(), settings())
-    metrics.add_metric(name="RetryShards", unit=MetricUnit.Count, value=len(sharding.shards))
-    return dump(sharding)
+    plan = plan_retries(request.run, request.plan, aws.s3(), aws.status_store(), settings())
+    metrics.add_metric(name="RetryShards", unit=MetricUnit.Count, value=plan.shards if plan.retry else 0)
+    return dump(plan)

@@ -1,4 +1,4 @@
-"""ShardRecords: cut the distinct texts into Bedrock batch job inputs and an on-demand remainder."""
+"""ShardRecords: plan the distinct texts into Bedrock batch jobs and an on-demand remainder, listed in S3."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from batch_classifier.workflow import RunInput, dump
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = RunInput.model_validate(event)
     annotate(request.run.run_id)
-    sharding, poll = shard_records(request.run, aws.s3(), aws.status_store(), settings())
-    metrics.add_metric(name="BatchShards", unit=MetricUnit.Count, value=len(sharding.batch_shards))
-    return {"sharding": dump(sharding), "poll": dump(poll)}
+    plan = shard_records(request.run, aws.s3(), aws.status_store(), settings())
+    logger.info("shards planned", extra={"shards": plan.shards, "batch_jobs": plan.batch_jobs})
+    metrics.add_metric(name="BatchShards", unit=MetricUnit.Count, value=plan.batch_jobs)
+    return dump(plan)

@@ -17,9 +17,11 @@ Errors follow restJson1 as botocore reads it: the HTTP status of the error shape
 
 Jobs live in memory and go through the real lifecycle on a thread of their own, each phase a few seconds times
 ``time_scale``: Submitted → Validating → Scheduled → InProgress → Completed, or the terminal status the fault plan
-gives them. The input (one ``.jsonl`` file, or every ``.jsonl`` file under a prefix) is read from S3 during
-validation; every record is answered by the :class:`~batch_classifier_local.models.Model`; the output is written
-when the job ends: ``<output uri>/<job id>/<input file name>.out`` (lines in a shuffled order) and
+gives them. ``job_duration_seconds`` makes InProgress last that long instead (times ``time_scale`` too); a job
+whose ``timeoutDurationInHours`` runs out first then ends Expired at its timeout, as Bedrock's would. The input
+(one ``.jsonl`` file, or every ``.jsonl`` file under a prefix) is read from S3 during validation; every record
+is answered by the :class:`~batch_classifier_local.models.Model`; the output is written when the job ends:
+``<output uri>/<job id>/<input file name>.out`` (lines in a shuffled order) and
 ``<output uri>/<job id>/manifest.json.out``.
 
 What a job leaves behind:
@@ -356,7 +358,10 @@ class LocalBedrock:
 
     ``s3``: a boto3 S3 client, used to read job inputs and write outputs. ``model``: answers every request.
     ``time_scale``: multiplies every phase duration (0.01: a job spends about 0.1 s in its phases, plus the
-    model's own time). ``timeoutDurationInHours`` is reported but not enforced: only the fault plan expires jobs.
+    model's own time). ``job_duration_seconds``: the simulated time every job spends InProgress (None: a few
+    seconds); a job whose ``timeoutDurationInHours`` comes first ends Expired at its timeout with the records
+    answered by then. Without a job duration the timeout is reported but not enforced (only the fault plan
+    expires jobs).
     ``max_open_jobs``: more jobs than this in Submitted, Validating, Scheduled, InProgress or Stopping are
     refused with ServiceQuotaExceededException.
     """
@@ -367,6 +372,7 @@ class LocalBedrock:
         model: Model,
         *,
         time_scale: float = 1.0,
+        job_duration_seconds: float | None = None,
         max_open_jobs: int = 10,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -375,11 +381,14 @@ class LocalBedrock:
     ) -> None:
         if time_scale < 0:
             raise ValueError("time_scale must be 0 or more.")
+        if job_duration_seconds is not None and job_duration_seconds < 0:
+            raise ValueError("job_duration_seconds must be 0 or more.")
         if max_open_jobs < 1:
             raise ValueError("max_open_jobs must be at least 1.")
         self.s3 = s3
         self.model = model
         self.time_scale = float(time_scale)
+        self.job_duration_seconds = None if job_duration_seconds is None else float(job_duration_seconds)
         self.max_open_jobs = max_open_jobs
         self.host = host
         self.port = port
@@ -719,10 +728,22 @@ class LocalBedrock:
 
     def _pause(self, job: _Job, phase: str) -> bool:
         """Wait out a phase; False when the service is closing (the job thread must return)."""
-        seconds = PHASE_SECONDS[phase] * self.time_scale
+        seconds = self._in_progress_span(job)[0] if phase == "InProgress" else PHASE_SECONDS[phase] * self.time_scale
         if seconds > 0:
             job.wake.wait(seconds)
         return not self._closed
+
+    def _in_progress_span(self, job: _Job) -> tuple[float, float]:
+        """(real seconds the job stays InProgress, the share of its records it gets to): all of them in the
+        simulated job duration, or as many as fit before the job's timeout when that comes first."""
+        if self.job_duration_seconds is None:
+            return PHASE_SECONDS["InProgress"] * self.time_scale, 1.0
+        before = sum(PHASE_SECONDS[phase] for phase in ("Submitted", "Validating", "Scheduled"))
+        budget = max(job.timeout_hours * 3600.0 - before, 0.0)
+        duration = self.job_duration_seconds
+        if duration <= budget:
+            return duration * self.time_scale, 1.0
+        return budget * self.time_scale, budget / duration
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -777,7 +798,7 @@ class LocalBedrock:
         try:
             if ended_by == "stop" or fate == "Stopped":
                 self._end_stopped(job, lines)
-            elif fate == "Expired":
+            elif fate == "Expired" or ended_by == "timeout":
                 self._write_output(job, lines)
                 self._set_status(job, "Expired", "The job reached its timeout before all records were processed.")
             elif fate == "PartiallyCompleted":
@@ -804,7 +825,12 @@ class LocalBedrock:
         injected = _assign_errors(records, job.fate.record_errors)
         missing = _choose_missing(records, injected, job.fate.missing)
         limit = len(records) if job.fate.status in (None, "Completed") else len(records) // 2
-        span = PHASE_SECONDS["InProgress"] * self.time_scale
+        # The records are answered evenly over the job duration; a timeout that comes first cuts them short.
+        span, share = self._in_progress_span(job)
+        full_span = span / share if share > 0 else 0.0
+        timed_out = share < 1.0
+        if timed_out:
+            limit = min(limit, int(len(records) * share))
         started = time.monotonic()
         lines: list[tuple[str, dict[str, Any]]] = []
         for index, record in enumerate(records[:limit]):
@@ -824,11 +850,16 @@ class LocalBedrock:
                 job.last_modified = _now()
             if index not in missing:
                 lines.append((record.file, line))
-            pause = started + span * (index + 1) / len(records) - time.monotonic()
+            pause = started + full_span * (index + 1) / len(records) - time.monotonic()
             if pause > 0.001:
                 job.wake.wait(pause)
-        if not records:
-            self._pause(job, "InProgress")
+        if self.job_duration_seconds is not None or not records:
+            # The job stays InProgress for its whole duration (or until its timeout), however many records.
+            rest = started + span - time.monotonic()
+            if rest > 0 and not job.stop_requested and not self._closed:
+                job.wake.wait(rest)
+        if timed_out and not job.stop_requested:
+            return lines, "timeout"
         return lines, None
 
     def _answer(self, job: _Job, record: _Record, injected: str | None) -> tuple[dict[str, Any], tuple[int, int]]:

@@ -4,10 +4,11 @@ Everything here speaks the Step Functions API through a boto3 client, so it work
 this process, against ``batch-classifier serve`` in another, or against AWS.
 
 Redrive follows RedriveExecution's semantics: the execution resumes at the state that failed, with the input
-that state received; states that succeeded are not run again, and in a failed Map state only the iterations
-that did not succeed run again. moto has no RedriveExecution, so a redrive here is a new execution of a copy of
-the state machine that starts at the failed state (named ``<state machine>-redrive``); the execution is named
-``<original>-redrive-<n>``.
+that state received; states that succeeded are not run again, and in a failed inline Map state only the
+iterations that did not succeed run again. A Distributed Map that reads its items from S3 runs all its children
+again: ours are idempotent, so the children that had succeeded end at once. moto has no RedriveExecution, so a
+redrive here is a new execution of a copy of the state machine that starts at the failed state (named
+``<state machine>-redrive``); the execution is named ``<original>-redrive-<n>``.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def redrive(sfn: Any, execution_arn: str) -> str:
     plan = copy.deepcopy(definition)
     plan["StartAt"] = failed.name
     state = plan["States"][failed.name]
-    if state["Type"] == "Map":
+    if state["Type"] == "Map" and "ItemReader" not in state:
         items = _path(state_input, state.get("ItemsPath", "$"))
         done = _succeeded_iterations(sfn, execution_arn, failed.name)
         state_input[REDRIVE_ITEMS] = [item for index, item in enumerate(items) if index not in done]

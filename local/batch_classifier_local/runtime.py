@@ -9,9 +9,12 @@ renders the template with aws-sam-translator and creates the stack, then correct
   (:mod:`workers`) with the function's environment, pointed at this runtime's endpoints;
 - EventBridge: moto cannot deliver to Step Functions targets; this runtime does, honouring the rule's
   ``Input``, ``InputPath`` or ``InputTransformer`` and naming every execution uniquely;
-- S3: the customer bucket's EventBridge notification setting (dropped by moto) is set again;
+- S3: the customer bucket's EventBridge notification setting (dropped by moto) is set again, and S3 raises one
+  event per object created, as AWS does (moto raises two for a multipart upload: PutObject, then
+  CompleteMultipartUpload), with AWS's ``reason`` and ``etag`` fields;
 - Glue and Athena resources (skipped by moto's CloudFormation) are created through their APIs;
-- time: Wait states and Retry intervals are scaled (minutes become milliseconds).
+- time: Wait states and Retry intervals are scaled (minutes become milliseconds), and so is the simulated
+  duration of local Bedrock batch jobs (``job_duration_seconds``).
 
 Bedrock is :class:`~batch_classifier_local.bedrock_service.LocalBedrock`, answered by a local model.
 """
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 from botocore.config import Config
@@ -102,9 +106,49 @@ class Stack:
         return self.outputs["InternalBucketName"]
 
 
+class ParameterError(ValueError):
+    """A parameter override the template does not accept."""
+
+
+def check_parameters(template: dict[str, Any], overrides: dict[str, str]) -> None:
+    """Refuse, in one sentence, an override CloudFormation would refuse: an unknown name, a value outside the
+    parameter's AllowedValues or AllowedPattern, or a Number outside MinValue/MaxValue."""
+    declared: dict[str, Any] = template.get("Parameters") or {}
+    for name, value in overrides.items():
+        spec = declared.get(name)
+        if spec is None:
+            raise ParameterError(
+                f"template.yaml has no parameter {name!r}; its parameters are: {', '.join(sorted(declared))}."
+            )
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and value not in [str(v) for v in allowed]:
+            raise ParameterError(f"{name} must be one of {', '.join(str(v) for v in allowed)}, not {value!r}.")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and re.fullmatch(pattern, value) is None:
+            raise ParameterError(f"{name} must match {pattern}, not {value!r}.")
+        if spec.get("Type") == "Number":
+            try:
+                number = float(value)
+            except ValueError:
+                raise ParameterError(f"{name} is a Number, not {value!r}.") from None
+            low, high = spec.get("MinValue"), spec.get("MaxValue")
+            if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+                if low is not None and high is not None:
+                    bounds = f"from {low} to {high}"
+                else:
+                    bounds = f"at least {low}" if low is not None else f"at most {high}"
+                raise ParameterError(f"{name} must be {bounds}, not {value}.")
+
+
 @dataclass
 class LocalRuntime:
-    """The whole product on this machine. Use as a context manager, or ``start()`` / ``stop()``."""
+    """The whole product on this machine. Use as a context manager, or ``start()`` / ``stop()``.
+
+    ``parameters`` override the template's parameters (over the local defaults), as ``sam deploy
+    --parameter-overrides`` does. ``time_scale`` multiplies every wait (Wait states, Retry intervals, local Bedrock
+    phases). ``job_duration_seconds`` is the simulated time each local Bedrock batch job spends InProgress (None: a
+    few seconds), scaled by ``time_scale`` like every other wait.
+    """
 
     root: Path
     state_dir: Path | None = None
@@ -112,6 +156,7 @@ class LocalRuntime:
     model: Model | None = None
     port: int = 0
     parameters: dict[str, str] = field(default_factory=dict)
+    job_duration_seconds: float | None = None
     endpoint: str = ""
     stack: Stack | None = None
     bedrock: LocalBedrock | None = None
@@ -124,7 +169,11 @@ class LocalRuntime:
 
     def __enter__(self) -> LocalRuntime:
         self.start()
-        self.deploy()
+        try:
+            self.deploy()
+        except BaseException:
+            self.stop()  # a refused deploy (e.g. an unknown parameter) leaves no server running
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -151,7 +200,12 @@ class LocalRuntime:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.bedrock = LocalBedrock(self.client("s3"), self.model or model_from_env(), time_scale=self.time_scale)
+        self.bedrock = LocalBedrock(
+            self.client("s3"),
+            self.model or model_from_env(),
+            time_scale=self.time_scale,
+            job_duration_seconds=self.job_duration_seconds,
+        )
         self.bedrock.start()
         return self.endpoint
 
@@ -199,6 +253,7 @@ class LocalRuntime:
         if self.stack is not None:
             return self.stack
         sam = load_template(self.root / "template.yaml")
+        check_parameters(sam, self.parameters)
         parameters = {**LOCAL_PARAMETERS, **self.parameters}
         rendered = render_template(sam, ARTIFACTS_BUCKET, parameters)
         s3 = self.client("s3")
@@ -367,18 +422,24 @@ class LocalRuntime:
         return failure
 
     def upload(self, path: Path, key: str | None = None) -> str:
-        """Put a file under input_data/ in the customer bucket; returns the execution it started."""
+        """Put a file under input_data/ in the customer bucket; returns the execution this upload started (the one
+        whose input names this key and this upload's ETag, among those started since)."""
         assert self.stack is not None
         key = key or f"input_data/{path.name}"
+        s3, stepfunctions = self.client("s3"), self.client("stepfunctions")
         before = set(self._started_executions)
-        self.client("s3").upload_file(str(path), self.stack.customer_bucket, key)
+        s3.upload_file(str(path), self.stack.customer_bucket, key)
+        etag = str(s3.head_object(Bucket=self.stack.customer_bucket, Key=key)["ETag"])
+        checked: set[str] = set()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            new = [arn for arn in self._started_executions if arn not in before]
-            if new:
-                return new[-1]
+            for arn in [arn for arn in self._started_executions if arn not in before and arn not in checked]:
+                checked.add(arn)
+                described = stepfunctions.describe_execution(executionArn=arn)
+                if is_execution_of(described.get("input"), key, etag):
+                    return arn
             time.sleep(0.02)
-        raise RuntimeError(f"no execution started for s3://{self.stack.customer_bucket}/{key}")
+        raise RuntimeError(f"no execution started for s3://{self.stack.customer_bucket}/{key} (ETag {etag})")
 
     def wait(self, execution_arn: str, on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Follow an execution to its end, passing each new history event to ``on_event``."""
@@ -403,6 +464,20 @@ class LocalRuntime:
         arn = str(started["executionArn"])
         self._started_executions.append(arn)
         return arn
+
+
+def is_execution_of(execution_input: str | None, key: str, etag: str) -> bool:
+    """Whether an execution's input (the upload event as the rule's input transformer gives it) is the upload of
+    ``key`` with ``etag`` (quotes and URL encoding of the key aside)."""
+    try:
+        payload = json.loads(execution_input or "{}")
+    except ValueError:
+        return False
+    if not isinstance(payload, dict):
+        return False
+    got = str(payload.get("key", ""))
+    same_key = key in (got, unquote_plus(got))
+    return same_key and str(payload.get("etag", "")).strip('"') == etag.strip('"')
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:
@@ -475,8 +550,10 @@ def _install_patches() -> None:
         if _PATCHED:
             return
         _patch_lambda()
+        _patch_s3_notifications()
         _patch_events()
         _patch_time()
+        _patch_distributed_map()
         _PATCHED = True
 
 
@@ -496,8 +573,76 @@ def _patch_lambda() -> None:
     LambdaFunction.invoke = invoke  # type: ignore[method-assign]
 
 
+def _require(owner: Any, name: str, parameters: tuple[str, ...]) -> Callable[..., Any]:
+    """``owner.name``, a function taking ``parameters`` first: what a patch of moto replaces or wraps. Another moto
+    release may have moved it; then the runtime stops here rather than deliver the wrong events."""
+    import inspect  # noqa: PLC0415
+
+    target = getattr(owner, name, None)
+    where = f"{getattr(owner, '__name__', owner)}.{name}"
+    if not callable(target):
+        raise RuntimeError(f"the local runtime patches moto's {where}, which this moto does not have (use moto 5.2.5).")
+    found = tuple(inspect.signature(target).parameters)
+    if found[: len(parameters)] != parameters:
+        raise RuntimeError(
+            f"the local runtime patches moto's {where}{parameters}, but this moto has {where}{found} (use moto 5.2.5)."
+        )
+    return target  # type: ignore[no-any-return]
+
+
+# What S3 did, as moto names it → the ``reason`` of AWS's "Object Created" event.
+_CREATED_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "POST Object",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+_S3_EVENT = threading.local()  # the S3 event being delivered, and whether a multipart upload is completing
+
+
+def _patch_s3_notifications() -> None:
+    """One S3 event per object created, as AWS raises them. moto's ``complete_multipart_upload`` stores the object
+    with ``put_object`` (an ObjectCreated:Put event) and ``put_object_tagging`` (ObjectTagging:Put), then raises
+    ObjectCreated:CompleteMultipartUpload: only the last is what AWS raises. The event name is kept for
+    :func:`_normalise_s3_event`, which gives the event AWS's ``reason``."""
+    from moto.s3 import notifications  # noqa: PLC0415
+    from moto.s3.models import S3Backend  # noqa: PLC0415
+
+    send_event = _require(notifications, "send_event", ("account_id", "event_name", "bucket", "key"))
+    send_to_bridge = _require(
+        notifications, "_send_event_bridge_message", ("account_id", "bucket", "event_name", "key")
+    )
+    complete = _require(S3Backend, "complete_multipart_upload", ("self", "bucket_name", "multipart_id", "body"))
+    completed = str(notifications.S3NotificationEvent.OBJECT_CREATED_COMPLETE_MULTIPART_UPLOAD_EVENT.value)
+
+    def send_one_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        if getattr(_S3_EVENT, "completing", False) and str(getattr(event_name, "value", event_name)) != completed:
+            return  # raised on the way to CompleteMultipartUpload: not an event of AWS's
+        send_event(account_id, event_name, bucket, key)
+
+    def send_to_event_bridge(account_id: str, bucket: Any, event_name: Any, key: Any) -> None:
+        _S3_EVENT.name = str(getattr(event_name, "value", event_name))
+        try:
+            send_to_bridge(account_id, bucket, event_name, key)
+        finally:
+            _S3_EVENT.name = None
+
+    def complete_multipart_upload(self: Any, bucket_name: str, multipart_id: str, body: Any) -> Any:
+        _S3_EVENT.completing = True
+        try:
+            return complete(self, bucket_name, multipart_id, body)
+        finally:
+            _S3_EVENT.completing = False
+
+    notifications.send_event = send_one_event
+    notifications._send_event_bridge_message = send_to_event_bridge
+    S3Backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
+
+
 def _patch_events() -> None:
     from moto.events.models import Rule  # noqa: PLC0415
+
+    _require(Rule, "send_to_targets", ("self", "original_event", "transform_input"))
 
     original = Rule.send_to_targets
 
@@ -519,20 +664,26 @@ def _patch_events() -> None:
             kept = self.targets
             self.targets = others
             try:
-                original(self, event, transform_input)
+                # moto's own targets format the time themselves: they get its epoch time.
+                original(self, _normalise_s3_event(original_event, iso_time=False), transform_input)
             finally:
                 self.targets = kept
 
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
 
 
-def _normalise_s3_event(event: Any) -> Any:
-    """moto's S3 events differ from AWS's: ``eTag`` (AWS: ``etag``) and an epoch ``time`` (AWS: ISO 8601)."""
+def _normalise_s3_event(event: Any, iso_time: bool = True) -> Any:
+    """moto's S3 events differ from AWS's: ``eTag`` (AWS: ``etag``), an epoch ``time`` (AWS: ISO 8601; kept
+    when not ``iso_time``) and the ``reason`` of "Object Created" (moto: ``ObjectCreated``; AWS: the API, e.g.
+    ``PutObject`` or ``CompleteMultipartUpload``). The key stays as moto gives it, unencoded."""
     event = json.loads(json.dumps(event, default=str))
     obj = event.get("detail", {}).get("object")
     if isinstance(obj, dict) and "eTag" in obj and "etag" not in obj:
-        obj["etag"] = obj["eTag"]
-    if isinstance(event.get("time"), int | float):
+        obj["etag"] = obj.pop("eTag")
+    reason = _CREATED_REASONS.get(getattr(_S3_EVENT, "name", None) or "")
+    if reason is not None and event.get("source") == "aws.s3" and isinstance(event.get("detail"), dict):
+        event["detail"]["reason"] = reason
+    if iso_time and isinstance(event.get("time"), int | float):
         event["time"] = datetime.fromtimestamp(event["time"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return event
 
@@ -579,3 +730,43 @@ def _patch_time() -> None:
             env.program_state_event.wait(scaled(wait_seconds))
 
     WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
+
+
+def _patch_distributed_map() -> None:
+    """Fail a Distributed Map whose failed children pass its tolerated failure threshold, as Step Functions does
+    (``States.ExceedToleratedFailureThreshold``); moto's interpreter counts failed children but lets the map
+    succeed."""
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (  # noqa: PLC0415
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (  # noqa: PLC0415
+        StatesErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (  # noqa: PLC0415
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (  # noqa: PLC0415
+        DistributedIterationComponent,
+    )
+
+    original = DistributedIterationComponent._map_run
+
+    def map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        counters = eval_input.map_run_record.item_counter
+        failed, total = counters.failed.get(), counters.total.get()
+        allowed_count = eval_input.tolerated_failure_count or 0
+        allowed_share = eval_input.tolerated_failure_percentage or 0.0
+        if failed > allowed_count and (total == 0 or 100.0 * failed / total > allowed_share):
+            error = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
+            cause = f"{failed} of {total} child executions failed; the tolerated failure threshold was exceeded."
+            details: Any = {"mapRunFailedEventDetails": MapRunFailedEventDetails(error=error.error_name, cause=cause)}
+            raise FailureEventException(
+                failure_event=FailureEvent(
+                    env=env, error_name=error, event_type=HistoryEventType.MapRunFailed, event_details=details
+                )
+            )
+
+    DistributedIterationComponent._map_run = map_run  # type: ignore[method-assign]

@@ -8,13 +8,14 @@ answers calls strictly in queue order and cannot tell whether calls overlapped.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -27,13 +28,16 @@ from moto import mock_aws
 
 from batch_classifier.bedrock import (
     JOB_NAME_MAX,
+    OVERDUE_GRACE_HOURS,
+    JobOverdueError,
     JobSubmissionError,
     Submission,
-    check_jobs,
+    check_job,
     client_token,
     invoke_on_demand,
     job_name,
     next_wait,
+    polls_for,
     submit_shard,
 )
 from batch_classifier.errors import BatchClassifierError, MalformedInputError
@@ -41,7 +45,7 @@ from batch_classifier.settings import Settings
 from batch_classifier.sharding import ShardKind
 from batch_classifier.status import TERMINAL_JOB_STATUSES, ShardStatus, StatusStore
 from batch_classifier.tasks import BatchLimits
-from batch_classifier.workflow import Poll, RunRef, ShardRef
+from batch_classifier.workflow import JobCheck, RunRef, ShardRef
 
 RUN = RunRef(
     run_id="8ad1be7e2405fb3223b7",
@@ -358,18 +362,6 @@ def test_when_another_writer_attached_a_job_first_theirs_stands(
     assert item(store, "shard-00001")["attempts"] == 1
 
 
-def test_no_job_is_created_while_the_run_has_max_open_jobs(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
-    client, _ = bedrock
-    submitted(store, "shard-00001", arn("aaaaaaaaaaa1"))
-    submitted(store, "shard-00002", arn("aaaaaaaaaaa2"))
-    store.add_shards(RUN.run_id, [batch("shard-00003")])
-
-    outcome = submit_shard(client, store, SETTINGS, RUN, batch("shard-00003"), MODEL, "InvokeModel", max_open=2)
-
-    assert outcome.outcome is Submission.QUEUED
-    assert item(store, "shard-00003")["attempts"] == 0
-
-
 def test_an_on_demand_shard_is_never_a_job(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
     client, _ = bedrock
     shard = ShardRef(name="shard-00009", kind=ShardKind.ON_DEMAND, records=12)
@@ -380,16 +372,19 @@ def test_an_on_demand_shard_is_never_a_job(store: StatusStore, bedrock: tuple[An
 # --- polling --------------------------------------------------------------------------------------------
 
 
-def poll(store: StatusStore, client: Any, wait_seconds: int = 60, round: int | None = None) -> Poll:
-    return check_jobs(
+def poll(
+    store: StatusStore, client: Any, name: str = "shard-00001", wait_seconds: int = 60, now: datetime | None = None
+) -> JobCheck:
+    return check_job(
         client,
         store,
         SETTINGS,
         RUN,
-        Poll(wait_seconds=wait_seconds),
-        round,
+        batch(name),
+        JobCheck(status="Submitted", wait_seconds=wait_seconds),
         task_model_id=MODEL,
         invocation_type="InvokeModel",
+        now=now,
     )
 
 
@@ -407,10 +402,7 @@ def test_every_terminal_status_ends_the_loop(store: StatusStore, bedrock: tuple[
 
     result = poll(store, client, wait_seconds=480)
 
-    assert result.done
-    assert (result.open, result.queued) == (0, 0)
-    assert result.statuses == {status: 1}
-    assert result.wait_seconds == 60  # a job ended: back to the shortest wait
+    assert (result.done, result.status) == (True, status)
     saved = item(store, "shard-00001")
     assert saved["shard_status"] == status
     assert (saved["total_records"], saved["success_records"], saved["error_records"]) == (150, 140, 10)
@@ -426,67 +418,46 @@ def test_jobs_in_progress_keep_the_loop_going(store: StatusStore, bedrock: tuple
 
     result = poll(store, client, wait_seconds=60)
 
-    assert not result.done
-    assert (result.open, result.queued) == (1, 0)
-    assert result.statuses == {status: 1}
-    assert result.wait_seconds == 120
+    assert (result.done, result.status, result.wait_seconds) == (False, status, 120)
     assert item(store, "shard-00001")["shard_status"] == status
     assert item(store, "shard-00001")["processed_records"] == 20
 
 
-def test_queued_shards_are_submitted_as_slots_free_but_never_beyond_the_limit(
+def test_a_queued_shard_is_submitted_by_the_loop_and_the_wait_starts_again(
     store: StatusStore, bedrock: tuple[Any, Stubber]
 ) -> None:
     client, stub = bedrock
-    submitted(store, "shard-00001", arn("aaaaaaaaaaa1"))
-    submitted(store, "shard-00002", arn("aaaaaaaaaaa2"))
-    store.set_shard_status(RUN.run_id, "shard-00002", ShardStatus.COMPLETED)
-    store.add_shards(RUN.run_id, [batch("shard-00003"), batch("shard-00004")])
-    # shard-00002 is already Completed: it is not asked about again. One slot is free (limit 2).
-    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"))
+    store.add_shards(RUN.run_id, [batch("shard-00003")])
     stub.add_response("create_model_invocation_job", {"jobArn": arn("aaaaaaaaaaa3")}, create_params("shard-00003"))
 
-    result = poll(store, client, wait_seconds=240)
+    result = poll(store, client, name="shard-00003", wait_seconds=480)
 
-    assert not result.done
-    assert (result.open, result.queued) == (2, 1)
-    assert result.statuses == {"Completed": 1, "InProgress": 1, "QUEUED": 1, "Submitted": 1}
-    assert result.wait_seconds == 60  # a new job is validating
+    assert (result.done, result.status, result.wait_seconds) == (False, "Submitted", 60)
     assert item(store, "shard-00003")["job_arn"] == arn("aaaaaaaaaaa3")
-    assert "job_arn" not in item(store, "shard-00004")
+    assert item(store, "shard-00003")["submitted_at"]
 
 
-def test_a_quota_refusal_while_checking_stops_the_submissions(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
+def test_a_quota_refusal_while_checking_keeps_the_shard_queued(
+    store: StatusStore, bedrock: tuple[Any, Stubber]
+) -> None:
     client, stub = bedrock
-    store.add_shards(RUN.run_id, [batch("shard-00001"), batch("shard-00002")])
+    store.add_shards(RUN.run_id, [batch("shard-00001")])
     stub.add_client_error("create_model_invocation_job", "ServiceQuotaExceededException", "quota", 400)
 
     result = poll(store, client, wait_seconds=120)
 
-    assert not result.done
-    assert (result.open, result.queued) == (0, 2)
-    assert result.wait_seconds == 240
+    assert (result.done, result.status, result.wait_seconds) == (False, "QUEUED", 240)
     assert item(store, "shard-00001")["attempts"] == 1
-    assert item(store, "shard-00002")["attempts"] == 0
 
 
-def test_done_only_when_every_job_has_ended(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
-    client, stub = bedrock
+def test_a_processed_shard_ends_the_loop_without_asking_bedrock(
+    store: StatusStore, bedrock: tuple[Any, Stubber]
+) -> None:
+    client, _ = bedrock
     submitted(store, "shard-00001", arn("aaaaaaaaaaa1"))
-    submitted(store, "shard-00002", arn("aaaaaaaaaaa2"))
-    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "Completed"))
-    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa2"), "InProgress"))
-    first = poll(store, client)
-    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa2"), "PartiallyCompleted"))
-    second = poll(store, client, wait_seconds=first.wait_seconds)
     store.set_shard_status(RUN.run_id, "shard-00001", ShardStatus.PROCESSED)
-    third = poll(store, client, wait_seconds=second.wait_seconds)  # nothing open: no Bedrock call
 
-    assert (first.done, first.open) == (False, 1)
-    assert (second.done, second.open) == (True, 0)
-    assert second.statuses == {"Completed": 1, "PartiallyCompleted": 1}
-    assert third.done
-    assert third.statuses == {"PROCESSED": 1, "PartiallyCompleted": 1}
+    assert poll(store, client).done
 
 
 def test_the_wait_doubles_up_to_the_maximum() -> None:
@@ -496,6 +467,19 @@ def test_the_wait_doubles_up_to_the_maximum() -> None:
     assert waits == [60, 120, 240, 480, 900, 900, 900]
     assert next_wait(1, SETTINGS) == 60  # never below the minimum
     assert next_wait(900, SETTINGS, reset=True) == 60
+
+
+def test_a_week_long_job_is_a_few_hundred_polls_in_its_child_workflow() -> None:
+    """Planning figure: the child history of a shard whose job runs 168 h, with the template's defaults."""
+    defaults = Settings(runs_table="t", customer_bucket="c", internal_bucket="i", poll_min_seconds=60)
+    defaults = dataclasses.replace(defaults, poll_max_seconds=1800)
+    polls = polls_for(168 * 3600, defaults)
+    # Each turn of WaitForJob → CheckJob → JobEnded? records 9 events (entered/exited of three states and
+    # the Lambda task's scheduled/started/succeeded); the rest of the child is about 30 events.
+    events = 9 * polls + 30
+    assert 300 <= polls <= 400
+    assert events < 25_000 / 5
+    assert polls_for(3600, defaults) == 6  # 60 + 120 + 240 + 480 + 960 + 1800 s
 
 
 def test_an_unchanged_job_grows_the_wait_and_writes_nothing(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
@@ -520,29 +504,20 @@ def test_a_throttled_status_read_waits_for_the_next_poll(store: StatusStore, bed
 
     result = poll(store, client)
 
-    assert (result.done, result.open) == (False, 1)
-    assert result.statuses == {"Submitted": 1}
+    assert (result.done, result.status) == (False, "Submitted")
 
 
-def test_only_the_latest_round_is_checked(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
+def test_a_job_open_long_past_its_timeout_is_a_named_error(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
     client, stub = bedrock
-    submitted(store, "shard-00001", arn("aaaaaaaaaaa1"), round=0)
-    submitted(store, "retry1-shard-00001", arn("aaaaaaaaaaa2"), round=1)
-    store.add_shards(RUN.run_id, [ShardRef(name="retry1-shard-00002", kind=ShardKind.ON_DEMAND, records=9, round=1)])
-    stub.add_response(
-        "get_model_invocation_job", job(arn("aaaaaaaaaaa2"), "Completed"), {"jobIdentifier": arn("aaaaaaaaaaa2")}
-    )
+    submitted(store, "shard-00001", arn("aaaaaaaaaaa1"))
+    submitted_at = datetime.fromisoformat(item(store, "shard-00001")["submitted_at"])
+    limit = timedelta(hours=SETTINGS.job_timeout_hours + OVERDUE_GRACE_HOURS)
+    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"))
+    assert not poll(store, client, now=submitted_at + limit - timedelta(minutes=1)).done
 
-    latest = poll(store, client)
-    stub.add_response(
-        "get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"), {"jobIdentifier": arn("aaaaaaaaaaa1")}
-    )
-    first = poll(store, client, round=0)
-
-    assert latest.done
-    assert latest.statuses == {"Completed": 1}
-    assert not first.done
-    assert first.statuses == {"InProgress": 1}
+    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"))
+    with pytest.raises(JobOverdueError, match="redrive"):
+        poll(store, client, now=submitted_at + limit + timedelta(minutes=1))
 
 
 # --- on-demand calls ------------------------------------------------------------------------------------

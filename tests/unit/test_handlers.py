@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_fixtures import (
     CUSTOMER,
@@ -13,13 +15,24 @@ from aws_fixtures import (
     event,
     load_handler,
 )
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from batch_classifier import aws
 from batch_classifier.storage import RunFiles
 from batch_classifier.workflow import ObjectCreated
 
-HANDLERS = ["register_run", "convert_input", "shard_records", "process_results", "plan_retries", "finalize_run"]
+JOB_ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abc123def456"
+HANDLERS = [
+    "register_run",
+    "convert_input",
+    "shard_records",
+    "submit_job",
+    "check_job",
+    "process_shard",
+    "plan_retries",
+    "finalize_run",
+]
 
 
 @pytest.fixture
@@ -52,12 +65,19 @@ def test_sample_events_drive_a_run_end_to_end(cloud, handlers):
     assert counts["rows"] == 150 and counts["labelled"] == 150
 
     planned = handlers["shard_records"].lambda_handler(event("shard_records"), context)
-    assert planned["sharding"]["shards"] == [event("process_results")["shard"]]
-    assert planned["poll"] == {"done": False, "wait_seconds": 60, "open": 0, "queued": 0, "statuses": {}}
+    assert planned == event("plan_retries")["plan"]
+    items = json.loads(cloud.s3.get_object(Bucket=planned["bucket"], Key=planned["key"])["Body"].read())
+    assert items == [event("submit_job")["shard"]] == [event("process_shard")["shard"]]
 
     files = RunFiles(run["run_id"])
+    with Stubber(aws.bedrock()) as bedrock:  # moto has no batch inference jobs
+        bedrock.add_response("create_model_invocation_job", {"jobArn": JOB_ARN})
+        job = handlers["submit_job"].lambda_handler(event("submit_job"), context)
+    assert job == {"status": "Submitted", "done": False, "wait_seconds": 60}
+    job_input = cloud.s3.get_object(Bucket=planned["bucket"], Key=files.job_input("shard-00001"))["Body"].read()
+    assert len(job_input.splitlines()) == 150
     answer_batch_job(cloud.s3, files.job_input("shard-00001"), files.batch_output_prefix("shard-00001"))
-    processed = handlers["process_results"].lambda_handler(event("process_results"), context)
+    processed = handlers["process_shard"].lambda_handler(event("process_shard"), context)
     assert processed == {"shard": "shard-00001", "records": 150, "by_status": {"classified": 150}, "retryable": 0}
 
     retry = handlers["plan_retries"].lambda_handler(event("plan_retries"), context)

@@ -152,6 +152,7 @@ def create(
     *,
     token: str | None = None,
     invocation: str = "InvokeModel",
+    timeout_hours: int = 24,
 ) -> str:
     request: dict[str, Any] = {
         "jobName": name,
@@ -159,7 +160,7 @@ def create(
         "modelId": MODEL_ID,
         "inputDataConfig": {"s3InputDataConfig": {"s3Uri": input_uri, "s3InputFormat": "JSONL"}},
         "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": output_uri}},
-        "timeoutDurationInHours": 24,
+        "timeoutDurationInHours": timeout_hours,
         "modelInvocationType": invocation,
     }
     if token is not None:
@@ -491,6 +492,63 @@ def test_stop_ends_a_job_stopped(s3: Any, prefix: str) -> None:
     assert stopped["processedRecordCount"] < 10
     assert "totalRecordCount" not in first
     assert keys(s3, f"{prefix}/out/{job_id(early)}/") == set()
+
+
+def follow(bedrock: Any, arn: str, timeout: float = 30.0) -> tuple[dict[str, Any], dict[str, float]]:
+    """Poll until the job ends; returns the last response and the real seconds spent in each status."""
+    spent: dict[str, float] = {}
+    status, since = "", time.monotonic()
+    deadline = since + timeout
+    while True:
+        job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+        now = time.monotonic()
+        if job["status"] != status:
+            if status:
+                spent[status] = spent.get(status, 0.0) + now - since
+            status, since = job["status"], now
+        if status in TERMINAL_STATUSES:
+            return job, spent
+        assert now < deadline, f"job still {status}"
+        time.sleep(0.01)
+
+
+def test_a_48_hour_job_runs_in_a_few_seconds_at_a_small_time_scale(s3: Any, prefix: str) -> None:
+    # 48 h at 1e-5 are 1.7 s InProgress; the other phases take 5 s times 1e-5.
+    with LocalBedrock(s3, EchoModel(), time_scale=1e-5, job_duration_seconds=48 * 3600) as service:
+        bedrock, _ = clients(service)
+        source = put_input(s3, f"{prefix}/in/shard.jsonl", 20)
+        arn = create(bedrock, "two-days", source, s3_uri(BUCKET, f"{prefix}/out/"), timeout_hours=72)
+
+        job, spent = follow(bedrock, arn)
+
+    assert job["status"] == "Completed"
+    assert 1.5 < spent["InProgress"] < 6.0
+    assert sum(seconds for status, seconds in spent.items() if status != "InProgress") < 1.0
+    assert job["processedRecordCount"] == job["successRecordCount"] == 20
+    assert len(read_lines(s3, f"{prefix}/out/{job_id(arn)}/shard.jsonl.out")) == 20
+
+
+def test_a_job_longer_than_its_timeout_ends_expired_at_the_timeout(s3: Any, prefix: str) -> None:
+    with LocalBedrock(s3, EchoModel(), time_scale=1e-5, job_duration_seconds=48 * 3600) as service:
+        bedrock, _ = clients(service)
+        source = put_input(s3, f"{prefix}/in/shard.jsonl", 20)
+        arn = create(bedrock, "too-long", source, s3_uri(BUCKET, f"{prefix}/out/"), timeout_hours=24)
+
+        job, spent = follow(bedrock, arn)
+
+    assert job["status"] == "Expired"
+    assert job["message"] == "The job reached its timeout before all records were processed."
+    assert 0.7 < spent["InProgress"] < 1.5  # 24 h, not 48 h
+    # The records are answered evenly over the 48 h: the first 9 of 20 fit in the 24 h less the 5 s before.
+    assert (job["totalRecordCount"], job["processedRecordCount"]) == (20, 9)
+    out = f"{prefix}/out/{job_id(arn)}/"
+    assert len(read_lines(s3, out + "shard.jsonl.out")) == 9
+    assert manifest(s3, out + "manifest.json.out")["processedRecordCount"] == 9
+
+
+def test_a_job_duration_cannot_be_negative(s3: Any) -> None:
+    with pytest.raises(ValueError, match="job_duration_seconds"):
+        LocalBedrock(s3, EchoModel(), job_duration_seconds=-1)
 
 
 def test_list_filters_sorts_and_pages(service: LocalBedrock, bedrock: Any, s3: Any, prefix: str) -> None:

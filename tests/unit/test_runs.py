@@ -13,19 +13,22 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from batch_classifier.errors import TaskError
+from batch_classifier.finalize import finalize_run
 from batch_classifier.records import record_id
 from batch_classifier.runs import (
     convert_input,
-    finalize_run,
     plan_retries,
     process_shard,
     register_run,
+    shard_lines,
     shard_records,
     task_name_for,
 )
+from batch_classifier.sharding import ShardKind
 from batch_classifier.status import RunStatus, ShardStatus
 from batch_classifier.storage import RunFiles
-from batch_classifier.workflow import ObjectCreated, ShardRef
+from batch_classifier.tasks import parse_task
+from batch_classifier.workflow import ObjectCreated, RoundPlan, ShardRef
 
 
 @pytest.fixture
@@ -34,6 +37,21 @@ def cloud(monkeypatch):
         monkeypatch.setenv(name, value)
     with mock_aws():
         yield create_cloud()
+
+
+def round_shards(cloud, plan: RoundPlan) -> list[ShardRef]:
+    """The shards of a round, as the ProcessShards map reads them from S3."""
+    items = json.loads(cloud.s3.get_object(Bucket=plan.bucket, Key=plan.key)["Body"].read())
+    return [ShardRef.model_validate(item) for item in items]
+
+
+def write_job_input(cloud, run, shard: ShardRef) -> bytes:
+    """What SubmitJob writes before it creates the job."""
+    files = RunFiles(run.run_id)
+    task = parse_task(cloud.s3.get_object(Bucket=INTERNAL, Key=files.task)["Body"].read().decode())
+    lines = b"".join(shard_lines(cloud.s3, cloud.settings, task, shard))
+    cloud.s3.put_object(Bucket=INTERNAL, Key=files.job_input(shard.name), Body=lines)
+    return lines
 
 
 def upload(cloud, key: str, body: bytes) -> ObjectCreated:
@@ -99,10 +117,12 @@ def test_whole_run_with_record_errors_retried_and_duplicates_fanned_out(cloud):
     counts = convert_input(run, cloud.s3, cloud.store, cloud.settings)
     assert (counts["rows"], counts["invalid"], counts["distinct_texts"]) == (230, 2, 219)
 
-    sharding, poll = shard_records(run, cloud.s3, cloud.store, cloud.settings)
-    assert [(s.name, s.kind.value, s.records) for s in sharding.shards] == [("shard-00001", "batch", 219)]
-    assert poll.wait_seconds == 60
+    plan = shard_records(run, cloud.s3, cloud.store, cloud.settings)
+    assert (plan.round, plan.shards, plan.batch_jobs, plan.retry) == (0, 1, 1, False)
+    shards = round_shards(cloud, plan)
+    assert [(s.name, s.kind.value, s.records) for s in shards] == [("shard-00001", "batch", 219)]
     files = RunFiles(run.run_id)
+    write_job_input(cloud, run, shards[0])
     answer_batch_job(
         cloud.s3,
         files.job_input("shard-00001"),
@@ -113,24 +133,24 @@ def test_whole_run_with_record_errors_retried_and_duplicates_fanned_out(cloud):
         },
         drop=frozenset({record_id(5)}),
     )
-    outcome = process_shard(run, sharding.shards[0], cloud.s3, None, cloud.store, cloud.settings)
+    outcome = process_shard(run, shards[0], cloud.s3, None, cloud.store, cloud.settings)
     assert outcome["retryable"] == 2  # the 429 and the missing record; the 400 stands
     assert cloud.store.get_shard(run.run_id, "shard-00001")["shard_status"] == ShardStatus.PROCESSED.value
+    # Processed already (a redriven map runs its children again): nothing is judged twice.
+    assert process_shard(run, shards[0], cloud.s3, None, cloud.store, cloud.settings)["again"]
 
-    retry = plan_retries(run, sharding, cloud.s3, cloud.store, cloud.settings)
+    retry = plan_retries(run, plan, cloud.s3, cloud.store, cloud.settings)
     assert retry.retry and retry.round == 1
-    assert [(s.name, s.kind.value, s.records) for s in retry.shards] == [("retry1-shard-00001", "on_demand", 2)]
-    lines = cloud.s3.get_object(Bucket=INTERNAL, Key=files.on_demand_input("retry1-shard-00001"))["Body"].read()
-    assert [json.loads(x)["recordId"] for x in lines.splitlines()] == [record_id(3), record_id(5)]
+    retry_shards = round_shards(cloud, retry)
+    assert [(s.name, s.kind.value, s.records) for s in retry_shards] == [("retry1-shard-00001", "on_demand", 2)]
 
     # The retry round's answers (written here as a batch output would be) replace the errors.
-    retry_shard = ShardRef(name="retry1-shard-00001", kind="batch", records=2, round=1)
-    cloud.s3.put_object(Bucket=INTERNAL, Key=files.job_input("retry1-shard-00001"), Body=lines)
+    retry_shard = retry_shards[0].model_copy(update={"kind": ShardKind.BATCH})
+    lines = write_job_input(cloud, run, retry_shard)
+    assert [json.loads(x)["recordId"] for x in lines.splitlines()] == [record_id(3), record_id(5)]
     answer_batch_job(cloud.s3, files.job_input("retry1-shard-00001"), files.batch_output_prefix("retry1-shard-00001"))
     process_shard(run, retry_shard, cloud.s3, None, cloud.store, cloud.settings)
-    assert not plan_retries(
-        run, retry.model_copy(update={"shards": [retry_shard]}), cloud.s3, cloud.store, cloud.settings
-    ).retry
+    assert not plan_retries(run, retry, cloud.s3, cloud.store, cloud.settings).retry
 
     result = finalize_run(run, cloud.s3, cloud.store, cloud.settings)
     assert result["rows"] == 230
@@ -158,11 +178,11 @@ def test_whole_run_with_record_errors_retried_and_duplicates_fanned_out(cloud):
 def test_a_failed_job_leaves_every_record_retryable(cloud):
     run = register_run(upload(cloud, "input_data/calls.csv", conversations_csv(120)), cloud.store, cloud.settings)
     convert_input(run, cloud.s3, cloud.store, cloud.settings)
-    sharding, _ = shard_records(run, cloud.s3, cloud.store, cloud.settings)
-    outcome = process_shard(run, sharding.shards[0], cloud.s3, None, cloud.store, cloud.settings)
+    plan = shard_records(run, cloud.s3, cloud.store, cloud.settings)
+    outcome = process_shard(run, round_shards(cloud, plan)[0], cloud.s3, None, cloud.store, cloud.settings)
     assert outcome["retryable"] == 120
-    retry = plan_retries(run, sharding, cloud.s3, cloud.store, cloud.settings)
-    assert [(s.kind.value, s.records) for s in retry.batch_shards] == [("batch", 120)]
+    retry = plan_retries(run, plan, cloud.s3, cloud.store, cloud.settings)
+    assert [(s.kind.value, s.records, s.keyed) for s in round_shards(cloud, retry)] == [("batch", 120, True)]
 
 
 class FakeRuntime:
@@ -191,13 +211,13 @@ def test_an_on_demand_shard_is_classified_with_bedrock_runtime(cloud, monkeypatc
     monkeypatch.setattr("time.sleep", lambda seconds: None)
     run = register_run(upload(cloud, "input_data/calls.csv", conversations_csv(40)), cloud.store, cloud.settings)
     convert_input(run, cloud.s3, cloud.store, cloud.settings)
-    sharding, _ = shard_records(run, cloud.s3, cloud.store, cloud.settings)
-    assert [(s.kind.value, s.records) for s in sharding.shards] == [("on_demand", 40)]
+    shards = round_shards(cloud, shard_records(run, cloud.s3, cloud.store, cloud.settings))
+    assert [(s.kind.value, s.records) for s in shards] == [("on_demand", 40)]
     runtime = FakeRuntime()
-    outcome = process_shard(run, sharding.shards[0], cloud.s3, runtime, cloud.store, cloud.settings)
+    outcome = process_shard(run, shards[0], cloud.s3, runtime, cloud.store, cloud.settings)
     assert outcome["by_status"] == {"classified": 40} and outcome["retryable"] == 0
     assert runtime.calls == 41  # one throttled call, retried
-    shard = cloud.store.get_shard(run.run_id, sharding.shards[0].name)
+    shard = cloud.store.get_shard(run.run_id, shards[0].name)
     assert shard["input_tokens"] == 40 * 1500
     result = finalize_run(run, cloud.s3, cloud.store, cloud.settings)
     assert result["by_status"]["classified"] == 40

@@ -109,6 +109,7 @@ def _as_list(value: Any) -> list[Any]:
 def test_definition_substitutions_match_the_contract(rendered: dict[str, Any]) -> None:
     substitutions = rendered["Resources"][STATE_MACHINE]["Properties"]["DefinitionSubstitutions"]
     expected = {f"{resource}Arn" for resource in _workflow_functions()} | {
+        "InternalBucketName",
         "RunsTableName",
         "RunEventsTopicArn",
     }
@@ -126,6 +127,62 @@ def test_every_asl_placeholder_is_substituted_and_every_substitution_used(
     defined = set(rendered["Resources"][STATE_MACHINE]["Properties"]["DefinitionSubstitutions"])
     assert used - defined == set(), f"placeholders in {definition_uri} with no DefinitionSubstitutions entry"
     assert defined - used == set(), f"DefinitionSubstitutions never used in {definition_uri}"
+
+
+def _all_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state of a definition, the states of Map item processors included."""
+    found = {}
+    for name, state in states.items():
+        found[name] = state
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found.update(_all_states(processor["States"]))
+    return found
+
+
+def _paths_in(value: Any) -> set[str]:
+    """The JSONPaths of the execution's data (not ``$$.`` context paths) in ``.$`` fields of a parameter tree."""
+    paths: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key.endswith(".$") and isinstance(inner, str):
+                paths.update(p for p in re.findall(r"(?<![$\w])\$(?!\$)(?:\.[\w]+)*", inner))
+            else:
+                paths.update(_paths_in(inner))
+    elif isinstance(value, list):
+        for inner in value:
+            paths.update(_paths_in(inner))
+    return paths
+
+
+def _reads_and_writes(state: dict[str, Any]) -> tuple[set[str], str]:
+    reads = _paths_in(state.get("Parameters", {})) | _paths_in(state.get("ItemSelector", {}))
+    reads |= _paths_in(state.get("ItemReader", {}).get("Parameters", {}))
+    reads |= {state[k] for k in ("SecondsPath", "MaxConcurrencyPath", "InputPath") if k in state}
+    reads |= {choice["Variable"] for choice in state.get("Choices", [])}
+    if state["Type"] in {"Choice", "Wait"}:
+        return reads, ""
+    written = state.get("ResultPath", "$")
+    return reads, "(discarded)" if written is None else written
+
+
+def _documented_reads_and_writes() -> dict[str, tuple[set[str], str]]:
+    """``{state: (reads, writes)}`` from the 'What each state reads and writes' table of docs/workflow.md."""
+    text = WORKFLOW_DOC.read_text(encoding="utf-8")
+    section = text.split("### What each state reads and writes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|([^|]*)\|([^|]*)\|", section, re.M)
+    assert rows, "no rows in the 'What each state reads and writes' table of docs/workflow.md"
+    return {name: (set(re.findall(r"`([^`]+)`", reads)), writes.strip().strip("`")) for name, reads, writes in rows}
+
+
+def test_docs_say_what_every_state_reads_and_writes() -> None:
+    definition = json.loads((ROOT / "statemachine" / "batch_classifier.asl.json").read_text(encoding="utf-8"))
+    states = {
+        name: _reads_and_writes(state)
+        for name, state in _all_states(definition["States"]).items()
+        if state["Type"] not in {"Succeed", "Fail"}
+    }
+    assert states == _documented_reads_and_writes()
 
 
 def test_every_state_machine_file_is_deployed(sam_template: dict[str, Any]) -> None:
@@ -324,7 +381,7 @@ def test_pass_role_is_limited_to_the_batch_role_and_bedrock(rendered: dict[str, 
         for statement in _statements(document)
         if "iam:PassRole" in _as_list(statement.get("Action", []))
     ]
-    assert {where.split("/")[0] for where, _ in pass_role} == {"SubmitJobsFunctionRole", "CheckJobsFunctionRole"}
+    assert {where.split("/")[0] for where, _ in pass_role} == {"SubmitJobFunctionRole", "CheckJobFunctionRole"}
     for where, statement in pass_role:
         assert statement["Resource"] == {"Fn::GetAtt": ["BedrockBatchRole", "Arn"]}, where
         assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}, where

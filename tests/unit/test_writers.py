@@ -19,7 +19,7 @@ from openpyxl.worksheet._writer import ALL_TEMP_FILES
 from batch_classifier import writers
 from batch_classifier.errors import OutputFormatError
 from batch_classifier.formats import FileFormat
-from batch_classifier.writers import neutralise_formula, output_format_from_name, write_table
+from batch_classifier.writers import LocalTarget, neutralise_formula, open_sink, output_format_from_name, write_table
 
 FORMATS = ["csv", "json", "jsonl", "xlsx", "parquet"]
 FORMULA_STARTS = ["=", "+", "-", "@", "\t", "\r"]
@@ -346,13 +346,26 @@ def test_xlsx_cuts_overlong_cells(tmp_path: Path) -> None:
     assert one_column(tmp_path, "xlsx", ["x" * 40_000]) == ["x" * 32_767]
 
 
-def test_xlsx_refuses_more_rows_than_a_sheet_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writers, "XLSX_MAX_ROWS", 3)  # header + 2 rows
-    assert write_table(tmp_path / "ok.xlsx", ["a"], [{"a": 1}, {"a": 2}]) == 2
+def test_xlsx_rows_beyond_a_sheet_continue_on_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writers, "XLSX_SHEET_ROWS", 2)
+    path = tmp_path / "big.xlsx"
+    assert write_table(path, ["a"], [{"a": i} for i in range(5)]) == 5
+    workbook = load_workbook(path)
+    assert workbook.sheetnames == ["results", "results-2", "results-3"]
+    sheets = [list(workbook[name].iter_rows(values_only=True)) for name in workbook.sheetnames]
+    assert sheets == [[("a",), (0,), (1,)], [("a",), (2,), (3,)], [("a",), (4,)]]
+    assert workbook["results-2"]["A1"].font.b is True
+
+
+def test_xlsx_sink_refuses_more_rows_than_its_cap(tmp_path: Path) -> None:
     spooled = set(ALL_TEMP_FILES)
+    sink = open_sink(FileFormat.XLSX, LocalTarget(tmp_path / "big.xlsx"), ["a"], xlsx_max_rows=2)
+    sink.write({"a": 1})
+    sink.write({"a": 2})
     with pytest.raises(OutputFormatError, match="more than 2 rows"):
-        write_table(tmp_path / "big.xlsx", ["a"], [{"a": i} for i in range(3)])
-    assert not (tmp_path / "big.xlsx").exists()
+        sink.write({"a": 3})
+    sink.abort()
+    assert list(tmp_path.iterdir()) == []
     assert set(ALL_TEMP_FILES) == spooled  # the rows spooled so far were deleted
 
 
@@ -364,6 +377,17 @@ def test_xlsx_failing_rows_leave_no_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="source failed"):
         write_table(tmp_path / "out.xlsx", ["a"], rows())
     assert not (tmp_path / "out.xlsx").exists()
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_a_failing_source_leaves_no_file_in_any_format(tmp_path: Path, ext: str) -> None:
+    def rows() -> Iterator[dict[str, Any]]:
+        yield from ({"a": i} for i in range(25))
+        raise RuntimeError("source failed")
+
+    with pytest.raises(RuntimeError, match="source failed"):
+        write_table(tmp_path / f"out.{ext}", ["a"], rows())
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- Parquet types ------------------------------------------------------------------------------------
@@ -428,6 +452,28 @@ def test_parquet_other_columns_survive_a_rewrite(tmp_path: Path, small_batches: 
     write_table(path, ["n", "s", "x"], rows)
     assert pq.read_schema(path).field("x").type == pa.int64()
     assert read_parquet(path)[-2:] == [{"n": "5", "s": "r5", "x": 1}, {"n": "seven", "s": "r7", "x": 2}]
+
+
+def test_parquet_widening_after_a_batch_is_dropped_whole_on_abort(tmp_path: Path, small_batches: int) -> None:
+    sink = open_sink(FileFormat.PARQUET, LocalTarget(tmp_path / "out.parquet"), ["v"])
+    for value in [1, 2, 3, 4, "five", 6, 7, 8]:  # the second batch widens: the first is published, then rewritten
+        sink.write({"v": value})
+    sink.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_fixed_schema_is_kept_even_for_empty_columns(tmp_path: Path, small_batches: int) -> None:
+    schema = pa.schema([("n", pa.string()), ("ok", pa.bool_()), ("x", pa.float64())])
+    path = tmp_path / "fixed.parquet"
+    sink = open_sink(FileFormat.PARQUET, LocalTarget(path), schema.names, parquet_schema=schema)
+    for i in range(6):
+        sink.write({"n": i, "ok": None if i % 2 else True, "x": i})
+    assert sink.close() == 6
+    assert pq.read_schema(path) == schema
+    assert read_parquet(path)[:2] == [{"n": "0", "ok": True, "x": 0.0}, {"n": "1", "ok": None, "x": 1.0}]
+    empty = tmp_path / "empty.parquet"
+    open_sink(FileFormat.PARQUET, LocalTarget(empty), schema.names, parquet_schema=schema).close()
+    assert pq.read_schema(empty) == schema
 
 
 # --- format choice ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     with LocalRuntime(
         root=ROOT,
         state_dir=tmp_path_factory.mktemp("runtime"),
-        parameters={"MaxRecordsPerJob": "100", "MaxConcurrentJobs": "3"},
+        parameters={"MaxRecordsPerJob": "100", "MaxConcurrentJobs": "10", "JobTimeoutHours": "72"},
     ) as started:
         yield started
 

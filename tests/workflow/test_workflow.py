@@ -23,9 +23,28 @@ HAPPY = [
     "IsDuplicateRun?",
     "ConvertInput",
     "ShardRecords",
-    "HasBatchJobs?",
-    "SubmitJobs",
+    "ProcessShards",
+    "PlanRetries",
+    "RetryNeeded?",
+    "FinalizeRun",
+    "NotifyRunCompleted",
+    "RunSucceeded",
 ]
+
+
+def shard_items(runtime: LocalRuntime, run_id: str) -> list[dict]:
+    """The run's shard items in the status table, as plain values."""
+    found = runtime.client("dynamodb").query(
+        TableName=runtime.stack.outputs["RunsTableName"],
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :shard)",
+        ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}, ":shard": {"S": "SHARD#"}},
+        ConsistentRead=True,
+    )["Items"]
+    return [{k: next(iter(v.values())) for k, v in item.items()} for item in found]
+
+
+def run_id_of_execution(described: dict) -> str:
+    return run_id_of(ObjectCreated.model_validate(json.loads(described["input"])))
 
 
 def wait_for_run_status(runtime: LocalRuntime, run_id: str, status: str) -> dict:
@@ -51,10 +70,14 @@ def test_the_sample_file_runs_end_to_end(runtime, tmp_path):
     shutil.copy(SAMPLE, source)
     arn, described = run(runtime, source)
     assert described["status"] == "SUCCEEDED", described.get("cause")
-    names = state_names(runtime, arn)
-    assert names[: len(HAPPY)] == HAPPY
-    assert names.count("SubmitJob") >= 2 and "WaitForJobs" in names and "CheckJobs" in names
-    assert names[-4:] == ["RetryNeeded?", "FinalizeRun", "NotifyRunCompleted", "RunSucceeded"]
+    assert state_names(runtime, arn) == HAPPY
+    shards = shard_items(runtime, run_id_of_execution(described))
+    assert sorted((s["kind"], s["shard_status"]) for s in shards) == [
+        ("batch", "PROCESSED"),
+        ("batch", "PROCESSED"),
+        ("on_demand", "PROCESSED"),
+    ]
+    assert all(s["job_arn"] for s in shards if s["kind"] == "batch")
     summary, rows = results_rows(runtime, arn)
     source_ids = [
         line.split(",", 1)[0] for line in SAMPLE.read_text(encoding="utf-8").splitlines()[1:] if line[:1] == "T"
@@ -66,11 +89,12 @@ def test_the_sample_file_runs_end_to_end(runtime, tmp_path):
 
 def test_a_small_file_takes_the_on_demand_path(runtime, tmp_path):
     ids = write_calls(tmp_path / "small.csv", 40, prefix="S")
+    jobs_before = runtime.bedrock.stats.create_calls
     arn, described = run(runtime, tmp_path / "small.csv")
     assert described["status"] == "SUCCEEDED", described.get("cause")
-    names = state_names(runtime, arn)
-    assert "SubmitJobs" not in names and "WaitForJobs" not in names
-    assert names.count("ProcessShard") == 1
+    assert runtime.bedrock.stats.create_calls == jobs_before
+    shards = shard_items(runtime, run_id_of_execution(described))
+    assert [(s["kind"], int(s["records"])) for s in shards] == [("on_demand", 40)]
     _, rows = results_rows(runtime, arn)
     assert [r["id"] for r in rows] == ids
 
@@ -94,6 +118,7 @@ def test_a_partially_completed_job_has_its_failed_records_retried(runtime, tmp_p
     assert described["status"] == "SUCCEEDED", described.get("cause")
     names = state_names(runtime, arn)
     assert names.count("PlanRetries") == 2  # the retry round, then nothing left to retry
+    assert names.count("ProcessShards") == 2
     summary, rows = results_rows(runtime, arn)
     assert sorted(r["id"] for r in rows) == sorted(ids)
     assert summary["by_status"]["classified"] == 150
@@ -113,23 +138,25 @@ def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_pa
     # The iteration fails late, once the other iterations have succeeded (an early failure aborts them, and a
     # redrive reruns aborted iterations too).
     runtime.fail_next(
-        "ProcessResultsFunction", when=lambda event: event["shard"]["name"] == "shard-00002", after_seconds=6
+        "ProcessShardFunction", when=lambda event: event["shard"]["name"] == "shard-00002", after_seconds=6
     )
     arn, described = run(runtime, tmp_path / "redrive.csv")
     assert described["status"] == "FAILED"
-    assert described["error"] == "InjectedFailure"
+    # As on AWS, a failed child fails the Distributed Map (nothing is tolerated).
+    assert described["error"] == "States.ExceedToleratedFailureThreshold"
     # RecordFailure (fired by the execution's status change) marks the run failed.
-    run_id = run_id_of(ObjectCreated.model_validate(json.loads(described["input"])))
-    assert wait_for_run_status(runtime, run_id, "FAILED")["error"] == "InjectedFailure"
+    run_id = run_id_of_execution(described)
+    assert wait_for_run_status(runtime, run_id, "FAILED")["error"] == "States.ExceedToleratedFailureThreshold"
     jobs_before = runtime.bedrock.stats.create_calls
     sfn = runtime.client("stepfunctions")
     again = redrive(sfn, arn)
     final = runtime.wait(again)
     assert final["status"] == "SUCCEEDED", final.get("cause")
     names = state_names(runtime, again)
-    assert names[0] == "ProcessResults"
-    assert names.count("ProcessShard") == 1  # only the failed iteration runs again
+    assert names[0] == "ProcessShards"
+    # The map runs its children again: shards already processed are not judged again, and no job is created.
     assert runtime.bedrock.stats.create_calls == jobs_before
+    assert {s["shard_status"] for s in shard_items(runtime, run_id)} == {"PROCESSED"}
     _, rows = results_rows(runtime, again)
     assert sorted(r["id"] for r in rows) == sorted(ids)
     assert wait_for_run_status(runtime, run_id, "SUCCEEDED")
@@ -142,9 +169,8 @@ def test_console_views_and_sql_over_the_results(runtime, tmp_path):
     sfn = runtime.client("stepfunctions")
     text = format_execution(sfn, arn)
     assert "status   SUCCEEDED" in text
-    for state in ("RegisterRun", "ConvertInput", "ProcessResults", "FinalizeRun"):
+    for state in ("RegisterRun", "ConvertInput", "ProcessShards", "FinalizeRun"):
         assert state in text
-    assert "iterations: started 1, succeeded 1" in text
     names = [row["name"] for row in list_all(sfn)]
     assert arn.rsplit(":", 1)[-1] in names
     files = mirror(runtime.client("s3"), runtime.stack.internal_bucket, tmp_path / "mirror")

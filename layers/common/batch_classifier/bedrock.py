@@ -5,10 +5,10 @@ Batch jobs (the ``bedrock`` client):
 - :func:`submit_shard` creates one CreateModelInvocationJob per shard, idempotently: a deterministic job name
   and ``clientRequestToken`` per shard, the job ARN kept on the shard item, and a conflict resolved to the job
   that already exists. Calling it twice, or redriving an execution, never bills a second job for a shard.
-  A quota refusal or throttling leaves the shard ``QUEUED`` for :func:`check_jobs` to submit later.
-- :func:`check_jobs` polls every open job of the run's current round with GetModelInvocationJob, records
-  status and counts in the status table, submits queued shards as job slots free up, and says how long the
-  workflow should wait before the next poll.
+  A quota refusal or throttling leaves the shard ``QUEUED`` for :func:`check_job` to submit later.
+- :func:`check_job` is one turn of a shard's wait/poll loop: it submits a queued shard, or polls its job with
+  GetModelInvocationJob and records status and counts in the status table, and says how long the shard's
+  child workflow should wait before the next turn.
 
 On-demand calls (the ``bedrock-runtime`` client): :func:`invoke_on_demand` answers batch-format input lines
 with InvokeModel or Converse, with bounded concurrency and retries (exponential backoff, full jitter).
@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -35,10 +35,10 @@ from .errors import BatchClassifierError, MalformedInputError
 from .outputs import ModelResult, is_retryable, model_result
 from .settings import Settings
 from .sharding import ShardKind
-from .status import SHARD_PREFIX, TERMINAL_JOB_STATUSES, ShardStatus, StatusStore
+from .status import TERMINAL_JOB_STATUSES, ShardStatus, StatusStore
 from .storage import RunFiles, read_bytes, s3_uri
 from .tasks import InvocationType, parse_task
-from .workflow import Poll, RunRef, ShardRef
+from .workflow import JobCheck, RunRef, ShardRef
 
 # Job names: 1-63 characters, ``[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}`` (CreateModelInvocationJob).
 JOB_NAME_MAX = 63
@@ -47,7 +47,7 @@ _JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
 _NAME_DIGEST = 10
 _RUN_ID_CHARS = 20
 
-# Refusals that mean "not now": the shard stays queued and a later CheckJobs submits it again.
+# Refusals that mean "not now": the shard stays queued and a later CheckJob submits it again.
 _TRY_LATER = frozenset({"ServiceQuotaExceededException", "ThrottlingException", "InternalServerException"})
 # Refusals that may mean a job of that name (or token) already exists: look it up before judging.
 _MAYBE_EXISTS = frozenset({"ConflictException", "ValidationException"})
@@ -57,8 +57,8 @@ _REFUSED = frozenset({"ValidationException", "ResourceNotFoundException", "Acces
 _POLL_LATER = frozenset({"ThrottlingException", "InternalServerException"})
 
 # Statuses of shards whose job has ended, and of shards that hold no job slot.
-_ENDED = frozenset({ShardStatus.PROCESSED.value, *TERMINAL_JOB_STATUSES})
-_NOT_OPEN = _ENDED | {ShardStatus.QUEUED.value}
+# Hours past a job's timeoutDurationInHours after which CheckJob stops waiting for Bedrock to end it.
+OVERDUE_GRACE_HOURS = 6
 
 # Job counts from GetModelInvocationJob and the shard item fields they are kept in.
 _JOB_COUNTS = {
@@ -72,6 +72,10 @@ _BACKOFF_BASE_SECONDS = 1.0
 _BACKOFF_MAX_SECONDS = 20.0
 
 
+class JobOverdueError(BatchClassifierError):
+    """A batch job is still open long after its ``timeoutDurationInHours``: Bedrock did not end it."""
+
+
 class JobSubmissionError(BatchClassifierError):
     """Bedrock refused a batch job for a reason that trying again will not fix (bad input, model, role)."""
 
@@ -81,7 +85,7 @@ class Submission(StrEnum):
 
     SUBMITTED = "submitted"  # a new job was created
     EXISTING = "existing"  # the shard already had a job; nothing was created
-    QUEUED = "queued"  # Bedrock said not now (quota, throttling); the shard waits for CheckJobs
+    QUEUED = "queued"  # Bedrock said not now (quota, throttling); the shard waits for CheckJob
 
 
 class SubmitOutcome(BaseModel):
@@ -135,14 +139,8 @@ def submit_shard(
     shard: ShardRef,
     task_model_id: str,
     invocation_type: str,
-    *,
-    max_open: int | None = None,
 ) -> SubmitOutcome:
-    """Create the batch job of a shard unless it has one already; never creates a second job for a shard.
-
-    ``max_open``: leave the shard queued, without asking Bedrock, while the run has that many open jobs
-    (SubmitJob passes the concurrency limit; CheckJobs counts slots itself).
-    """
+    """Create the batch job of a shard unless it has one already; never creates a second job for a shard."""
     name = job_name(run.run_id, shard.name, settings.stage)
     if shard.kind is not ShardKind.BATCH:
         raise JobSubmissionError(f"shard {shard.name} of run {run.run_id} is an on-demand shard, not a batch job.")
@@ -151,8 +149,6 @@ def submit_shard(
         store.add_shards(run.run_id, [shard])
     elif item.get("job_arn"):
         return SubmitOutcome(shard=shard.name, outcome=Submission.EXISTING, job_arn=item["job_arn"], job_name=name)
-    if max_open is not None and _open_jobs(store, run.run_id) >= max_open:
-        return SubmitOutcome(shard=shard.name, outcome=Submission.QUEUED, job_name=name)
     files = RunFiles(run.run_id)
     request: dict[str, Any] = {
         "jobName": name,
@@ -217,15 +213,6 @@ def _find_job(bedrock: Any, name: str) -> str | None:
     return None
 
 
-def _open_jobs(store: StatusStore, run_id: str) -> int:
-    return sum(1 for item in store.shards(run_id) if _is_open(item))
-
-
-def _is_open(item: dict[str, Any]) -> bool:
-    """A shard whose job is submitted and has not ended."""
-    return bool(item.get("job_arn")) and item.get("shard_status") not in _ENDED
-
-
 def _error(exc: ClientError) -> tuple[str, str]:
     error = exc.response.get("Error", {})
     return str(error.get("Code", "Unknown")), str(error.get("Message", ""))
@@ -234,66 +221,53 @@ def _error(exc: ClientError) -> tuple[str, str]:
 # --- polling --------------------------------------------------------------------------------------------
 
 
-def check_jobs(
+def check_job(
     bedrock: Any,
     store: StatusStore,
     settings: Settings,
     run: RunRef,
-    poll: Poll,
-    round: int | None = None,
+    shard: ShardRef,
+    job: JobCheck,
     *,
     task_model_id: str,
     invocation_type: str,
-) -> Poll:
-    """Poll the open jobs of the round, submit queued shards into free slots, and say how long to wait.
+    now: datetime | None = None,
+) -> JobCheck:
+    """One turn of a shard's wait/poll loop: submit the shard if it is still queued, else read its job's status.
 
-    ``round``: the retry round to check; by default the latest round among the run's shards. The wait
-    doubles from ``poll_min_seconds`` up to ``poll_max_seconds``, and drops back to the minimum after a job
-    ended or a queued shard was submitted: then a slot has freed or a new job is validating, and the next
-    change is likely soon. Moves between intermediate statuses do not reset it.
+    The wait doubles from ``poll_min_seconds`` up to ``poll_max_seconds`` (so a week-long job costs a few hundred
+    polls), and drops back to the minimum when a queued shard got its job. A job still open well past its
+    ``timeoutDurationInHours`` (Bedrock should have ended it ``Expired``) raises :class:`JobOverdueError`, which
+    stops the child workflow where a redrive can resume it.
     """
-    items = list(store.shards(run.run_id))
-    current = round if round is not None else max((int(item.get("round", 0)) for item in items), default=0)
-    statuses: dict[str, str] = {}
-    queued: list[dict[str, Any]] = []
-    hurry = False
-    for item in items:
-        if item.get("kind") != ShardKind.BATCH.value or int(item.get("round", 0)) != current:
-            continue
-        name = _shard_name(item)
-        status = str(item.get("shard_status", ShardStatus.QUEUED.value))
-        if _is_open(item):
-            new_status = _poll_job(bedrock, store, run.run_id, name, item)
-            hurry = hurry or (new_status in TERMINAL_JOB_STATUSES and new_status != status)
-            status = new_status
-        elif not item.get("job_arn") and status != ShardStatus.PROCESSED.value:
-            queued.append(item)
-            status = ShardStatus.QUEUED.value
-        statuses[name] = status
-    open_jobs = sum(1 for status in statuses.values() if _open_status(status))
-    for item in sorted(queued, key=_shard_name):
-        if open_jobs >= settings.limits.max_concurrent_jobs:
-            break
-        shard = ShardRef(
-            name=_shard_name(item), kind=ShardKind.BATCH, records=int(item.get("records", 0)), round=current
-        )
+    item = store.get_shard(run.run_id, shard.name) or {}
+    status = str(item.get("shard_status", ShardStatus.QUEUED.value))
+    if status == ShardStatus.PROCESSED.value or status in TERMINAL_JOB_STATUSES:
+        return JobCheck(status=status, done=True, wait_seconds=0)
+    if not item.get("job_arn"):
         outcome = submit_shard(bedrock, store, settings, run, shard, task_model_id, invocation_type)
         if outcome.outcome is Submission.QUEUED:
-            break  # Bedrock is refusing now; the other queued shards would be refused as well
-        statuses[shard.name] = ShardStatus.SUBMITTED.value
-        open_jobs += 1
-        hurry = True
-    waiting = sum(1 for status in statuses.values() if status == ShardStatus.QUEUED.value)
-    counts: dict[str, int] = {}
-    for status in statuses.values():
-        counts[status] = counts.get(status, 0) + 1
-    return Poll(
-        done=open_jobs == 0 and waiting == 0,
-        wait_seconds=next_wait(poll.wait_seconds, settings, reset=hurry),
-        open=open_jobs,
-        queued=waiting,
-        statuses=dict(sorted(counts.items())),
-    )
+            return JobCheck(status=ShardStatus.QUEUED.value, wait_seconds=next_wait(job.wait_seconds, settings))
+        return JobCheck(status=ShardStatus.SUBMITTED.value, wait_seconds=settings.poll_min_seconds)
+    status = _poll_job(bedrock, store, run.run_id, shard.name, item)
+    if status == ShardStatus.PROCESSED.value or status in TERMINAL_JOB_STATUSES:
+        return JobCheck(status=status, done=True, wait_seconds=0)
+    _check_overdue(item, settings, now or datetime.now(UTC), run.run_id, shard.name)
+    return JobCheck(status=status, wait_seconds=next_wait(job.wait_seconds, settings))
+
+
+def _check_overdue(item: dict[str, Any], settings: Settings, now: datetime, run_id: str, shard: str) -> None:
+    submitted = item.get("submitted_at")
+    if not submitted:
+        return
+    hours = settings.job_timeout_hours + OVERDUE_GRACE_HOURS
+    if now > datetime.fromisoformat(str(submitted)) + timedelta(hours=hours):
+        raise JobOverdueError(
+            f"the batch job of shard {shard} of run {run_id} ({item.get('job_arn')}) is still "
+            f"{item.get('shard_status')} {hours} h after it was "
+            f"submitted with timeoutDurationInHours={settings.job_timeout_hours}; redrive the execution to check "
+            "it again, or stop the job to end it."
+        )
 
 
 def next_wait(previous: int, settings: Settings, *, reset: bool = False) -> int:
@@ -301,6 +275,16 @@ def next_wait(previous: int, settings: Settings, *, reset: bool = False) -> int:
     if reset:
         return settings.poll_min_seconds
     return max(settings.poll_min_seconds, min(previous * 2, settings.poll_max_seconds))
+
+
+def polls_for(duration_seconds: float, settings: Settings) -> int:
+    """How many turns the wait/poll loop takes to see a job that runs ``duration_seconds`` end (planning)."""
+    waited, wait, polls = 0.0, settings.poll_min_seconds, 0
+    while waited < duration_seconds:
+        waited += wait
+        polls += 1
+        wait = next_wait(wait, settings)
+    return polls
 
 
 def _poll_job(bedrock: Any, store: StatusStore, run_id: str, shard: str, item: dict[str, Any]) -> str:
@@ -326,14 +310,6 @@ def _poll_job(bedrock: Any, store: StatusStore, run_id: str, shard: str, item: d
     if changed and not store.set_shard_status(run_id, shard, status, **fields):
         return ShardStatus.PROCESSED.value  # processed meanwhile: it never changes again
     return status.value
-
-
-def _open_status(status: str) -> bool:
-    return status not in _NOT_OPEN
-
-
-def _shard_name(item: dict[str, Any]) -> str:
-    return str(item["sk"]).removeprefix(SHARD_PREFIX)
 
 
 # --- on-demand calls ------------------------------------------------------------------------------------

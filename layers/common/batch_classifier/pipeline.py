@@ -126,6 +126,25 @@ def distinct_texts(texts: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         yield record_id(index), line.rstrip(b"\r\n")[1:-1]
 
 
+def text_lines(texts: IO[bytes], *, keyed: bool, first_index: int = 1) -> Iterator[tuple[str, bytes, int]]:
+    """``(record id, JSON-escaped text, bytes of the line)`` from a texts file or a range of one.
+
+    A run's ``texts.jsonl`` holds one JSON string a line, the text of record ``first_index`` first; a keyed
+    file (a retry round's texts) starts each line with the record id and a tab.
+    """
+    for index, line in enumerate(texts, start=first_index):
+        if keyed:
+            rid, _, text = line.partition(b"\t")
+            yield rid.decode("ascii"), text.rstrip(b"\r\n")[1:-1], len(line)
+        else:
+            yield record_id(index), line.rstrip(b"\r\n")[1:-1], len(line)
+
+
+def keyed_text_line(rid: str, escaped: bytes) -> bytes:
+    """A line of a keyed texts file (see :func:`text_lines`)."""
+    return b"".join((rid.encode("ascii"), b'\t"', escaped, b'"\n'))
+
+
 def estimate_job_bytes(distinct: int, text_chars: int, encoder: BatchLineEncoder) -> int:
     """Bytes of all batch input lines, near enough to plan shards by (escaping adds a little)."""
     return distinct * (encoder.overhead + len(record_id(1))) + text_chars

@@ -8,56 +8,41 @@ verdicts and the record-ordered join.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import os
-import tempfile
-from collections.abc import Iterable
-from contextlib import ExitStack
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .cost import PriceTable
+from .bedrock import Submission, submit_shard
 from .errors import TaskError
-from .formats import FileFormat
 from .labels import LabelMatcher
-from .mapping import OutputLayout, duplicate_id_examples
+from .mapping import duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, ModelResult, parse_manifest, read_output_lines
-from .pipeline import convert_file, distinct_texts, estimate_job_bytes
-from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_index
+from .pipeline import convert_file, estimate_job_bytes, keyed_text_line, text_lines
+from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
 from .results import (
     JudgedOutputs,
-    SummaryBuilder,
-    cost_summary,
-    join_verdicts,
     judge_missing,
     judge_results,
-    merge_verdicts,
-    output_columns,
-    output_row,
-    read_verdicts,
 )
 from .settings import Settings
-from .sharding import Shard, ShardKind, plan_shards, write_shards
-from .status import RunStatus, ShardStatus, StatusStore
+from .sharding import Shard, ShardKind, cut_shards, plan_shards
+from .status import ShardStatus, StatusStore
 from .storage import (
     TASKS_PREFIX,
     RunFiles,
     UploadFile,
-    analytics_key,
     list_keys,
     open_object,
-    output_prefix,
+    open_range,
     put_bytes,
     read_bytes,
 )
 from .tasks import Task, bundled_task_names, load_task, parse_task
-from .workflow import ObjectCreated, Poll, RunRef, Sharding, ShardRef, run_id_for
-from .writers import write_table
+from .workflow import JobCheck, ObjectCreated, RoundPlan, RunRef, ShardRef, dump, run_id_for
 
 _INPUT_PREFIX = "input_data/"
 
@@ -170,47 +155,107 @@ def _load_task(s3: Any, settings: Settings, files: RunFiles) -> Task:
 # --- ShardRecords ---------------------------------------------------------------------------------------
 
 
-def shard_records(run: RunRef, s3: Any, store: StatusStore, settings: Settings) -> tuple[Sharding, Poll]:
-    """Cut the distinct texts into batch job inputs (and an on-demand remainder) and queue them."""
+def shard_records(run: RunRef, s3: Any, store: StatusStore, settings: Settings) -> RoundPlan:
+    """Plan the distinct texts into batch jobs (and an on-demand remainder) and list them in S3 for ProcessShards.
+
+    Only the plan is written here: each shard's job input is written by its own SubmitJob, so the work of one
+    invocation does not grow with the upload.
+    """
     files = RunFiles(run.run_id)
     plan = _load_plan(s3, settings, files)
     task = _load_task(s3, settings, files)
     encoder = BatchLineEncoder(task)
     job_bytes = estimate_job_bytes(plan["distinct_texts"], plan["text_chars"], encoder)
     shard_plan = plan_shards(plan["distinct_texts"], task.batch, job_bytes)
-
-    def open_shard(shard: Shard) -> UploadFile:
-        key = files.job_input(shard.name) if shard.kind is ShardKind.BATCH else files.on_demand_input(shard.name)
-        return UploadFile(s3, settings.internal_bucket, key)
-
+    line_bytes = encoder.overhead + len(record_id(1))
     with open_object(s3, settings.internal_bucket, files.texts) as texts:
-        shards = write_shards(distinct_texts(texts), shard_plan, encoder, task.batch, open_shard)
-    refs = [ShardRef(name=s.name, kind=s.kind, records=s.records, round=0) for s in shards]
-    for shard in shards:
-        _save_shard_spec(s3, settings, files, shard, round_=0, members=None)
+        items = ((rid, line_bytes + len(text), size) for rid, text, size in text_lines(texts, keyed=False))
+        shards = cut_shards(items, shard_plan, task.batch)
+    refs = [_shard_ref(shard, 0, files.texts, keyed=False) for shard in shards]
+    round_plan = _publish_round(s3, store, settings, run, 0, refs)
+    store.update_run(run.run_id, shards=round_plan.shards, batch_jobs=round_plan.batch_jobs)
+    return round_plan
+
+
+def _shard_ref(shard: Shard, round_: int, texts_key: str, *, keyed: bool) -> ShardRef:
+    return ShardRef(
+        name=shard.name,
+        kind=shard.kind,
+        records=shard.records,
+        round=round_,
+        texts_key=texts_key,
+        start=shard.start,
+        end=shard.end,
+        keyed=keyed,
+        first_record_id=shard.first_record_id,
+        last_record_id=shard.last_record_id,
+    )
+
+
+def _publish_round(
+    s3: Any, store: StatusStore, settings: Settings, run: RunRef, round_: int, refs: list[ShardRef]
+) -> RoundPlan:
+    """Queue a round's shards in the status table and list them in S3 as the ProcessShards map's items."""
+    files = RunFiles(run.run_id)
+    key = files.round_plan(round_)
+    items = json.dumps([dump(ref) for ref in refs], separators=(",", ":"))
+    put_bytes(s3, settings.internal_bucket, key, items.encode(), "application/json")
     store.add_shards(run.run_id, refs)
-    store.update_run(run.run_id, shards=len(refs), batch_jobs=sum(1 for r in refs if r.kind is ShardKind.BATCH))
-    sharding = Sharding(round=0, shards=refs, batch_shards=[r for r in refs if r.kind is ShardKind.BATCH])
-    return sharding, Poll(wait_seconds=settings.poll_min_seconds)
+    return RoundPlan(
+        round=round_,
+        bucket=settings.internal_bucket,
+        key=key,
+        shards=len(refs),
+        batch_jobs=sum(1 for ref in refs if ref.kind is ShardKind.BATCH),
+        max_concurrency=settings.limits.max_concurrent_jobs,
+        retry=round_ > 0,
+    )
 
 
-def _save_shard_spec(
-    s3: Any, settings: Settings, files: RunFiles, shard: Shard, round_: int, members: list[int] | None
-) -> None:
-    spec = {**shard.to_dict(), "round": round_, "members": members}
-    put_bytes(s3, settings.internal_bucket, files.key(f"shards/{shard.name}.json"), json.dumps(spec).encode())
+def _round_shards(s3: Any, plan: RoundPlan) -> list[ShardRef]:
+    return [ShardRef.model_validate(item) for item in json.loads(read_bytes(s3, plan.bucket, plan.key))]
 
 
-def _shard_members(s3: Any, settings: Settings, files: RunFiles, name: str) -> list[int]:
-    spec = json.loads(read_bytes(s3, settings.internal_bucket, files.key(f"shards/{name}.json")))
-    if spec.get("members") is not None:
-        return list(spec["members"])
-    if not spec.get("first_record_id"):
-        return []
-    return list(range(record_index(spec["first_record_id"]), record_index(spec["last_record_id"]) + 1))
+def shard_texts(s3: Any, settings: Settings, shard: ShardRef) -> Iterator[tuple[str, bytes]]:
+    """``(record id, JSON-escaped text)`` of a shard, read from its range of its texts file."""
+    if shard.records == 0:
+        return
+    first = record_index(shard.first_record_id) if shard.first_record_id else 1
+    with open_range(s3, settings.internal_bucket, shard.texts_key, shard.start, shard.end) as texts:
+        for rid, text, _ in text_lines(texts, keyed=shard.keyed, first_index=first):
+            yield rid, text
 
 
-# --- ProcessResults -------------------------------------------------------------------------------------
+def shard_lines(s3: Any, settings: Settings, task: Task, shard: ShardRef) -> Iterator[bytes]:
+    """The batch input lines of a shard (its job input, or its on-demand requests)."""
+    encoder = BatchLineEncoder(task)
+    for rid, text in shard_texts(s3, settings, shard):
+        yield encoder.encode_escaped(rid, text)
+
+
+# --- SubmitJob ------------------------------------------------------------------------------------------
+
+
+def submit_job(run: RunRef, shard: ShardRef, s3: Any, bedrock: Any, store: StatusStore, settings: Settings) -> JobCheck:
+    """Write a batch shard's job input and create its job, idempotently (a shard never gets a second job).
+
+    A quota refusal leaves the shard queued: CheckJob submits it on a later turn of the wait/poll loop.
+    """
+    files = RunFiles(run.run_id)
+    task = _load_task(s3, settings, files)
+    item = store.get_shard(run.run_id, shard.name) or {}
+    if not item.get("job_arn"):
+        with io.BufferedWriter(UploadFile(s3, settings.internal_bucket, files.job_input(shard.name))) as job_input:
+            for line in shard_lines(s3, settings, task, shard):
+                job_input.write(line)
+    outcome = submit_shard(
+        bedrock, store, settings, run, shard, settings.model_id or task.model_id, task.invocation_type.value
+    )
+    status = ShardStatus.QUEUED if outcome.outcome is Submission.QUEUED else ShardStatus.SUBMITTED
+    return JobCheck(status=status.value, wait_seconds=settings.poll_min_seconds)
+
+
+# --- ProcessShard ---------------------------------------------------------------------------------------
 
 
 def results_key(files: RunFiles, shard: ShardRef) -> str:
@@ -222,6 +267,15 @@ def retries_key(files: RunFiles, shard: ShardRef) -> str:
     return files.key(f"retries/round-{shard.round:02d}/{shard.name}.json")
 
 
+def _shard_members(s3: Any, settings: Settings, shard: ShardRef) -> list[int]:
+    """The record indexes of a shard: a range in round 0, the ids in its keyed texts in a retry round."""
+    if not shard.keyed:
+        if not shard.first_record_id or not shard.last_record_id:
+            return []
+        return list(range(record_index(shard.first_record_id), record_index(shard.last_record_id) + 1))
+    return [record_index(rid) for rid, _ in shard_texts(s3, settings, shard)]
+
+
 def process_shard(
     run: RunRef,
     shard: ShardRef,
@@ -230,11 +284,18 @@ def process_shard(
     store: StatusStore,
     settings: Settings,
 ) -> dict[str, Any]:
-    """Judge one shard's results (a batch job's output, or on-demand calls) and list its retryable records."""
+    """Judge one shard's results (a batch job's output, or on-demand calls) and list its retryable records.
+
+    A shard already processed (a redriven map reruns its children) is not judged, or paid for, again.
+    """
     files = RunFiles(run.run_id)
+    done = store.get_shard(run.run_id, shard.name) or {}
+    if done.get("shard_status") == ShardStatus.PROCESSED.value:
+        by_status = {k: int(v) for k, v in (done.get("by_status") or {}).items()}
+        return {"shard": shard.name, "records": shard.records, "by_status": by_status, "retryable": 0, "again": True}
     task = _load_task(s3, settings, files)
     matcher = LabelMatcher(task)
-    members = _shard_members(s3, settings, files, shard.name)
+    members = _shard_members(s3, settings, shard)
     member_set = set(members)
     bad: list[BadLine] = []
     manifest_tokens: tuple[int, int] | None = None
@@ -243,8 +304,8 @@ def process_shard(
     else:
         from .bedrock import invoke_on_demand  # noqa: PLC0415 - only the on-demand path needs it
 
-        with open_object(s3, settings.internal_bucket, files.on_demand_input(shard.name)) as lines:
-            results = list(invoke_on_demand(runtime, task.model_id, task.invocation_type.value, lines))
+        lines = shard_lines(s3, settings, task, shard)
+        results = list(invoke_on_demand(runtime, task.model_id, task.invocation_type.value, lines))
     judged = judge_results(results, matcher, task, known=member_set.__contains__)
     for index in members:
         if index not in judged.verdicts:
@@ -300,200 +361,31 @@ def _write_lines(s3: Any, bucket: str, key: str, lines: Iterable[str]) -> None:
 # --- PlanRetries ----------------------------------------------------------------------------------------
 
 
-def plan_retries(run: RunRef, sharding: Sharding, s3: Any, store: StatusStore, settings: Settings) -> Sharding:
+def plan_retries(run: RunRef, plan: RoundPlan, s3: Any, store: StatusStore, settings: Settings) -> RoundPlan:
     """Send the round's retryable records again (a batch job when enough, else on-demand), within
-    ``max_retry_rounds``; otherwise their errors stand and the run moves on."""
+    ``max_retry_rounds``; otherwise their errors stand and the run moves on (``retry: false``)."""
     files = RunFiles(run.run_id)
-    retry: list[int] = []
-    for shard in sharding.shards:
-        retry.extend(json.loads(read_bytes(s3, settings.internal_bucket, retries_key(files, shard))))
-    next_round = sharding.round + 1
+    retry: set[int] = set()
+    for shard in _round_shards(s3, plan):
+        retry.update(json.loads(read_bytes(s3, settings.internal_bucket, retries_key(files, shard))))
+    next_round = plan.round + 1
     if not retry or next_round > settings.max_retry_rounds:
-        return Sharding(round=sharding.round, retry=False)
-    retry.sort()
+        return plan.model_copy(update={"retry": False})
     task = _load_task(s3, settings, files)
     encoder = BatchLineEncoder(task)
-    shard_plan = plan_shards(len(retry), task.batch)
-    wanted = set(retry)
-
-    def open_shard(shard: Shard) -> UploadFile:
-        key = files.job_input(shard.name) if shard.kind is ShardKind.BATCH else files.on_demand_input(shard.name)
-        return UploadFile(s3, settings.internal_bucket, key)
-
-    with open_object(s3, settings.internal_bucket, files.texts) as texts:
-        items = ((rid, text) for rid, text in distinct_texts(texts) if record_index(rid) in wanted)
-        shards = write_shards(items, shard_plan, encoder, task.batch, open_shard, prefix=f"retry{next_round}-")
-    refs = []
-    start = 0
-    for written in shards:
-        members = retry[start : start + written.records]
-        start += written.records
-        _save_shard_spec(s3, settings, files, written, round_=next_round, members=members)
-        refs.append(ShardRef(name=written.name, kind=written.kind, records=written.records, round=next_round))
-    store.add_shards(run.run_id, refs)
-    return Sharding(
-        round=next_round,
-        shards=refs,
-        batch_shards=[r for r in refs if r.kind is ShardKind.BATCH],
-        retry=True,
-    )
-
-
-# --- FinalizeRun ----------------------------------------------------------------------------------------
-
-
-def finalize_run(
-    run: RunRef, s3: Any, store: StatusStore, settings: Settings, prices: PriceTable | None = None
-) -> dict[str, Any]:
-    """Merge every shard's verdicts in input order; write the results, summary, rejects and analytics."""
-    files = RunFiles(run.run_id)
-    plan = _load_plan(s3, settings, files)
-    task = _load_task(s3, settings, files)
-    layout = OutputLayout.from_dict(plan["output_layout"])
-    shared = set(json.loads(read_bytes(s3, settings.internal_bucket, files.shared)))
-    labelled = plan.get("labelled", 0) > 0
-    columns = output_columns(layout, labelled)
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    prefix = output_prefix(run.key, run.run_id, day)
-    stem = PurePosixPath(run.key).stem
-    summary = SummaryBuilder(categories=task.category_names)
-    outputs: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="finalize-") as scratch:
-        rows_file, analytics_file = Path(scratch) / "rows.jsonl", Path(scratch) / "analytics.jsonl"
-        _join_run(s3, settings, files, layout, shared, summary, rows_file, analytics_file, run, task)
-        for fmt in settings.output_formats:
-            local = Path(scratch) / f"{stem}.{fmt.value}"
-            with rows_file.open("rb") as rows:
-                write_table(local, columns, (json.loads(line) for line in rows), fmt)
-            key = f"{prefix}{local.name}"
-            s3.upload_file(str(local), run.bucket, key)
-            outputs.append(key)
-            local.unlink()
-        _write_analytics(s3, settings, analytics_file, analytics_key(day, run.run_id))
-    tokens = _run_tokens(store, run.run_id)
-    result = summary.to_dict()
-    result.update(cost_summary(tokens, task.model_id, prices or PriceTable.load()))
-    result.update({"run_id": run.run_id, "task": task.name, "model_id": task.model_id, "source": run.key})
-    if plan.get("invalid"):
-        rejects_key = f"{prefix}rejects.csv"
-        _write_rejects(s3, settings, files, run.bucket, rejects_key)
-        outputs.append(rejects_key)
-    summary_key = f"{prefix}summary.json"
-    result["outputs"] = outputs
-    put_bytes(
-        s3, run.bucket, summary_key, json.dumps(result, indent=2, ensure_ascii=False).encode(), "application/json"
-    )
-    store.finish_run(
-        run.run_id,
-        RunStatus.SUCCEEDED,
-        output_prefix=prefix,
-        by_status=result["by_status"],
-        tokens={"input": result["tokens"]["input"], "output": result["tokens"]["output"]},
-        cost_usd=result["cost_usd"],
-        accuracy=result.get("evaluation", {}).get("accuracy"),
-    )
-    return {
-        "run_id": run.run_id,
-        "status": RunStatus.SUCCEEDED.value,
-        "rows": result["rows"],
-        "by_status": result["by_status"],
-        "outputs": [f"s3://{run.bucket}/{k}" for k in outputs],
-        "summary": f"s3://{run.bucket}/{summary_key}",
-    }
-
-
-def _join_run(
-    s3: Any,
-    settings: Settings,
-    files: RunFiles,
-    layout: OutputLayout,
-    shared: set[int],
-    summary: SummaryBuilder,
-    rows_file: Path,
-    analytics_file: Path,
-    run: RunRef,
-    task: Task,
-) -> None:
-    """One pass over the records and the merged verdicts: the output rows and the analytics rows, spilled to
-    local JSON Lines (so every output format is written from them without reading S3 again), and the summary."""
-    bucket = settings.internal_bucket
-    keys = sorted(k for k in list_keys(s3, bucket, files.results_prefix) if k.endswith(".jsonl"))
-    processed_at = datetime.now(UTC).isoformat(timespec="seconds")
-    with ExitStack() as stack:
-        streams = [stack.enter_context(open_object(s3, bucket, key)) for key in keys]
-        records_stream = stack.enter_context(open_object(s3, bucket, files.records))
-        rows_out = stack.enter_context(rows_file.open("w", encoding="utf-8"))
-        analytics_out = stack.enter_context(analytics_file.open("w", encoding="utf-8"))
-        records = (CanonicalRecord.from_json(line) for line in records_stream)
-        verdicts = merge_verdicts(read_verdicts(stream) for stream in streams)
-        for record, verdict in join_verdicts(records, verdicts, shared):
-            row = output_row(record, verdict, layout)
-            summary.add(record, row)
-            rows_out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-            analytics = _analytics_row(run, task, record, row, processed_at)
-            analytics_out.write(json.dumps(analytics, ensure_ascii=False, default=str) + "\n")
-
-
-ANALYTICS_COLUMNS = (
-    "run_id",
-    "task",
-    "source_key",
-    "row_id",
-    "class",
-    "rationale",
-    "status",
-    "match",
-    "label",
-    "correct",
-    "truncated",
-    "model_id",
-    "processed_at",
-)
-
-
-def _analytics_row(
-    run: RunRef, task: Task, record: CanonicalRecord, row: dict[str, Any], processed_at: str
-) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "task": task.name,
-        "source_key": run.key,
-        "row_id": record.id,
-        "class": row.get("class"),
-        "rationale": row.get("rationale"),
-        "status": row["status"],
-        "match": row.get("match"),
-        "label": record.label,
-        "correct": row.get("correct"),
-        "truncated": record.truncated,
-        "model_id": task.model_id,
-        "processed_at": processed_at,
-    }
-
-
-def _write_analytics(s3: Any, settings: Settings, rows_file: Path, key: str) -> None:
-    parquet = rows_file.with_suffix(".parquet")
-    with rows_file.open("rb") as lines:
-        write_table(parquet, ANALYTICS_COLUMNS, (json.loads(line) for line in lines), FileFormat.PARQUET)
-    s3.upload_file(str(parquet), settings.internal_bucket, key)
-    os.unlink(parquet)
-
-
-def _write_rejects(s3: Any, settings: Settings, files: RunFiles, bucket: str, key: str) -> None:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\r\n")
-    writer.writerow(["row", "id", "reason"])
-    with open_object(s3, settings.internal_bucket, files.rejects) as rejects:
-        for line in rejects:
-            reject = json.loads(line)
-            writer.writerow([reject["row"], reject["id"], reject["reason"]])
-    put_bytes(s3, bucket, key, text.getvalue().encode("utf-8-sig"), "text/csv")
-
-
-def _run_tokens(store: StatusStore, run_id: str) -> dict[str, dict[str, int]]:
-    tokens = {kind.value: {"input": 0, "output": 0} for kind in ShardKind}
-    for item in store.shards(run_id):
-        kind = tokens[str(item.get("kind", ShardKind.BATCH.value))]
-        kind["input"] += int(item.get("input_tokens", 0))
-        kind["output"] += int(item.get("output_tokens", 0))
-    return tokens
+    line_bytes = encoder.overhead + len(record_id(1))
+    texts_key = files.round_texts(next_round)
+    sizes: list[tuple[str, int, int]] = []
+    # The round's texts go to a keyed file of their own, so each retry shard is again a byte range of one file.
+    with (
+        open_object(s3, settings.internal_bucket, files.texts) as texts,
+        io.BufferedWriter(UploadFile(s3, settings.internal_bucket, texts_key)) as out,
+    ):
+        for rid, text, _ in text_lines(texts, keyed=False):
+            if record_index(rid) in retry:
+                line = keyed_text_line(rid, text)
+                out.write(line)
+                sizes.append((rid, line_bytes + len(text), len(line)))
+    shards = cut_shards(sizes, plan_shards(len(sizes), task.batch), task.batch, prefix=f"retry{next_round}-")
+    refs = [_shard_ref(shard, next_round, texts_key, keyed=True) for shard in shards]
+    return _publish_round(s3, store, settings, run, next_round, refs)

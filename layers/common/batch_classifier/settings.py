@@ -34,6 +34,8 @@ class Settings:
     job_timeout_hours: int = 24
     max_retry_rounds: int = 2
     output_formats: tuple[FileFormat, ...] = (FileFormat.CSV,)
+    #: Above this many rows FinalizeRun skips the XLSX output (with a warning): 2 sheets of 1,048,575 rows.
+    xlsx_max_rows: int = 2_097_150
     bedrock_role_arn: str = ""
     stage: str = "sandbox"
     run_events_topic_arn: str = ""
@@ -71,6 +73,7 @@ class Settings:
             job_timeout_hours=_int(env, "JOB_TIMEOUT_HOURS", 24),
             max_retry_rounds=_int(env, "MAX_RETRY_ROUNDS", 2),
             output_formats=tuple(dict.fromkeys(formats)),
+            xlsx_max_rows=_int(env, "XLSX_MAX_ROWS", 2_097_150),
             bedrock_role_arn=_text(env, "BEDROCK_ROLE_ARN", ""),
             stage=_text(env, "STAGE", "sandbox"),
             run_events_topic_arn=_text(env, "RUN_EVENTS_TOPIC_ARN", ""),

@@ -49,6 +49,9 @@ class Shard:
     bytes: int = 0
     first_record_id: str | None = None
     last_record_id: str | None = None
+    # Where the shard's texts are in the file it was planned over (see :func:`cut_shards`).
+    start: int = 0
+    end: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,39 @@ def shard_name(number: int) -> str:
     return f"shard-{number:05d}"
 
 
+class _Cutter:
+    """Decides where shards start while lines are counted: ``plan`` gives each batch shard's target size, and a
+    batch shard whose next line would pass the byte cap is closed early (the rest of its target moves on)."""
+
+    def __init__(self, plan: ShardPlan, limits: BatchLimits, prefix: str) -> None:
+        self._targets: deque[float] = deque(plan.batch_sizes)
+        self._target: float = 0
+        self._limits = limits
+        self._prefix = prefix
+        self.shards: list[Shard] = []
+
+    @property
+    def current(self) -> Shard:
+        return self.shards[-1]
+
+    def add(self, rid: str, line_bytes: int) -> bool:
+        """Count one line of ``line_bytes``; True when it starts a new shard (the previous one is complete)."""
+        started = not self.shards or _full(self.current, self._target, line_bytes, self._limits)
+        if started:
+            if self.shards and self.current.records < self._target:
+                self._targets.appendleft(self._target - self.current.records)
+            kind = ShardKind.BATCH if self._targets else ShardKind.ON_DEMAND
+            self._target = self._targets.popleft() if self._targets else math.inf
+            self.shards.append(
+                Shard(name=self._prefix + shard_name(len(self.shards) + 1), kind=kind, first_record_id=rid)
+            )
+        shard = self.current
+        shard.records += 1
+        shard.bytes += line_bytes
+        shard.last_record_id = rid
+        return started
+
+
 def write_shards(
     items: Iterable[tuple[str, bytes]],
     plan: ShardPlan,
@@ -121,33 +157,37 @@ def write_shards(
     is full. The byte cap is enforced while writing: a batch shard that would exceed it is closed early and
     the rest of its planned records move to the next shard. Shard names are ``<prefix>shard-00001``, ...
     """
-    targets: deque[float] = deque(plan.batch_sizes)
-    shards: list[Shard] = []
-    current: Shard | None = None
-    target: float = 0
+    cutter = _Cutter(plan, limits, prefix)
     out: ShardSink | None = None
     try:
         for rid, escaped in items:
             line = encoder.encode_escaped(rid, escaped)
-            if current is None or _full(current, target, len(line), limits):
-                if current is not None and current.records < target:
-                    targets.appendleft(target - current.records)
+            if cutter.add(rid, len(line)):
                 if out is not None:
                     out.close()
-                kind = ShardKind.BATCH if targets else ShardKind.ON_DEMAND
-                target = targets.popleft() if targets else math.inf
-                current = Shard(name=prefix + shard_name(len(shards) + 1), kind=kind, first_record_id=rid)
-                shards.append(current)
-                out = open_shard(current)
+                out = open_shard(cutter.current)
             assert out is not None  # opened with the first item
             out.write(line)
-            current.records += 1
-            current.bytes += len(line)
-            current.last_record_id = rid
     finally:
         if out is not None:
             out.close()
-    return shards
+    return cutter.shards
+
+
+def cut_shards(
+    items: Iterable[tuple[str, int, int]], plan: ShardPlan, limits: BatchLimits, prefix: str = ""
+) -> list[Shard]:
+    """Plan shards over a texts file without writing them: ``items`` are ``(record id, bytes of its batch line,
+    bytes of its line in the texts file)``; each shard gets the byte range ``[start, end)`` of its texts, so
+    that its job input can be written later, by whoever handles that shard."""
+    cutter = _Cutter(plan, limits, prefix)
+    offset = 0
+    for rid, line_bytes, source_bytes in items:
+        if cutter.add(rid, line_bytes):
+            cutter.current.start = offset
+        offset += source_bytes
+        cutter.current.end = offset
+    return cutter.shards
 
 
 def _full(shard: Shard, target: float, line_bytes: int, limits: BatchLimits) -> bool:

@@ -2,7 +2,7 @@
 
 Keys: ``pk = RUN#<run_id>``; the run item has ``sk = RUN``, shard items ``sk = SHARD#<name>``. The index
 ``RunsByStatus`` (``run_status``, ``started_at``) lists runs by status and time. Conditions make sure that two
-writers cannot move a run or a shard backwards (a late CheckJobs cannot undo PROCESSED, a duplicate event
+writers cannot move a run or a shard backwards (a late CheckJob cannot undo PROCESSED, a duplicate event
 cannot restart a running run).
 """
 
@@ -176,7 +176,12 @@ class StatusStore:
         return _applied(
             lambda: self._update(
                 shard_key(run_id, shard),
-                {"shard_status": ShardStatus.SUBMITTED.value, "job_arn": job_arn, "job_name": job_name},
+                {
+                    "shard_status": ShardStatus.SUBMITTED.value,
+                    "job_arn": job_arn,
+                    "job_name": job_name,
+                    "submitted_at": now_iso(),
+                },
                 condition="attribute_not_exists(job_arn)",
                 values={},
                 add={"attempts": 1},

@@ -62,29 +62,44 @@ class RunRef(_Payload):
 
 
 class ShardRef(_Payload):
+    """One shard: an item of a round's plan in S3, and the input of its child workflow in ProcessShards.
+
+    Its texts are the bytes ``[start, end)`` of ``texts_key`` in the internal bucket: round 0 reads the run's
+    ``texts.jsonl`` (record ids follow from ``first_record_id``), retry rounds a keyed texts file of their own
+    (``keyed``: each line starts with its record id and a tab).
+    """
+
     name: str
     kind: ShardKind
     records: int
     round: int = 0
+    texts_key: str = ""
+    start: int = 0
+    end: int = 0
+    keyed: bool = False
+    first_record_id: str | None = None
+    last_record_id: str | None = None
 
 
-class Sharding(_Payload):
-    """The shards of the current round (round 0: the run's own; later rounds: retries)."""
+class RoundPlan(_Payload):
+    """A round of shards (round 0: the run's own; later rounds: retries). The shards are listed in S3, as the
+    JSON array at ``bucket``/``key`` that the ProcessShards Distributed Map reads; nothing here grows with them."""
 
     round: int = 0
-    shards: list[ShardRef] = Field(default_factory=list)
-    batch_shards: list[ShardRef] = Field(default_factory=list)
+    bucket: str
+    key: str
+    shards: int = 0
+    batch_jobs: int = 0
+    max_concurrency: int = Field(default=10, ge=1)
     retry: bool = False
 
 
-class Poll(_Payload):
-    """Where the WaitForJobs loop stands."""
+class JobCheck(_Payload):
+    """Where one shard's wait/poll loop stands: its job status, whether it ended, and the next wait."""
 
+    status: str
     done: bool = False
     wait_seconds: int = 60
-    open: int = 0
-    queued: int = 0
-    statuses: dict[str, int] = Field(default_factory=dict)
 
 
 class RunInput(_Payload):
@@ -96,14 +111,15 @@ class ShardInput(_Payload):
     shard: ShardRef
 
 
-class PollInput(_Payload):
+class JobInput(_Payload):
     run: RunRef
-    poll: Poll = Field(default_factory=Poll)
+    shard: ShardRef
+    job: JobCheck
 
 
-class RetryInput(_Payload):
+class RoundInput(_Payload):
     run: RunRef
-    sharding: Sharding
+    plan: RoundPlan
 
 
 def now_iso() -> str:

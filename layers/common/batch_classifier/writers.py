@@ -1,8 +1,12 @@
 """Streaming writers for results tables: CSV, JSON, JSONL, XLSX and Parquet.
 
-``write_table`` takes the column names and an iterable of row mappings and writes them one by one, so
-memory does not grow with the number of rows (Parquet holds one batch of rows at a time, XLSX rows go
-through openpyxl's write-only mode, which spools them to a temporary file).
+Each format has one sink (:func:`open_sink`): it takes rows one by one and writes them to a :class:`Target`, a
+local file or an S3 object, as a stream that is published only when the sink is closed (``abort()`` drops
+it, so a failed table never leaves half a file). Memory does not grow with the number of rows: CSV, JSON and
+JSONL are written as text streams, Parquet holds one batch of rows at a time and writes it as a row group,
+and XLSX rows go through openpyxl's write-only mode, which spools each sheet to a temporary file until the
+workbook is saved into the target at close (the one format that uses local disk). :func:`write_table` writes
+an iterable of rows to a local file through the same sinks.
 
 Value handling, the same for every writer unless said otherwise:
 
@@ -14,29 +18,34 @@ Value handling, the same for every writer unless said otherwise:
   carriage return gets a leading single quote (see ``neutralise_formula``); numbers are never changed, and
   JSON, JSONL and Parquet keep strings as they are.
 - XLSX: characters that XML 1.0 forbids (control characters other than tab, line feed and carriage return)
-  are removed, strings are cut to Excel's 32,767 characters per cell, and more rows than one sheet holds
-  raise ``OutputFormatError`` before anything is saved.
+  are removed, strings are cut to Excel's 32,767 characters per cell, and a sheet holds 1,048,575 rows under
+  its header: more rows continue on sheets ``results-2``, ``results-3``, ... A sink opened with ``xlsx_max_rows``
+  raises ``OutputFormatError`` on the row after that many, before anything is saved.
 
 Parquet column types are inferred from the first batch of rows: a column whose non-empty values are all
 booleans is ``bool``, all integers ``int64``, integers and floats ``double``, and anything else (text,
 dates, JSON, or nothing but empty values) ``string``. When a later batch holds a value that does not fit
 (text in an integer column, say), the column is widened (``int64`` to ``double`` for a float, otherwise to
 ``string``) and the rows already written are rewritten once, streaming, into a file with the wider schema;
-a mixed column therefore never fails, and its numbers then appear as their text.
+a mixed column therefore never fails, and its numbers then appear as their text. (For a target in S3 the
+narrower file is briefly published and read back.) A sink opened with a ``parquet_schema`` writes exactly
+those types: it neither infers nor widens.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,8 +56,20 @@ from openpyxl.styles import Font
 
 from .errors import OutputFormatError
 from .formats import FileFormat, format_from_name
+from .storage import Upload, UploadFile, open_seekable
 
-__all__ = ["OUTPUT_EXTENSIONS", "neutralise_formula", "output_format_from_name", "write_table"]
+__all__ = [
+    "CONTENT_TYPES",
+    "OUTPUT_EXTENSIONS",
+    "LocalTarget",
+    "S3Target",
+    "TableSink",
+    "Target",
+    "neutralise_formula",
+    "open_sink",
+    "output_format_from_name",
+    "write_table",
+]
 
 #: The file extensions a results table can be written to.
 OUTPUT_EXTENSIONS: tuple[str, ...] = (".csv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq", ".xlsx")
@@ -56,8 +77,9 @@ OUTPUT_EXTENSIONS: tuple[str, ...] = (".csv", ".json", ".jsonl", ".ndjson", ".pa
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 SHEET_NAME = "results"
 XLSX_MAX_CELL_CHARS = 32_767
-XLSX_MAX_ROWS = 1_048_576  # rows in one Excel sheet, the header included
+XLSX_SHEET_ROWS = 1_048_575  # data rows in one Excel sheet (1,048,576 rows with the header)
 PARQUET_BATCH_ROWS = 10_000
+_STREAM_BUFFER = 256 * 1024
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 Row = Mapping[str, Any]
@@ -154,75 +176,253 @@ def _project(row: Row, columns: Sequence[str], cell: Callable[[Any], Any]) -> li
     return [cell(row.get(column)) for column in columns]
 
 
-# --- CSV, JSON, JSONL ----------------------------------------------------------------------------------
+# --- targets -------------------------------------------------------------------------------------------
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Row]) -> int:
-    count = 0
-    with path.open("w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.writer(handle, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        writer.writerow([_csv_cell(column) for column in columns])
-        for row in rows:
-            writer.writerow(_project(row, columns, _csv_cell))
-            count += 1
-    return count
+class Target(ABC):
+    """Where a table is written: a local file or an object, written as a stream published when closed."""
+
+    name: str
+
+    @abstractmethod
+    def create(self) -> Upload:
+        """A new stream; closing it replaces what the target holds, aborting it leaves the target as it was."""
+
+    @abstractmethod
+    def read_back(self) -> IO[bytes]:
+        """A seekable read of what the target holds now (the Parquet sink reads back a file it widens)."""
+
+    @abstractmethod
+    def remove(self) -> None:
+        """Delete what the target holds (a sink that published early and is then aborted)."""
 
 
-def _json_objects(columns: Sequence[str], rows: Iterable[Row]) -> Iterator[str]:
-    for row in rows:
-        record = {column: _json_cell(row.get(column)) for column in columns}
-        yield json.dumps(record, ensure_ascii=False, default=_json_default)
+class _LocalFile(Upload):
+    """A local file written beside its path and moved there by ``close()``; ``abort()`` deletes it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._path = path
+        self._partial = path.with_name(f".{path.name}.partial")
+        self._file = self._partial.open("wb")
+
+    def write(self, data: Any) -> int:
+        return self._file.write(data)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._file.close()
+        os.replace(self._partial, self._path)
+        super().close()
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        self._file.close()
+        self._partial.unlink(missing_ok=True)
+        super().close()
 
 
-def _write_json(path: Path, columns: Sequence[str], rows: Iterable[Row]) -> int:
-    count = 0
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        handle.write("[")
-        for text in _json_objects(columns, rows):
-            handle.write(",\n" if count else "\n")
-            handle.write(text)
-            count += 1
-        handle.write("\n]\n" if count else "]\n")
-    return count
+class LocalTarget(Target):
+    """A file on local disk."""
+
+    def __init__(self, path: PathArg) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+
+    def create(self) -> Upload:
+        return _LocalFile(self.path)
+
+    def read_back(self) -> IO[bytes]:
+        return self.path.open("rb")
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
-def _write_jsonl(path: Path, columns: Sequence[str], rows: Iterable[Row]) -> int:
-    count = 0
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        for text in _json_objects(columns, rows):
-            handle.write(text + "\n")
-            count += 1
-    return count
+#: The content type of each format's objects in S3.
+CONTENT_TYPES: dict[FileFormat, str] = {
+    FileFormat.CSV: "text/csv; charset=utf-8",
+    FileFormat.JSON: "application/json",
+    FileFormat.JSONL: "application/x-ndjson",
+    FileFormat.PARQUET: "application/vnd.apache.parquet",
+    FileFormat.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+class S3Target(Target):
+    """An S3 object, written as a multipart upload (see :class:`~batch_classifier.storage.UploadFile`)."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, content_type: str | None = None) -> None:
+        self._s3, self.bucket, self.key, self._content_type = s3, bucket, key, content_type
+        self.name = PurePosixPath(key).name
+
+    def create(self) -> Upload:
+        return UploadFile(self._s3, self.bucket, self.key, self._content_type)
+
+    def read_back(self) -> IO[bytes]:
+        return open_seekable(self._s3, self.bucket, self.key)
+
+    def remove(self) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+# --- sinks ---------------------------------------------------------------------------------------------
+
+
+class TableSink(ABC):
+    """One table being written row by row, in one format: ``write`` each row, then ``close`` (publish) or
+    ``abort`` (drop). ``rows`` counts the rows written."""
+
+    def __init__(self, target: Target, columns: Sequence[str]) -> None:
+        self.target = target
+        self.columns = list(columns)
+        self.rows = 0
+
+    @abstractmethod
+    def write(self, row: Row) -> None: ...
+
+    @abstractmethod
+    def close(self) -> int:
+        """Finish the table and publish it; the number of rows."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the table; never raises."""
+
+
+class _TextSink(TableSink):
+    """A table written as text to a stream (CSV, JSON, JSONL)."""
+
+    encoding = "utf-8"
+    newline: str | None = "\n"
+
+    def __init__(self, target: Target, columns: Sequence[str]) -> None:
+        super().__init__(target, columns)
+        self._upload = target.create()
+        buffered = io.BufferedWriter(self._upload, buffer_size=_STREAM_BUFFER)
+        self._text = io.TextIOWrapper(buffered, encoding=self.encoding, newline=self.newline)
+
+    def _finish(self) -> None:
+        """Write what ends the table."""
+
+    def close(self) -> int:
+        try:
+            self._finish()
+            self._text.close()
+        except BaseException:
+            self.abort()
+            raise
+        return self.rows
+
+    def abort(self) -> None:
+        with suppress(Exception):
+            self._upload.abort()  # the text and buffer wrappers over it are closed with it
+
+
+class _CsvSink(_TextSink):
+    encoding = "utf-8-sig"
+    newline = ""
+
+    def __init__(self, target: Target, columns: Sequence[str]) -> None:
+        super().__init__(target, columns)
+        self._writer = csv.writer(self._text, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        self._writer.writerow([_csv_cell(column) for column in self.columns])
+
+    def write(self, row: Row) -> None:
+        self._writer.writerow(_project(row, self.columns, _csv_cell))
+        self.rows += 1
+
+
+def _json_object(columns: Sequence[str], row: Row) -> str:
+    record = {column: _json_cell(row.get(column)) for column in columns}
+    return json.dumps(record, ensure_ascii=False, default=_json_default)
+
+
+class _JsonSink(_TextSink):
+    def __init__(self, target: Target, columns: Sequence[str]) -> None:
+        super().__init__(target, columns)
+        self._text.write("[")
+
+    def write(self, row: Row) -> None:
+        self._text.write(",\n" if self.rows else "\n")
+        self._text.write(_json_object(self.columns, row))
+        self.rows += 1
+
+    def _finish(self) -> None:
+        self._text.write("\n]\n" if self.rows else "]\n")
+
+
+class _JsonlSink(_TextSink):
+    def write(self, row: Row) -> None:
+        self._text.write(_json_object(self.columns, row) + "\n")
+        self.rows += 1
 
 
 # --- XLSX ----------------------------------------------------------------------------------------------
 
 
-def _write_xlsx(path: Path, columns: Sequence[str], rows: Iterable[Row]) -> int:
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(SHEET_NAME)
-    bold = Font(bold=True)
-    header = []
-    for column in columns:
-        cell = WriteOnlyCell(sheet, value=_xlsx_text(str(column)))
-        cell.font = bold
-        header.append(cell)
-    sheet.append(header)
-    count = 0
-    try:
-        for row in rows:
-            if count + 1 >= XLSX_MAX_ROWS:
-                raise OutputFormatError(
-                    f"Cannot write {path.name!r}: the results have more than {XLSX_MAX_ROWS - 1:,} rows, "
-                    "more than an Excel sheet holds; write CSV, JSONL or Parquet instead."
-                )
-            sheet.append(_project(row, columns, _xlsx_cell))
-            count += 1
-    except BaseException:
-        _discard_sheet(sheet)
-        raise
-    workbook.save(path)
-    return count
+class _XlsxSink(TableSink):
+    """Rows spooled by openpyxl's write-only sheets (``XLSX_SHEET_ROWS`` a sheet), saved into the target at close."""
+
+    def __init__(self, target: Target, columns: Sequence[str], max_rows: int | None = None) -> None:
+        super().__init__(target, columns)
+        self._max_rows = max_rows
+        self._workbook = Workbook(write_only=True)
+        self._sheets: list[Any] = []
+        self._sheet_rows = 0
+        self._new_sheet()
+
+    def _new_sheet(self) -> None:
+        number = len(self._sheets) + 1
+        sheet = self._workbook.create_sheet(SHEET_NAME if number == 1 else f"{SHEET_NAME}-{number}")
+        bold = Font(bold=True)
+        header = []
+        for column in self.columns:
+            cell = WriteOnlyCell(sheet, value=_xlsx_text(str(column)))
+            cell.font = bold
+            header.append(cell)
+        sheet.append(header)
+        self._sheets.append(sheet)
+        self._sheet_rows = 0
+
+    def write(self, row: Row) -> None:
+        if self._max_rows is not None and self.rows >= self._max_rows:
+            raise OutputFormatError(
+                f"Cannot write {self.target.name!r}: the results have more than {self._max_rows:,} rows, "
+                "more than the XLSX output is allowed; write CSV, JSONL or Parquet instead."
+            )
+        if self._sheet_rows >= XLSX_SHEET_ROWS:
+            self._new_sheet()
+        self._sheets[-1].append(_project(row, self.columns, _xlsx_cell))
+        self._sheet_rows += 1
+        self.rows += 1
+
+    def close(self) -> int:
+        upload = self.target.create()
+        stream = io.BufferedWriter(upload, buffer_size=_STREAM_BUFFER)
+        try:
+            self._workbook.save(stream)  # a zip with data descriptors when the target cannot seek (S3)
+            stream.close()
+        except BaseException:
+            upload.abort()
+            self.abort()
+            raise
+        return self.rows
+
+    def abort(self) -> None:
+        for sheet in self._sheets:
+            _discard_sheet(sheet)
 
 
 def _discard_sheet(sheet: Any) -> None:
@@ -285,28 +485,51 @@ def _parquet_value(value: Any, kind: _Kind) -> Any:
     return value
 
 
-class _ParquetSink:
-    """A Parquet file written batch by batch, whose column types widen when a later value needs it."""
+_KIND_OF_TYPE: dict[pa.DataType, _Kind] = {arrow: kind for kind, arrow in _ARROW_TYPES.items()}
 
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
-        self._path = path
-        self._columns = list(columns)
-        self._kinds: list[_Kind] = [_Kind.STRING] * len(self._columns)
+
+class _ParquetSink(TableSink):
+    """A Parquet file written a batch (row group) at a time. Without a ``schema``, column types are inferred
+    and widen when a later value needs it (the rows written so far are then rewritten once, streaming)."""
+
+    def __init__(self, target: Target, columns: Sequence[str], schema: pa.Schema | None = None) -> None:
+        super().__init__(target, columns)
+        self._fixed = schema is not None
+        if schema is not None:
+            if schema.names != self.columns:
+                raise ValueError(f"the schema's columns {schema.names} are not the table's {self.columns}")
+            self._kinds = [_KIND_OF_TYPE[field.type] for field in schema]
+        else:
+            self._kinds = [_Kind.STRING] * len(self.columns)
+        self._batch: list[Row] = []
+        self._upload: Upload | None = None
+        self._stream: io.BufferedWriter | None = None
         self._writer: pq.ParquetWriter | None = None
+        self._published_early = False
 
     def _schema(self) -> pa.Schema:
-        return pa.schema([(c, _ARROW_TYPES[k]) for c, k in zip(self._columns, self._kinds, strict=True)])
+        return pa.schema([(c, _ARROW_TYPES[k]) for c, k in zip(self.columns, self._kinds, strict=True)])
 
     def _open(self, kinds: list[_Kind]) -> pq.ParquetWriter:
         self._kinds = kinds
-        self._writer = pq.ParquetWriter(self._path, self._schema())
+        self._upload = self.target.create()
+        self._stream = io.BufferedWriter(self._upload, buffer_size=_STREAM_BUFFER)
+        self._writer = pq.ParquetWriter(self._stream, self._schema())
         return self._writer
+
+    def _publish(self, writer: pq.ParquetWriter) -> None:
+        writer.close()
+        assert self._stream is not None
+        self._stream.close()
+        self._writer = self._stream = self._upload = None
 
     def _kinds_for(self, rows: Sequence[Row]) -> list[_Kind]:
         """The column kinds after seeing ``rows``: inferred on the first batch, widened afterwards."""
-        started: list[_Kind | None] = list(self._kinds) if self._writer else [None] * len(self._columns)
+        if self._fixed:
+            return self._kinds
+        started: list[_Kind | None] = list(self._kinds) if self._writer else [None] * len(self.columns)
         kinds = []
-        for column, first in zip(self._columns, started, strict=True):
+        for column, first in zip(self.columns, started, strict=True):
             kind = first
             for row in rows:
                 kind = _widen(kind, row.get(column))
@@ -316,25 +539,23 @@ class _ParquetSink:
     def _append(self, writer: pq.ParquetWriter, rows: Sequence[Row]) -> None:
         arrays = [
             pa.array([_parquet_value(row.get(column), kind) for row in rows], type=_ARROW_TYPES[kind])
-            for column, kind in zip(self._columns, self._kinds, strict=True)
+            for column, kind in zip(self.columns, self._kinds, strict=True)
         ]
         writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema()))
 
     def _rewrite(self, writer: pq.ParquetWriter, kinds: list[_Kind]) -> pq.ParquetWriter:
-        """Copy what is written so far into a new file with wider column types, one batch at a time."""
-        writer.close()
-        previous = self._path.with_name(self._path.name + ".widening")
-        os.replace(self._path, previous)
-        try:
+        """Publish what is written so far, then copy it into a new file with wider column types, a batch at a
+        time; the new file replaces it when the sink is closed."""
+        self._publish(writer)
+        self._published_early = True
+        with self.target.read_back() as previous, pq.ParquetFile(previous) as source:
             new_writer = self._open(kinds)
-            with pq.ParquetFile(previous) as source:
-                for batch in source.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-                    self._append(new_writer, batch.to_pylist())
-        finally:
-            previous.unlink(missing_ok=True)
+            for batch in source.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                self._append(new_writer, batch.to_pylist())
         return new_writer
 
-    def write(self, rows: Sequence[Row]) -> None:
+    def _flush(self) -> None:
+        rows, self._batch = self._batch, []
         kinds = self._kinds_for(rows)
         if self._writer is None:
             writer = self._open(kinds)
@@ -344,45 +565,66 @@ class _ParquetSink:
             writer = self._writer
         self._append(writer, rows)
 
-    def close(self) -> None:
-        if self._writer is None:  # no rows at all: an empty file that still has the columns
-            self._append(self._open(self._kinds), [])
+    def write(self, row: Row) -> None:
+        self._batch.append(row)
+        self.rows += 1
+        if len(self._batch) >= PARQUET_BATCH_ROWS:
+            self._flush()
+
+    def close(self) -> int:
+        try:
+            if self._batch:
+                self._flush()
+            if self._writer is None:  # no rows at all: an empty file that still has the columns
+                self._append(self._open(self._kinds), [])
+            assert self._writer is not None
+            self._publish(self._writer)
+        except BaseException:
+            self.abort()
+            raise
+        return self.rows
+
+    def abort(self) -> None:
+        self._batch = []
+        if self._upload is not None:
+            with suppress(Exception):
+                self._upload.abort()
         if self._writer is not None:
-            self._writer.close()
+            with suppress(Exception):
+                self._writer.close()  # its stream is closed: nothing more is written
+        self._writer = self._stream = self._upload = None
+        if self._published_early:
+            with suppress(Exception):
+                self.target.remove()
 
 
-def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+# --- entry points --------------------------------------------------------------------------------------
 
 
-def _write_parquet(path: Path, columns: Sequence[str], rows: Iterable[Row]) -> int:
-    sink = _ParquetSink(path, columns)
-    count = 0
-    try:
-        for batch in _batches(rows, PARQUET_BATCH_ROWS):
-            sink.write(batch)
-            count += len(batch)
-    finally:
-        sink.close()
-    return count
+def open_sink(
+    fmt: FileFormat,
+    target: Target,
+    columns: Sequence[str],
+    *,
+    xlsx_max_rows: int | None = None,
+    parquet_schema: pa.Schema | None = None,
+) -> TableSink:
+    """A sink writing ``columns`` of each row to ``target`` in ``fmt``.
 
-
-# --- entry point ---------------------------------------------------------------------------------------
-
-_WRITERS: dict[FileFormat, Callable[[Path, Sequence[str], Iterable[Row]], int]] = {
-    FileFormat.CSV: _write_csv,
-    FileFormat.JSON: _write_json,
-    FileFormat.JSONL: _write_jsonl,
-    FileFormat.XLSX: _write_xlsx,
-    FileFormat.PARQUET: _write_parquet,
-}
+    ``xlsx_max_rows``: an XLSX sink refuses (``OutputFormatError``) more rows than this. ``parquet_schema``: a
+    Parquet sink writes exactly these column types (its names must be ``columns``) instead of inferring them.
+    """
+    chosen = FileFormat(fmt)
+    if chosen is FileFormat.XLSX:
+        return _XlsxSink(target, columns, xlsx_max_rows)
+    if chosen is FileFormat.PARQUET:
+        return _ParquetSink(target, columns, parquet_schema)
+    text_sinks: dict[FileFormat, Callable[[Target, Sequence[str]], TableSink]] = {
+        FileFormat.CSV: _CsvSink,
+        FileFormat.JSON: _JsonSink,
+        FileFormat.JSONL: _JsonlSink,
+    }
+    return text_sinks[chosen](target, columns)
 
 
 def write_table(
@@ -393,8 +635,15 @@ def write_table(
 ) -> int:
     """Write ``rows`` (only the keys in ``columns``, in that order) to ``path``; return how many rows.
 
-    ``fmt`` defaults to the format the file extension announces (``OutputFormatError`` if unknown).
+    ``fmt`` defaults to the format the file extension announces (``OutputFormatError`` if unknown). The file
+    appears only when complete: if a row or the source fails, nothing is left at ``path``.
     """
-    target = Path(path)
     chosen = fmt if fmt is not None else output_format_from_name(os.fspath(path))
-    return _WRITERS[FileFormat(chosen)](target, list(columns), rows)
+    sink = open_sink(chosen, LocalTarget(path), columns)
+    try:
+        for row in rows:
+            sink.write(row)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.close()

@@ -22,7 +22,10 @@ from batch_classifier.tasks import load_task
 from batch_classifier.workflow import ShardInput
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENT = json.loads((ROOT / "events" / "submit_jobs.json").read_text(encoding="utf-8"))
+SAMPLE_EVENT = json.loads((ROOT / "events" / "submit_job.json").read_text(encoding="utf-8"))
+# The shard's 150 texts, as ConvertInput writes them; the event's range is set to cover them.
+TEXTS = b"".join(f'"conversation {i}: I want a refund"\n'.encode() for i in range(1, 151))
+EVENT = {**SAMPLE_EVENT, "shard": {**SAMPLE_EVENT["shard"], "start": 0, "end": len(TEXTS)}}
 RUN_ID = EVENT["run"]["run_id"]
 SHARD = EVENT["shard"]["name"]
 ROLE = "arn:aws:iam::123456789012:role/bbc-bedrock-batch"
@@ -31,7 +34,7 @@ ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
-    "POWERTOOLS_SERVICE_NAME": "submit_jobs",
+    "POWERTOOLS_SERVICE_NAME": "submit_job",
     "POWERTOOLS_METRICS_NAMESPACE": "BatchClassifierTest",
     "POWERTOOLS_TRACE_DISABLED": "1",
     "RUNS_TABLE": "bbc-runs",
@@ -46,7 +49,7 @@ ENVIRONMENT = {
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return LambdaContext(function_name="SubmitJobsFunction")
+    return LambdaContext(function_name="SubmitJobFunction")
 
 
 @pytest.fixture
@@ -62,6 +65,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
         s3.put_object(
             Bucket="bbc-internal-test", Key=RunFiles(RUN_ID).task, Body=load_task("travel").to_yaml().encode()
         )
+        s3.put_object(Bucket="bbc-internal-test", Key=EVENT["shard"]["texts_key"], Body=TEXTS)
         yield StatusStore(table)
     clients.reset()
 
@@ -69,7 +73,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
 @pytest.fixture
 def app(aws: StatusStore) -> ModuleType:
     """The handler module, loaded from its file as Lambda loads it (fresh per test: no cached clients)."""
-    return load_handler("submit_jobs")
+    return load_handler("submit_job")
 
 
 @pytest.fixture
@@ -95,23 +99,27 @@ def expected_request() -> dict[str, Any]:
 
 
 def test_the_sample_event_is_a_shard_input() -> None:
-    payload = ShardInput.model_validate(EVENT)
+    payload = ShardInput.model_validate(SAMPLE_EVENT)
     assert payload.shard.kind.value == "batch"
 
 
-def test_submits_the_shard_once(app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any) -> None:
+def test_writes_the_job_input_and_submits_the_shard_once(
+    app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any
+) -> None:
     aws.add_shards(RUN_ID, [ShardInput.model_validate(EVENT).shard])
     bedrock.add_response("create_model_invocation_job", {"jobArn": JOB_ARN}, expected_request())
 
     first = app.lambda_handler(EVENT, lambda_context)
     again = app.lambda_handler(EVENT, lambda_context)  # a retried or redriven iteration
 
-    name = job_name(RUN_ID, SHARD, "test")
-    assert first == {"shard": SHARD, "outcome": "submitted", "job_arn": JOB_ARN, "job_name": name}
-    assert again == {"shard": SHARD, "outcome": "existing", "job_arn": JOB_ARN, "job_name": name}
+    assert first == again == {"status": "Submitted", "done": False, "wait_seconds": 60}
     saved = aws.get_shard(RUN_ID, SHARD)
     assert saved is not None
     assert saved["job_arn"] == JOB_ARN
+    body = boto3.client("s3").get_object(Bucket="bbc-internal-test", Key=RunFiles(RUN_ID).job_input(SHARD))["Body"]
+    lines = [json.loads(line) for line in body.read().splitlines()]
+    assert [line["recordId"] for line in lines] == [f"R{i:010d}" for i in range(1, 151)]
+    assert "conversation 150: I want a refund" in json.dumps(lines[-1]["modelInput"])
 
 
 def test_a_quota_refusal_is_not_a_failure(
@@ -122,8 +130,9 @@ def test_a_quota_refusal_is_not_a_failure(
 
     result = app.lambda_handler(EVENT, lambda_context)
 
-    assert result["outcome"] == "queued"
-    assert result["job_arn"] is None
+    assert result == {"status": "QUEUED", "done": False, "wait_seconds": 60}
+    saved = aws.get_shard(RUN_ID, SHARD)
+    assert saved is not None and "job_arn" not in saved
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")  # the handler raised before counting

@@ -1,4 +1,4 @@
-"""ProcessShard: judge one shard's batch output (or classify an on-demand shard) into record verdicts."""
+"""ProcessShard (the end of a shard's child workflow): judge its batch output, or classify an on-demand shard."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CheckJobs handler end to end with its sample event: moto for DynamoDB and S3, a stubbed Bedrock client."""
+"""The CheckJob handler end to end with its sample event: moto for DynamoDB and S3, a stubbed Bedrock client."""
 
 from __future__ import annotations
 
@@ -21,17 +21,17 @@ from batch_classifier.sharding import ShardKind
 from batch_classifier.status import StatusStore
 from batch_classifier.storage import RunFiles
 from batch_classifier.tasks import load_task
-from batch_classifier.workflow import PollInput, ShardRef
+from batch_classifier.workflow import JobInput, ShardRef
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENT = json.loads((ROOT / "events" / "check_jobs.json").read_text(encoding="utf-8"))
+EVENT = json.loads((ROOT / "events" / "check_job.json").read_text(encoding="utf-8"))
 RUN_ID = EVENT["run"]["run_id"]
 ROLE = "arn:aws:iam::123456789012:role/bbc-bedrock-batch"
 ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
-    "POWERTOOLS_SERVICE_NAME": "check_jobs",
+    "POWERTOOLS_SERVICE_NAME": "check_job",
     "POWERTOOLS_METRICS_NAMESPACE": "BatchClassifierTest",
     "POWERTOOLS_TRACE_DISABLED": "1",
     "RUNS_TABLE": "bbc-runs",
@@ -64,7 +64,7 @@ def job(job_arn: str, status: str) -> dict[str, Any]:
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return LambdaContext(function_name="CheckJobsFunction")
+    return LambdaContext(function_name="CheckJobFunction")
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
 @pytest.fixture
 def app(aws: StatusStore) -> ModuleType:
     """The handler module, loaded from its file as Lambda loads it (fresh per test: no cached clients)."""
-    return load_handler("check_jobs")
+    return load_handler("check_job")
 
 
 @pytest.fixture
@@ -102,44 +102,27 @@ def shard(name: str) -> ShardRef:
     return ShardRef(name=name, kind=ShardKind.BATCH, records=150)
 
 
-def test_the_sample_event_is_a_poll_input() -> None:
-    assert PollInput.model_validate(EVENT).poll.wait_seconds == 60
+def test_the_sample_event_is_a_job_input() -> None:
+    assert JobInput.model_validate(EVENT).job.wait_seconds == 60
 
 
-def test_polls_jobs_and_submits_queued_shards(
-    app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any
-) -> None:
-    aws.add_shards(RUN_ID, [shard("shard-00001"), shard("shard-00002"), shard("shard-00003")])
+def test_submits_a_queued_shard(app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any) -> None:
+    aws.add_shards(RUN_ID, [shard("shard-00001")])
+    bedrock.add_response("create_model_invocation_job", {"jobArn": arn("aaaaaaaaaaa1")})
+
+    result = app.lambda_handler({**EVENT, "job": {"status": "QUEUED", "wait_seconds": 240}}, lambda_context)
+
+    assert result == {"status": "Submitted", "done": False, "wait_seconds": 60}
+
+
+def test_done_when_the_job_has_ended(app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any) -> None:
+    aws.add_shards(RUN_ID, [shard("shard-00001")])
     aws.mark_submitted(RUN_ID, "shard-00001", arn("aaaaaaaaaaa1"), job_name(RUN_ID, "shard-00001", "test"))
-    bedrock.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"))
-    bedrock.add_response("create_model_invocation_job", {"jobArn": arn("aaaaaaaaaaa2")})
+    bedrock.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "Expired"))
 
-    result = app.lambda_handler(EVENT, lambda_context)
+    result = app.lambda_handler({**EVENT, "job": {**EVENT["job"], "wait_seconds": 900}}, lambda_context)
 
-    assert result == {
-        "done": False,
-        "wait_seconds": 60,
-        "open": 2,
-        "queued": 1,
-        "statuses": {"InProgress": 1, "QUEUED": 1, "Submitted": 1},
-    }
-
-
-def test_done_when_every_job_has_ended(
-    app: ModuleType, aws: StatusStore, bedrock: Stubber, lambda_context: Any
-) -> None:
-    aws.add_shards(RUN_ID, [shard("shard-00001"), shard("shard-00002")])
-    aws.add_shards(RUN_ID, [ShardRef(name="shard-00003", kind=ShardKind.ON_DEMAND, records=40)])
-    for number, status in ((1, "Completed"), (2, "Expired")):
-        name = f"shard-0000{number}"
-        aws.mark_submitted(RUN_ID, name, arn(f"aaaaaaaaaaa{number}"), job_name(RUN_ID, name, "test"))
-        bedrock.add_response("get_model_invocation_job", job(arn(f"aaaaaaaaaaa{number}"), status))
-
-    result = app.lambda_handler({**EVENT, "poll": {**EVENT["poll"], "wait_seconds": 900}}, lambda_context)
-
-    assert result["done"] is True
-    assert (result["open"], result["queued"]) == (0, 0)
-    assert result["statuses"] == {"Completed": 1, "Expired": 1}
+    assert result == {"status": "Expired", "done": True, "wait_seconds": 0}
 
 
 def test_the_wait_grows_while_nothing_changes(
@@ -151,8 +134,8 @@ def test_the_wait_grows_while_nothing_changes(
     waits = []
     for _ in range(6):
         bedrock.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"))
-        poll = app.lambda_handler(event, lambda_context)
-        waits.append(poll["wait_seconds"])
-        event = {**EVENT, "poll": poll}
+        checked = app.lambda_handler(event, lambda_context)
+        waits.append(checked["wait_seconds"])
+        event = {**EVENT, "job": checked}
 
     assert waits == [120, 240, 480, 900, 900, 900]

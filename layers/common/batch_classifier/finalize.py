@@ -1,0 +1,325 @@
+"""FinalizeRun: merge every shard's verdicts in input order and write the run's outputs, summary and analytics.
+
+One pass over the records and the merged verdicts writes every output format and the analytics partition at
+once, each streamed straight to S3 as it goes (multipart uploads, Parquet a row group at a time), so neither
+memory nor /tmp grows with the number of rows. XLSX is the exception: openpyxl spools its sheets to /tmp until
+the workbook is saved, so it is written only up to ``XLSX_MAX_ROWS`` rows and skipped above (with a warning).
+
+A paid run never fails because of an output: a table that cannot be written is dropped (its upload aborted,
+so no half object is left) with a warning in the summary, and the other tables still land. Failing to read the
+run's own records or verdicts still fails the step, as does writing the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+
+from .cost import PriceTable
+from .errors import PriceNotFoundError
+from .formats import FileFormat
+from .mapping import OutputLayout
+from .records import CanonicalRecord
+from .results import (
+    SummaryBuilder,
+    cost_summary,
+    join_verdicts,
+    merge_verdicts,
+    output_columns,
+    output_row,
+    read_verdicts,
+)
+from .runs import _load_plan, _load_task
+from .settings import Settings
+from .sharding import ShardKind
+from .status import RunStatus, StatusStore
+from .storage import (
+    RunFiles,
+    analytics_key,
+    list_keys,
+    open_object,
+    open_seekable,
+    output_prefix,
+    put_bytes,
+    read_bytes,
+)
+from .tasks import Task
+from .workflow import RunRef
+from .writers import CONTENT_TYPES, S3Target, TableSink, open_sink
+
+_log = logging.getLogger(__name__)
+
+#: The analytics table's columns and types: those of the Glue table ``AnalyticsResultsTable`` in template.yaml.
+ANALYTICS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("task", pa.string()),
+        ("source_key", pa.string()),
+        ("row_id", pa.string()),
+        ("class", pa.string()),
+        ("rationale", pa.string()),
+        ("status", pa.string()),
+        ("match", pa.string()),
+        ("label", pa.string()),
+        ("correct", pa.bool_()),
+        ("truncated", pa.bool_()),
+        ("model_id", pa.string()),
+        ("processed_at", pa.string()),
+    ]
+)
+ANALYTICS_COLUMNS = tuple(ANALYTICS_SCHEMA.names)
+REJECTS_COLUMNS = ("row", "id", "reason")
+_WARNING_CHARS = 300
+_VERDICTS_BUFFER = 64 * 1024
+
+
+def finalize_run(
+    run: RunRef, s3: Any, store: StatusStore, settings: Settings, prices: PriceTable | None = None
+) -> dict[str, Any]:
+    """Merge every shard's verdicts in input order; write the results, summary, rejects and analytics."""
+    files = RunFiles(run.run_id)
+    plan = _load_plan(s3, settings, files)
+    task = _load_task(s3, settings, files)
+    layout = OutputLayout.from_dict(plan["output_layout"])
+    shared = set(json.loads(read_bytes(s3, settings.internal_bucket, files.shared)))
+    columns = output_columns(layout, plan.get("labelled", 0) > 0)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    prefix = output_prefix(run.key, run.run_id, day)
+    stem = PurePosixPath(run.key).stem
+    summary = SummaryBuilder(categories=task.category_names)
+    tables = _Tables()
+
+    for fmt in _results_formats(settings, plan["rows"], tables.warnings):
+        target = S3Target(s3, run.bucket, f"{prefix}{stem}.{fmt.value}", CONTENT_TYPES[fmt])
+        tables.open(fmt.value, fmt, target, columns, xlsx_max_rows=settings.xlsx_max_rows)
+    parquet = FileFormat.PARQUET
+    analytics = S3Target(s3, settings.internal_bucket, analytics_key(day, run.run_id), CONTENT_TYPES[parquet])
+    tables.open("analytics", parquet, analytics, ANALYTICS_COLUMNS, parquet_schema=ANALYTICS_SCHEMA, results=False)
+    try:
+        _join_run(s3, settings, files, layout, shared, summary, tables, run, task)
+    except BaseException:
+        tables.abort()
+        raise
+    outputs = [t.target.key for t in tables.close() if t.results]  # the ones published, in the settings' order
+
+    result = summary.to_dict()
+    result.update(_costs(_run_tokens(store, run.run_id), task.model_id, prices, tables.warnings))
+    result.update({"run_id": run.run_id, "task": task.name, "model_id": task.model_id, "source": run.key})
+    if plan.get("invalid"):
+        rejects = S3Target(s3, run.bucket, f"{prefix}rejects.csv", CONTENT_TYPES[FileFormat.CSV])
+        if _write_rejects(s3, settings, files, rejects, tables.warnings):
+            outputs.append(rejects.key)
+    summary_key = f"{prefix}summary.json"
+    result["outputs"] = outputs
+    result["warnings"] = tables.warnings
+    put_bytes(
+        s3, run.bucket, summary_key, json.dumps(result, indent=2, ensure_ascii=False).encode(), "application/json"
+    )
+    store.finish_run(
+        run.run_id,
+        RunStatus.SUCCEEDED,
+        output_prefix=prefix,
+        by_status=result["by_status"],
+        tokens={"input": result["tokens"]["input"], "output": result["tokens"]["output"]},
+        cost_usd=result["cost_usd"],
+        accuracy=result.get("evaluation", {}).get("accuracy"),
+    )
+    return {
+        "run_id": run.run_id,
+        "status": RunStatus.SUCCEEDED.value,
+        "rows": result["rows"],
+        "by_status": result["by_status"],
+        "outputs": [f"s3://{run.bucket}/{k}" for k in outputs],
+        "summary": f"s3://{run.bucket}/{summary_key}",
+        "warnings": tables.warnings,
+    }
+
+
+def _results_formats(settings: Settings, rows: int, warnings: list[str]) -> list[FileFormat]:
+    """The formats to write: XLSX is skipped above its cap (CSV written instead if it was the only one)."""
+    formats = list(settings.output_formats)
+    cap = settings.xlsx_max_rows
+    if FileFormat.XLSX in formats and rows > cap:
+        formats.remove(FileFormat.XLSX)
+        if not formats:
+            formats.append(FileFormat.CSV)
+        held = "/".join(f.value for f in formats)
+        hold = f"the {held} output holds" if len(formats) == 1 else f"the {held} outputs hold"
+        warnings.append(f"xlsx skipped: {rows} rows is above the XLSX cap of {cap} rows; {hold} every row")
+    return formats
+
+
+@dataclass(eq=False)
+class _Table:
+    label: str
+    target: S3Target
+    sink: TableSink
+    results: bool  # a results table (else the analytics table)
+    failed: bool = False
+
+
+@dataclass
+class _Tables:
+    """The tables written in the join: one that fails is dropped with a warning and the others go on."""
+
+    tables: list[_Table] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def open(
+        self,
+        label: str,
+        fmt: FileFormat,
+        target: S3Target,
+        columns: Sequence[str],
+        *,
+        results: bool = True,
+        xlsx_max_rows: int | None = None,
+        parquet_schema: pa.Schema | None = None,
+    ) -> None:
+        try:
+            sink = open_sink(fmt, target, columns, xlsx_max_rows=xlsx_max_rows, parquet_schema=parquet_schema)
+        except Exception as error:  # an output never fails a paid run
+            self._warn(label, error)
+            return
+        self.tables.append(_Table(label, target, sink, results))
+
+    def write(self, tables: list[_Table], row: dict[str, Any]) -> None:
+        for table in tables:
+            if not table.failed:
+                try:
+                    table.sink.write(row)
+                except Exception as error:
+                    self._drop(table, error)
+
+    def close(self) -> list[_Table]:
+        """Publish every table still standing; the ones that were published."""
+        for table in self.tables:
+            if not table.failed:
+                try:
+                    table.sink.close()
+                except Exception as error:
+                    self._drop(table, error)
+        return [t for t in self.tables if not t.failed]
+
+    def abort(self) -> None:
+        for table in self.tables:
+            if not table.failed:
+                table.failed = True
+                table.sink.abort()
+
+    def _drop(self, table: _Table, error: Exception) -> None:
+        table.failed = True
+        table.sink.abort()
+        self._warn(table.label, error)
+
+    def _warn(self, label: str, error: Exception) -> None:
+        _log.warning("%s output not written", label, exc_info=error)
+        self.warnings.append(f"{label} not written: {type(error).__name__}: {error}"[:_WARNING_CHARS])
+
+
+def _join_run(
+    s3: Any,
+    settings: Settings,
+    files: RunFiles,
+    layout: OutputLayout,
+    shared: set[int],
+    summary: SummaryBuilder,
+    tables: _Tables,
+    run: RunRef,
+    task: Task,
+) -> None:
+    """One pass over the records and the merged verdicts: each output row goes to every results table, its
+    analytics row to the analytics table, and both to the summary."""
+    bucket = settings.internal_bucket
+    keys = sorted(k for k in list_keys(s3, bucket, files.results_prefix) if k.endswith(".jsonl"))
+    processed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    results = [t for t in tables.tables if t.results]
+    analytics = [t for t in tables.tables if not t.results]
+    # Every results file is open at once for the merge: each holds a small buffer and no connection while it waits.
+    streams = [open_seekable(s3, bucket, key, buffer_size=_VERDICTS_BUFFER) for key in keys]
+    try:
+        with open_object(s3, bucket, files.records) as records_stream:
+            records = (CanonicalRecord.from_json(line) for line in records_stream)
+            verdicts = merge_verdicts(read_verdicts(stream) for stream in streams)
+            for record, verdict in join_verdicts(records, verdicts, shared):
+                row = output_row(record, verdict, layout)
+                summary.add(record, row)
+                tables.write(results, row)
+                if analytics:
+                    tables.write(analytics, _analytics_row(run, task, record, row, processed_at))
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def _analytics_row(
+    run: RunRef, task: Task, record: CanonicalRecord, row: dict[str, Any], processed_at: str
+) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "task": task.name,
+        "source_key": run.key,
+        "row_id": record.id,
+        "class": row.get("class"),
+        "rationale": row.get("rationale"),
+        "status": row["status"],
+        "match": row.get("match"),
+        "label": record.label,
+        "correct": row.get("correct"),
+        "truncated": record.truncated,
+        "model_id": task.model_id,
+        "processed_at": processed_at,
+    }
+
+
+def _write_rejects(s3: Any, settings: Settings, files: RunFiles, target: S3Target, warnings: list[str]) -> bool:
+    """Stream the rejected rows to ``rejects.csv``; False (and a warning) if it could not be written."""
+    tables = _Tables(warnings=warnings)
+    tables.open("rejects.csv", FileFormat.CSV, target, REJECTS_COLUMNS)
+    try:
+        with open_object(s3, settings.internal_bucket, files.rejects) as rejects:
+            for line in rejects:
+                tables.write(tables.tables, json.loads(line))
+    except BaseException:
+        tables.abort()
+        raise
+    return bool(tables.close())
+
+
+def _costs(
+    tokens: dict[str, dict[str, int]], model_id: str, prices: PriceTable | None, warnings: list[str]
+) -> dict[str, Any]:
+    """Tokens and their cost; a model without a price costs ``None`` (with a warning), it never fails the run."""
+    try:
+        return cost_summary(tokens, model_id, prices or PriceTable.load())
+    except PriceNotFoundError:
+        warnings.append(f"no price for model {model_id} in prices.yaml; cost unknown")
+        unpriced = cost_summary(tokens, model_id, _NoPrices())
+        unpriced.update({"cost_usd": None, "cost": {"batch_usd": None, "on_demand_usd": None}})
+        return unpriced
+
+
+class _NoPrices(PriceTable):
+    """Prices every model at zero: the token totals of :func:`cost_summary` without a price."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+    def cost(self, model_id: str, input_tokens: int, output_tokens: int, mode: str) -> float:
+        return 0.0
+
+
+def _run_tokens(store: StatusStore, run_id: str) -> dict[str, dict[str, int]]:
+    tokens = {kind.value: {"input": 0, "output": 0} for kind in ShardKind}
+    for item in store.shards(run_id):
+        kind = tokens[str(item.get("kind", ShardKind.BATCH.value))]
+        kind["input"] += int(item.get("input_tokens", 0))
+        kind["output"] += int(item.get("output_tokens", 0))
+    return tokens

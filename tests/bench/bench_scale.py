@@ -1,0 +1,175 @@
+"""Benchmark: a whole run at scale, end to end through ``batch-classifier run`` on the local runtime.
+
+It generates a CSV of call-centre-like conversations (the generator of ``bench_pipeline.py``), runs
+``batch-classifier run FILE`` in a fresh process with its own temporary folder, and samples the whole process
+tree every half second (from /proc): the tree's peak resident memory, the largest single process (a function's
+worker: the largest invocation), and the peak size of the temporary folder the functions spool to. It prints the
+wall time against the targets (15 minutes and 4 GB for the tree at 1M rows on a 2-core machine), and, for
+planning only, what a 5M-row upload means for the deployed workflow: shards, the largest state payload, and the
+largest number of rows one invocation handles.
+
+Run with ``make bench-scale`` or ``python tests/bench/bench_scale.py --rows 100000``. It is a benchmark, not a
+test: it never fails CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench_pipeline import generate
+
+TARGET_SECONDS = 15 * 60
+TARGET_TREE_MB = 4096
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _folder_mb(folder: Path) -> float:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            continue
+    return total / 1024 / 1024
+
+
+class Sampler(threading.Thread):
+    """Peak memory of a process tree, of its largest process, and of a folder's size."""
+
+    def __init__(self, pid: int, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.folder = pid, folder
+        self.tree_mb = self.process_mb = self.folder_mb = 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            pids, queue = [], [self.pid]
+            while queue:
+                pid = queue.pop()
+                pids.append(pid)
+                queue += _children(pid)
+            sizes = [_rss_mb(pid) for pid in pids]
+            self.tree_mb = max(self.tree_mb, sum(sizes))
+            self.process_mb = max(self.process_mb, max(sizes, default=0.0))
+            self.folder_mb = max(self.folder_mb, _folder_mb(self.folder))
+
+
+def run_once(rows: int, work: Path) -> dict[str, float]:
+    source = work / f"scale-{rows}.csv"
+    if not source.exists():
+        generate(source, rows, "csv")
+    scratch = work / "tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    command = [str(ROOT / ".venv" / "bin" / "batch-classifier"), "run", str(source), "--out", str(work / "results")]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, text=True
+    )
+    sampler = Sampler(process.pid, scratch)
+    sampler.start()
+    output, _ = process.communicate()
+    sampler.done.set()
+    sampler.join()
+    seconds = time.monotonic() - started
+    if process.returncode != 0:
+        print(output[-3000:])
+        raise SystemExit(f"batch-classifier run failed with exit code {process.returncode}")
+    return {
+        "seconds": seconds,
+        "tree_mb": sampler.tree_mb,
+        "process_mb": sampler.process_mb,
+        "tmp_mb": sampler.folder_mb,
+        "input_mb": source.stat().st_size / 1024 / 1024,
+    }
+
+
+def plan(rows: int) -> None:
+    """Planning figures of the deployed workflow for an upload of ``rows`` distinct texts (defaults)."""
+    from batch_classifier.pipeline import estimate_job_bytes  # noqa: PLC0415
+    from batch_classifier.records import BatchLineEncoder  # noqa: PLC0415
+    from batch_classifier.sharding import ShardKind, plan_shards  # noqa: PLC0415
+    from batch_classifier.tasks import BatchLimits, load_task  # noqa: PLC0415
+    from batch_classifier.workflow import RoundPlan, RunRef, ShardRef  # noqa: PLC0415
+
+    task = load_task("travel")
+    limits = BatchLimits()
+    encoder = BatchLineEncoder(task)
+    job_bytes = estimate_job_bytes(rows, rows * 900, encoder)  # conversations of about 900 characters
+    shards = plan_shards(rows, limits, job_bytes)
+    run = RunRef(run_id="0" * 20, task="travel", bucket="b" * 63, key="input_data/" + "k" * 200, etag="e" * 34)
+    shard = ShardRef(
+        name="retry2-shard-00001",
+        kind=ShardKind.BATCH,
+        records=max(shards.batch_sizes),
+        round=2,
+        texts_key=f"runs/{run.run_id}/rounds/round-02/texts.jsonl",
+        start=10**12,
+        end=10**12,
+        keyed=True,
+        first_record_id="R0000000001",
+        last_record_id="R9999999999",
+    )
+    payload = len(json.dumps({"run": run.model_dump(), "shard": shard.model_dump(mode="json"), "job": {}})) + 200
+    state = len(json.dumps({"run": run.model_dump(), "plan": RoundPlan(bucket="b" * 63, key="k" * 80).model_dump()}))
+    print(
+        f"planning, {rows:,} distinct texts with the default quotas: {len(shards.batch_sizes)} batch jobs of "
+        f"{min(shards.batch_sizes):,}-{max(shards.batch_sizes):,} records ({job_bytes / 1e9:.1f} GB of job input); "
+        f"largest state payload about {max(payload, state):,} bytes (a child's, the same at any size); "
+        f"per invocation: ConvertInput, ShardRecords (reads the texts only) and FinalizeRun {rows:,} rows, "
+        f"SubmitJob and ProcessShard at most {max(shards.batch_sizes):,}."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--plan-rows", type=int, default=5_000_000)
+    parser.add_argument(
+        "--work", type=Path, default=None, help="where to keep the generated file (default: a temp dir)"
+    )
+    args = parser.parse_args()
+    plan(args.plan_rows)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as default_work:
+        work = args.work or Path(default_work)
+        work.mkdir(parents=True, exist_ok=True)
+        figures = run_once(args.rows, work)
+    print(
+        f"run of {args.rows:,} rows ({figures['input_mb']:.0f} MB of CSV): {figures['seconds']:.0f} s "
+        f"(target {TARGET_SECONDS} s at 1M rows); process tree peak {figures['tree_mb']:,.0f} MB (target "
+        f"{TARGET_TREE_MB} MB); largest process {figures['process_mb']:,.0f} MB; temporary files peak "
+        f"{figures['tmp_mb']:,.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""FinalizeRun on moto-backed S3 and DynamoDB: a run's records and verdicts staged as the earlier steps leave
+them, then every output streamed to S3 in one pass, with failures of one output kept to a warning."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from aws_fixtures import CLASSES, CUSTOMER, ENVIRONMENT, INTERNAL, ROOT, create_cloud
+from moto import mock_aws
+from openpyxl import load_workbook
+
+from batch_classifier import finalize, writers
+from batch_classifier.cost import PriceTable
+from batch_classifier.finalize import ANALYTICS_SCHEMA, finalize_run
+from batch_classifier.formats import FileFormat
+from batch_classifier.labels import MatchMethod
+from batch_classifier.mapping import OutputLayout
+from batch_classifier.records import CanonicalRecord, RowStatus, record_id
+from batch_classifier.results import Verdict
+from batch_classifier.sharding import ShardKind
+from batch_classifier.status import RunStatus, ShardStatus
+from batch_classifier.storage import RunFiles
+from batch_classifier.tasks import load_task
+from batch_classifier.workflow import RunRef, ShardRef
+from batch_classifier_local.template import load_template
+
+ALL_FORMATS = (FileFormat.CSV, FileFormat.JSON, FileFormat.JSONL, FileFormat.PARQUET, FileFormat.XLSX)
+LAYOUT = OutputLayout(columns=("conversation_id", "conversation", "score"), text_column="conversation")
+GLUE_TYPES = {"string": pa.string(), "boolean": pa.bool_(), "bigint": pa.int64(), "double": pa.float64()}
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield create_cloud()
+
+
+def put(s3, key: str, body: str | bytes) -> None:
+    s3.put_object(Bucket=INTERNAL, Key=key, Body=body.encode() if isinstance(body, str) else body)
+
+
+def stage_run(cloud, rows: int, *, invalid: int = 0, score=lambda i: i) -> RunRef:
+    """What ConvertInput and ProcessShard leave for a run of ``rows`` labelled rows (the last ``invalid`` empty)."""
+    run = RunRef(run_id="r" * 12, task="travel", bucket=CUSTOMER, key="input_data/calls.csv", etag="e", size=1)
+    assert cloud.store.register_run(run)
+    files = RunFiles(run.run_id)
+    records, verdicts, rejects = [], [], []
+    for i in range(1, rows + 1):
+        label = CLASSES[i % len(CLASSES)]
+        carry = {"conversation_id": f"c-{i}", "score": score(i)}
+        if i > rows - invalid:
+            record = CanonicalRecord(i, f"c-{i}", "", RowStatus.INVALID_INPUT, "empty text", label=label, carry=carry)
+            rejects.append(json.dumps({"row": i, "id": f"=c-{i}", "reason": "empty text"}))
+        else:
+            record = CanonicalRecord(i, f"c-{i}", f"call {i}", rid=record_id(i), first=True, label=label, carry=carry)
+            guess = label if i % 4 else CLASSES[0]
+            verdicts.append(Verdict(RowStatus.CLASSIFIED, guess, "because", MatchMethod.EXACT, guess).to_json(i))
+        records.append(record.to_json())
+    valid = rows - invalid
+    put(cloud.s3, files.records, "".join(line + "\n" for line in records))
+    put(cloud.s3, files.rejects, "".join(line + "\n" for line in rejects))
+    put(cloud.s3, files.key("results/round-00/shard-00001.jsonl"), "".join(v + "\n" for v in verdicts))
+    put(cloud.s3, files.shared, "[]")
+    put(cloud.s3, files.task, load_task("travel").to_yaml())
+    plan = {"rows": rows, "invalid": invalid, "labelled": rows, "output_layout": LAYOUT.to_dict()}
+    put(cloud.s3, files.plan, json.dumps(plan))
+    cloud.store.add_shards(run.run_id, [ShardRef(name="shard-00001", kind=ShardKind.BATCH, records=valid)])
+    cloud.store.set_shard_status(
+        run.run_id, "shard-00001", ShardStatus.PROCESSED, input_tokens=1000 * valid, output_tokens=30 * valid
+    )
+    return run
+
+
+def with_settings(cloud, **changes):
+    return dataclasses.replace(cloud.settings, **changes)
+
+
+def read(s3, uri: str) -> bytes:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def output(result, suffix: str) -> str:
+    return next(uri for uri in result["outputs"] if uri.endswith(suffix) and not uri.endswith("rejects.csv"))
+
+
+def no_pending_uploads(s3) -> bool:
+    return all(not s3.list_multipart_uploads(Bucket=b).get("Uploads") for b in (CUSTOMER, INTERNAL))
+
+
+def analytics_objects(s3) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=INTERNAL, Prefix="analytics/").get("Contents", [])]
+
+
+def test_every_format_summary_rejects_and_analytics_from_one_pass(cloud):
+    run = stage_run(cloud, 40, invalid=2)
+    result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=ALL_FORMATS))
+
+    assert set(result) == {"run_id", "status", "rows", "by_status", "outputs", "summary", "warnings"}
+    assert (result["rows"], result["warnings"], result["status"]) == (40, [], RunStatus.SUCCEEDED.value)
+    assert [uri.rsplit(".", 1)[1] for uri in result["outputs"]] == ["csv", "json", "jsonl", "parquet", "xlsx", "csv"]
+    ids = [f"c-{i}" for i in range(1, 41)]
+    rows = list(csv.DictReader(io.StringIO(read(cloud.s3, output(result, ".csv")).decode("utf-8-sig"))))
+    assert [r["id"] for r in rows] == ids and rows[0]["conversation"] == "call 1"
+    assert [r["id"] for r in json.loads(read(cloud.s3, output(result, ".json")))] == ids
+    assert [json.loads(line)["id"] for line in read(cloud.s3, output(result, ".jsonl")).splitlines()] == ids
+    table = pq.read_table(io.BytesIO(read(cloud.s3, output(result, ".parquet"))))
+    assert table.column("id").to_pylist() == ids and table.schema.field("score").type == pa.int64()
+    sheet = load_workbook(io.BytesIO(read(cloud.s3, output(result, ".xlsx"))), read_only=True)["results"]
+    assert [row[0] for row in sheet.iter_rows(values_only=True)] == ["id", *ids]
+    rejects = read(cloud.s3, result["outputs"][-1]).decode("utf-8-sig").splitlines()
+    assert rejects == ["row,id,reason", "39,'=c-39,empty text", "40,'=c-40,empty text"]
+
+    summary = json.loads(read(cloud.s3, result["summary"]))
+    assert summary["warnings"] == [] and summary["rows"] == 40 and summary["by_status"]["invalid_input"] == 2
+    assert summary["tokens"]["input"] == 38_000 and summary["cost_usd"] > 0
+    assert summary["evaluation"]["rows"] == 40
+    (key,) = analytics_objects(cloud.s3)
+    analytics = pq.read_table(io.BytesIO(cloud.s3.get_object(Bucket=INTERNAL, Key=key)["Body"].read()))
+    assert analytics.schema == ANALYTICS_SCHEMA and analytics.num_rows == 40
+    assert analytics.column("correct").to_pylist()[:4] == [True, True, True, False]
+    assert cloud.store.get_run(run.run_id)["run_status"] == RunStatus.SUCCEEDED.value
+    assert no_pending_uploads(cloud.s3)
+
+
+def test_the_analytics_parquet_has_the_glue_tables_columns_and_types():
+    template = load_template(ROOT / "template.yaml")
+    table = template["Resources"]["AnalyticsResultsTable"]["Properties"]["TableInput"]
+    glue = [(c["Name"], GLUE_TYPES[c["Type"]]) for c in table["StorageDescriptor"]["Columns"]]
+    assert glue == [(field.name, field.type) for field in ANALYTICS_SCHEMA]
+
+
+def test_xlsx_above_its_cap_is_skipped_with_a_warning(cloud):
+    run = stage_run(cloud, 12)
+    settings = with_settings(
+        cloud, output_formats=(FileFormat.XLSX, FileFormat.CSV, FileFormat.PARQUET), xlsx_max_rows=10
+    )
+    result = finalize_run(run, cloud.s3, cloud.store, settings)
+    assert result["warnings"] == [
+        "xlsx skipped: 12 rows is above the XLSX cap of 10 rows; the csv/parquet outputs hold every row"
+    ]
+    assert [uri.rsplit(".", 1)[1] for uri in result["outputs"]] == ["csv", "parquet"]
+    assert json.loads(read(cloud.s3, result["summary"]))["warnings"] == result["warnings"]
+
+
+def test_xlsx_alone_above_its_cap_is_replaced_by_csv(cloud):
+    run = stage_run(cloud, 12)
+    result = finalize_run(
+        run, cloud.s3, cloud.store, with_settings(cloud, output_formats=(FileFormat.XLSX,), xlsx_max_rows=5)
+    )
+    assert result["warnings"] == [
+        "xlsx skipped: 12 rows is above the XLSX cap of 5 rows; the csv output holds every row"
+    ]
+    assert [uri.rsplit(".", 1)[1] for uri in result["outputs"]] == ["csv"]
+
+
+def test_a_failing_output_is_a_warning_and_leaves_no_half_object(cloud, monkeypatch):
+    monkeypatch.setattr(writers, "PARQUET_BATCH_ROWS", 5)
+    real_open_sink = finalize.open_sink
+
+    def open_sink(fmt, target, columns, **options):
+        sink = real_open_sink(fmt, target, columns, **options)
+        if fmt is FileFormat.PARQUET and target.bucket == CUSTOMER:
+            real_write = sink.write
+
+            def write(row):
+                if sink.rows == 7:  # after a first row group was uploaded
+                    raise OSError("disk on fire")
+                real_write(row)
+
+            monkeypatch.setattr(sink, "write", write)
+        return sink
+
+    monkeypatch.setattr(finalize, "open_sink", open_sink)
+    run = stage_run(cloud, 20)
+    result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=ALL_FORMATS))
+    assert result["warnings"] == ["parquet not written: OSError: disk on fire"]
+    assert [uri.rsplit(".", 1)[1] for uri in result["outputs"]] == ["csv", "json", "jsonl", "xlsx"]
+    keys = [o["Key"] for o in cloud.s3.list_objects_v2(Bucket=CUSTOMER, Prefix="output_data/")["Contents"]]
+    assert not any(key.endswith(".parquet") for key in keys)
+    assert len(analytics_objects(cloud.s3)) == 1
+    assert no_pending_uploads(cloud.s3)
+
+
+def test_a_model_without_a_price_has_an_unknown_cost(cloud):
+    run = stage_run(cloud, 6)
+    result = finalize_run(run, cloud.s3, cloud.store, cloud.settings, prices=PriceTable({}))
+    model = load_task("travel").model_id
+    assert result["warnings"] == [f"no price for model {model} in prices.yaml; cost unknown"]
+    summary = json.loads(read(cloud.s3, result["summary"]))
+    assert summary["cost_usd"] is None and summary["cost"] == {"batch_usd": None, "on_demand_usd": None}
+    assert summary["tokens"]["input"] == 6000
+    assert cloud.store.get_run(run.run_id)["run_status"] == RunStatus.SUCCEEDED.value
+
+
+def test_unreadable_records_fail_the_step_and_leave_no_outputs(cloud):
+    run = stage_run(cloud, 6)
+    cloud.s3.delete_object(Bucket=INTERNAL, Key=RunFiles(run.run_id).records)
+    with pytest.raises(cloud.s3.exceptions.NoSuchKey):
+        finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=ALL_FORMATS))
+    assert "Contents" not in cloud.s3.list_objects_v2(Bucket=CUSTOMER, Prefix="output_data/")
+    assert not analytics_objects(cloud.s3) and no_pending_uploads(cloud.s3)
+    assert cloud.store.get_run(run.run_id)["run_status"] == RunStatus.RUNNING.value
+
+
+def test_a_column_that_widens_after_the_first_row_group_is_rewritten_in_s3(cloud, monkeypatch):
+    monkeypatch.setattr(writers, "PARQUET_BATCH_ROWS", 4)
+    run = stage_run(cloud, 10, score=lambda i: i if i < 7 else f"n/a {i}")
+    result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=(FileFormat.PARQUET,)))
+    assert result["warnings"] == []
+    table = pq.read_table(io.BytesIO(read(cloud.s3, output(result, ".parquet"))))
+    assert table.schema.field("score").type == pa.string()
+    assert table.column("score").to_pylist() == [*(str(i) for i in range(1, 7)), "n/a 7", "n/a 8", "n/a 9", "n/a 10"]
+    assert no_pending_uploads(cloud.s3)
