@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -104,6 +105,12 @@ def run_once(rows: int, work: Path) -> dict[str, float]:
     if process.returncode != 0:
         print(output[-3000:])
         raise SystemExit(f"batch-classifier run failed with exit code {process.returncode}")
+    steps = {}
+    for line in output.splitlines():
+        found = re.match(r"\s*[\d.]+s\s+(\S+)\s+done in ([\d.]+)s", line)
+        if found:
+            steps[found[1]] = steps.get(found[1], 0.0) + float(found[2])
+    print("steps: " + ", ".join(f"{name} {took:.0f} s" for name, took in steps.items() if took >= 0.5))
     return {
         "seconds": seconds,
         "tree_mb": sampler.tree_mb,

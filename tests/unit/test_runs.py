@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -12,7 +13,7 @@ from aws_fixtures import CUSTOMER, ENVIRONMENT, INTERNAL, answer_batch_job, conv
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from batch_classifier.errors import TaskError
+from batch_classifier.errors import InputTooLargeError, TaskError
 from batch_classifier.finalize import finalize_run
 from batch_classifier.records import record_id
 from batch_classifier.runs import (
@@ -87,6 +88,18 @@ def test_url_encoded_keys_are_decoded(cloud):
     run = register_run(event, cloud.store, cloud.settings)
     assert run.key == "input_data/calls 2024+Q1 é.csv"
     assert convert_input(run, cloud.s3, cloud.store, cloud.settings)["rows"] == 3
+
+
+def test_an_upload_too_large_for_one_run_is_a_named_error_before_anything_is_paid(cloud):
+    event = upload(cloud, "input_data/calls.csv", conversations_csv(25_000))
+    run = register_run(event, cloud.store, cloud.settings)
+    small = dataclasses.replace(cloud.settings, max_upload_bytes=event.size - 1)
+    with pytest.raises(InputTooLargeError, match="MaxUploadBytes"):
+        convert_input(run, cloud.s3, cloud.store, small)
+    few = dataclasses.replace(cloud.settings, max_rows_per_run=20_000)
+    with pytest.raises(InputTooLargeError, match="more than 20,000 rows"):
+        convert_input(run, cloud.s3, cloud.store, few)
+    assert convert_input(run, cloud.s3, cloud.store, cloud.settings)["rows"] == 25_000
 
 
 def test_unknown_task_is_a_named_error(cloud):

@@ -28,6 +28,10 @@ class EmptyInputError(BatchClassifierError):
     """The file has no data rows (or no header)."""
 
 
+class InputTooLargeError(BatchClassifierError):
+    """The upload is larger than one run handles (its bytes, or its rows once read): split it into several."""
+
+
 class MissingColumnError(BatchClassifierError):
     """A column named in the input mapping is not in the file."""
 

@@ -36,7 +36,7 @@ from .results import (
     output_row,
     read_verdicts,
 )
-from .runs import _load_plan, _load_task
+from .runs import run_plan, run_task
 from .settings import Settings
 from .sharding import ShardKind
 from .status import RunStatus, StatusStore
@@ -85,8 +85,8 @@ def finalize_run(
 ) -> dict[str, Any]:
     """Merge every shard's verdicts in input order; write the results, summary, rejects and analytics."""
     files = RunFiles(run.run_id)
-    plan = _load_plan(s3, settings, files)
-    task = _load_task(s3, settings, files)
+    plan = run_plan(s3, settings, files)
+    task = run_task(s3, settings, files)
     layout = OutputLayout.from_dict(plan["output_layout"])
     shared = set(json.loads(read_bytes(s3, settings.internal_bucket, files.shared)))
     columns = output_columns(layout, plan.get("labelled", 0) > 0)

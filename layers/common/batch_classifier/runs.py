@@ -11,13 +11,14 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .bedrock import Submission, submit_shard
-from .errors import TaskError
+from .errors import InputTooLargeError, TaskError
 from .labels import LabelMatcher
 from .mapping import duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, ModelResult, parse_manifest, read_output_lines
@@ -104,7 +105,16 @@ def load_run_task(s3: Any, settings: Settings, name: str) -> Task:
 
 
 def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) -> dict[str, Any]:
-    """Stream the upload into canonical records, distinct texts and rejects in the internal bucket."""
+    """Stream the upload into canonical records, distinct texts and rejects in the internal bucket.
+
+    An upload above ``max_upload_bytes``, or of more than ``max_rows_per_run`` rows, is refused with
+    :class:`InputTooLargeError` before anything is paid for: one run's steps must each fit a 15-minute invocation.
+    """
+    if run.size > settings.max_upload_bytes:
+        raise InputTooLargeError(
+            f"{run.key} is {run.size:,} bytes, above the {settings.max_upload_bytes:,} bytes one run reads "
+            "(MaxUploadBytes); split it into several files and upload each."
+        )
     task = load_run_task(s3, settings, run.task)
     files = RunFiles(run.run_id)
     bucket = settings.internal_bucket
@@ -119,7 +129,13 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
         io.TextIOWrapper(rejects, encoding="utf-8") as rejects_out,
     ):
         stats, layout = convert_file(
-            source, task, records_out, texts_out, rejects_out, name=PurePosixPath(run.key).name
+            source,
+            task,
+            records_out,
+            texts_out,
+            rejects_out,
+            name=PurePosixPath(run.key).name,
+            progress=partial(_refuse_beyond, run, settings.max_rows_per_run),
         )
     if stats.duplicate_id_hashes:
         with open_object(s3, bucket, files.records) as lines:
@@ -143,12 +159,23 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     return counts
 
 
-def _load_plan(s3: Any, settings: Settings, files: RunFiles) -> dict[str, Any]:
+def _refuse_beyond(run: RunRef, limit: int, stage: str, rows: int) -> None:
+    """ConvertInput's progress: stop reading as soon as the upload has more rows than one run handles."""
+    if rows > limit:
+        raise InputTooLargeError(
+            f"{run.key} has more than {limit:,} rows, the most one run handles (MaxRowsPerRun); split it into "
+            "several files and upload each."
+        )
+
+
+def run_plan(s3: Any, settings: Settings, files: RunFiles) -> dict[str, Any]:
+    """What ConvertInput learnt of the run's input (counts, label column, output layout)."""
     plan: dict[str, Any] = json.loads(read_bytes(s3, settings.internal_bucket, files.plan))
     return plan
 
 
-def _load_task(s3: Any, settings: Settings, files: RunFiles) -> Task:
+def run_task(s3: Any, settings: Settings, files: RunFiles) -> Task:
+    """The task snapshot ConvertInput kept for the run (the same task for every later step)."""
     return parse_task(read_bytes(s3, settings.internal_bucket, files.task).decode("utf-8"), origin=files.task)
 
 
@@ -162,8 +189,8 @@ def shard_records(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     invocation does not grow with the upload.
     """
     files = RunFiles(run.run_id)
-    plan = _load_plan(s3, settings, files)
-    task = _load_task(s3, settings, files)
+    plan = run_plan(s3, settings, files)
+    task = run_task(s3, settings, files)
     encoder = BatchLineEncoder(task)
     job_bytes = estimate_job_bytes(plan["distinct_texts"], plan["text_chars"], encoder)
     shard_plan = plan_shards(plan["distinct_texts"], task.batch, job_bytes)
@@ -242,7 +269,7 @@ def submit_job(run: RunRef, shard: ShardRef, s3: Any, bedrock: Any, store: Statu
     A quota refusal leaves the shard queued: CheckJob submits it on a later turn of the wait/poll loop.
     """
     files = RunFiles(run.run_id)
-    task = _load_task(s3, settings, files)
+    task = run_task(s3, settings, files)
     item = store.get_shard(run.run_id, shard.name) or {}
     if not item.get("job_arn"):
         with io.BufferedWriter(UploadFile(s3, settings.internal_bucket, files.job_input(shard.name))) as job_input:
@@ -293,7 +320,7 @@ def process_shard(
     if done.get("shard_status") == ShardStatus.PROCESSED.value:
         by_status = {k: int(v) for k, v in (done.get("by_status") or {}).items()}
         return {"shard": shard.name, "records": shard.records, "by_status": by_status, "retryable": 0, "again": True}
-    task = _load_task(s3, settings, files)
+    task = run_task(s3, settings, files)
     matcher = LabelMatcher(task)
     members = _shard_members(s3, settings, shard)
     member_set = set(members)
@@ -371,7 +398,7 @@ def plan_retries(run: RunRef, plan: RoundPlan, s3: Any, store: StatusStore, sett
     next_round = plan.round + 1
     if not retry or next_round > settings.max_retry_rounds:
         return plan.model_copy(update={"retry": False})
-    task = _load_task(s3, settings, files)
+    task = run_task(s3, settings, files)
     encoder = BatchLineEncoder(task)
     line_bytes = encoder.overhead + len(record_id(1))
     texts_key = files.round_texts(next_round)

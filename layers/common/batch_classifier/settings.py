@@ -36,6 +36,8 @@ class Settings:
     output_formats: tuple[FileFormat, ...] = (FileFormat.CSV,)
     #: Above this many rows FinalizeRun skips the XLSX output (with a warning): 2 sheets of 1,048,575 rows.
     xlsx_max_rows: int = 2_097_150
+    max_upload_bytes: int = 10 * 1024**3
+    max_rows_per_run: int = 10_000_000
     bedrock_role_arn: str = ""
     stage: str = "sandbox"
     run_events_topic_arn: str = ""
@@ -74,6 +76,8 @@ class Settings:
             max_retry_rounds=_int(env, "MAX_RETRY_ROUNDS", 2),
             output_formats=tuple(dict.fromkeys(formats)),
             xlsx_max_rows=_int(env, "XLSX_MAX_ROWS", 2_097_150),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 10 * 1024**3),
+            max_rows_per_run=_int(env, "MAX_ROWS_PER_RUN", 10_000_000),
             bedrock_role_arn=_text(env, "BEDROCK_ROLE_ARN", ""),
             stage=_text(env, "STAGE", "sandbox"),
             run_events_topic_arn=_text(env, "RUN_EVENTS_TOPIC_ARN", ""),
