@@ -103,6 +103,8 @@ def create_cloud() -> Cloud:
     s3 = boto3.client("s3", region_name=REGION)
     for bucket in (CUSTOMER, INTERNAL):
         s3.create_bucket(Bucket=bucket)
+    # As template.yaml has it: the customer bucket keeps versions, so a run reads its upload as uploaded.
+    s3.put_bucket_versioning(Bucket=CUSTOMER, VersioningConfiguration={"Status": "Enabled"})
     table = create_status_table(boto3.resource("dynamodb", region_name=REGION), TABLE)
     return Cloud(s3=s3, store=StatusStore(table), settings=Settings.from_env(ENVIRONMENT))
 

@@ -13,7 +13,13 @@ from aws_fixtures import CUSTOMER, ENVIRONMENT, INTERNAL, answer_batch_job, conv
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from batch_classifier.errors import InputTooLargeError, TaskError
+from batch_classifier.errors import (
+    EmptyInputError,
+    InputChangedError,
+    InputNotFoundError,
+    InputTooLargeError,
+    TaskError,
+)
 from batch_classifier.finalize import finalize_run
 from batch_classifier.records import record_id
 from batch_classifier.runs import (
@@ -57,7 +63,9 @@ def write_job_input(cloud, run, shard: ShardRef) -> bytes:
 
 def upload(cloud, key: str, body: bytes) -> ObjectCreated:
     put = cloud.s3.put_object(Bucket=CUSTOMER, Key=key, Body=body)
-    return ObjectCreated(bucket=CUSTOMER, key=key, size=len(body), etag=put["ETag"].strip('"'))
+    return ObjectCreated(
+        bucket=CUSTOMER, key=key, size=len(body), etag=put["ETag"].strip('"'), version_id=put.get("VersionId")
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,8 +91,10 @@ def test_register_run_is_idempotent_per_upload(cloud):
 
 def test_url_encoded_keys_are_decoded(cloud):
     body = conversations_csv(3)
-    cloud.s3.put_object(Bucket=CUSTOMER, Key="input_data/calls 2024+Q1 é.csv", Body=body)
-    event = ObjectCreated(bucket=CUSTOMER, key="input_data/calls+2024%2BQ1+%C3%A9.csv", size=len(body), etag="x")
+    put = cloud.s3.put_object(Bucket=CUSTOMER, Key="input_data/calls 2024+Q1 é.csv", Body=body)
+    event = ObjectCreated(
+        bucket=CUSTOMER, key="input_data/calls+2024%2BQ1+%C3%A9.csv", size=len(body), etag=put["ETag"].strip('"')
+    )
     run = register_run(event, cloud.store, cloud.settings)
     assert run.key == "input_data/calls 2024+Q1 é.csv"
     assert convert_input(run, cloud.s3, cloud.store, cloud.settings)["rows"] == 3
@@ -100,6 +110,51 @@ def test_an_upload_too_large_for_one_run_is_a_named_error_before_anything_is_pai
     with pytest.raises(InputTooLargeError, match="more than 20,000 rows"):
         convert_input(run, cloud.s3, cloud.store, few)
     assert convert_input(run, cloud.s3, cloud.store, cloud.settings)["rows"] == 25_000
+
+
+def test_an_overwritten_key_is_read_as_each_upload_was_uploaded(cloud):
+    first = upload(cloud, "input_data/calls.csv", conversations_csv(120))
+    second = upload(cloud, "input_data/calls.csv", conversations_csv(80))  # a moment later, before the first run reads
+    runs = [register_run(event, cloud.store, cloud.settings) for event in (first, second)]
+    assert runs[0].run_id != runs[1].run_id
+    assert [convert_input(run, cloud.s3, cloud.store, cloud.settings)["rows"] for run in runs] == [120, 80]
+
+
+def test_without_versions_a_replaced_upload_is_a_named_error_not_the_newer_file(cloud):
+    first = upload(cloud, "input_data/calls.csv", conversations_csv(120)).model_copy(update={"version_id": "null"})
+    upload(cloud, "input_data/calls.csv", conversations_csv(80))
+    run = register_run(first, cloud.store, cloud.settings)
+    assert run.version_id is None  # S3's "null" version: an unversioned object, read by key and ETag
+    with pytest.raises(InputChangedError, match="replaced by a newer upload"):
+        convert_input(run, cloud.s3, cloud.store, cloud.settings)
+
+
+def test_a_deleted_upload_is_a_named_error(cloud):
+    event = upload(cloud, "input_data/gone.csv", conversations_csv(5))
+    cloud.s3.delete_object(Bucket=CUSTOMER, Key="input_data/gone.csv", VersionId=event.version_id)
+    run = register_run(event, cloud.store, cloud.settings)
+    with pytest.raises(InputNotFoundError, match="not there any more"):
+        convert_input(run, cloud.s3, cloud.store, cloud.settings)
+
+
+def test_a_header_only_file_is_a_named_error(cloud):
+    run = register_run(
+        upload(cloud, "input_data/empty.csv", b"conversation_id,conversation\n"), cloud.store, cloud.settings
+    )
+    with pytest.raises(EmptyInputError, match="header but no rows"):
+        convert_input(run, cloud.s3, cloud.store, cloud.settings)
+
+
+def test_a_task_whose_model_has_no_price_is_refused_before_anything_is_spent(cloud):
+    task = (
+        "name: fruit\nmodel_id: acme.unpriced-model-v1\npersona: You sort fruit.\n"
+        "input: {text_columns: [conversation], id_column: conversation_id}\n"
+        "categories:\n  - {name: Apple, description: red}\n  - {name: Pear, description: green}\n"
+    )
+    cloud.s3.put_object(Bucket=CUSTOMER, Key="config/tasks/fruit.yaml", Body=task.encode())
+    run = register_run(upload(cloud, "input_data/fruit/calls.csv", conversations_csv(4)), cloud.store, cloud.settings)
+    with pytest.raises(TaskError, match=r"acme\.unpriced-model-v1"):
+        convert_input(run, cloud.s3, cloud.store, cloud.settings)
 
 
 def test_unknown_task_is_a_named_error(cloud):

@@ -319,6 +319,7 @@ def test_the_input_transformer_builds_the_execution_input(rendered: dict[str, An
         "$.detail.object.key",
         "$.detail.object.size",
         "$.detail.object.etag",
+        "$.detail.object.version-id",
         "$.time",
         "$.id",
     }
@@ -328,6 +329,7 @@ def test_the_input_transformer_builds_the_execution_input(rendered: dict[str, An
         "$.detail.object.key": "input_data/travel/calls.xlsx",
         "$.detail.object.size": "1234",
         "$.detail.object.etag": "abc123",
+        "$.detail.object.version-id": "v1",
         "$.time": "2025-01-01T00:00:00Z",
         "$.id": "event-1",
     }
@@ -339,6 +341,7 @@ def test_the_input_transformer_builds_the_execution_input(rendered: dict[str, An
         "key": "input_data/travel/calls.xlsx",
         "size": 1234,
         "etag": "abc123",
+        "version_id": "v1",
         "event_time": "2025-01-01T00:00:00Z",
         "event_id": "event-1",
     }

@@ -28,6 +28,14 @@ class EmptyInputError(BatchClassifierError):
     """The file has no data rows (or no header)."""
 
 
+class InputNotFoundError(BatchClassifierError):
+    """The uploaded object is gone (deleted before the run read it)."""
+
+
+class InputChangedError(BatchClassifierError):
+    """The uploaded object was replaced by a newer upload before the run read it."""
+
+
 class InputTooLargeError(BatchClassifierError):
     """The upload is larger than one run handles (its bytes, or its rows once read): split it into several."""
 

@@ -30,6 +30,9 @@ INPUT_ERRORS = frozenset(
         "InputEncodingError",
         "MalformedInputError",
         "EmptyInputError",
+        "InputNotFoundError",
+        "InputChangedError",
+        "InputTooLargeError",
         "MissingColumnError",
         "TaskError",
     }

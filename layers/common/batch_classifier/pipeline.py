@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .cost import PriceTable, estimate_cost, tokens_for_chars
-from .errors import BatchClassifierError
+from .errors import BatchClassifierError, EmptyInputError
 from .labels import LabelMatcher
 from .mapping import ConvertStats, OutputLayout, RecordMapper, convert_rows, duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, Manifest, parse_manifest, read_output_lines
@@ -116,6 +116,8 @@ def convert_file(
                 rejects_out.write("\n")
             if stats.rows % 10_000 == 0:
                 progress("reading rows", stats.rows)
+        if stats.rows == 0:
+            raise EmptyInputError(f"{table.name!r} has a header but no rows; there is nothing to classify.")
     progress("reading rows", stats.rows)
     return stats, mapper.layout
 

@@ -13,12 +13,13 @@ import json
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
 from .bedrock import Submission, submit_shard
-from .errors import InputTooLargeError, TaskError
+from .cost import PriceTable
+from .errors import InputChangedError, InputNotFoundError, InputTooLargeError, PriceNotFoundError, TaskError
 from .labels import LabelMatcher
 from .mapping import duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, ModelResult, parse_manifest, read_output_lines
@@ -73,6 +74,7 @@ def register_run(event: ObjectCreated, store: StatusStore, settings: Settings, e
         bucket=event.bucket,
         key=key,
         etag=event.etag.strip('"'),
+        version_id=event.object_version,
         size=event.size,
     )
     if not store.register_run(run, execution):
@@ -101,7 +103,14 @@ def load_run_task(s3: Any, settings: Settings, name: str) -> Task:
     update: dict[str, Any] = {"batch": settings.limits}
     if settings.model_id:
         update["model_id"] = settings.model_id
-    return task.model_copy(update=update)
+    task = task.model_copy(update=update)
+    try:  # a model the cost accounting cannot price is refused before anything is spent on it
+        PriceTable.load().price(task.model_id)
+    except PriceNotFoundError as exc:
+        raise TaskError(
+            f"task {name!r} runs the model {task.model_id!r}, which this product cannot price: {exc}"
+        ) from None
+    return task
 
 
 def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) -> dict[str, Any]:
@@ -118,7 +127,7 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     task = load_run_task(s3, settings, run.task)
     files = RunFiles(run.run_id)
     bucket = settings.internal_bucket
-    source = open_object(s3, run.bucket, run.key)
+    source = _open_upload(s3, run)
     records = io.BufferedWriter(UploadFile(s3, bucket, files.records))
     texts = io.BufferedWriter(UploadFile(s3, bucket, files.texts))
     rejects = io.BufferedWriter(UploadFile(s3, bucket, files.rejects))
@@ -157,6 +166,25 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     counts = {k: plan[k] for k in ("rows", "invalid", "distinct_texts", "duplicate_texts", "truncated", "labelled")}
     store.update_run(run.run_id, counts=counts, model_id=task.model_id)
     return counts
+
+
+def _open_upload(s3: Any, run: RunRef) -> IO[bytes]:
+    """The upload as it was uploaded: its version when the bucket keeps versions, and only while its ETag is the
+    event's, so a run never classifies a later upload of the same key (that one has a run of its own)."""
+    try:
+        return open_object(s3, run.bucket, run.key, version_id=run.version_id, if_match=run.etag or None)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in {"NoSuchKey", "NoSuchVersion", "404"}:
+            raise InputNotFoundError(
+                f"s3://{run.bucket}/{run.key} is not there any more (deleted before it could be read); upload it again."
+            ) from None
+        if code in {"PreconditionFailed", "412"}:
+            raise InputChangedError(
+                f"s3://{run.bucket}/{run.key} was replaced by a newer upload before this one could be read; the "
+                "newer upload has a run of its own, so upload this file again under another name to classify it."
+            ) from None
+        raise
 
 
 def _refuse_beyond(run: RunRef, limit: int, stage: str, rows: int) -> None:

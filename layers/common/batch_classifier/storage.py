@@ -136,9 +136,15 @@ class _Body(io.RawIOBase):
         super().close()
 
 
-def open_object(s3: Any, bucket: str, key: str) -> IO[bytes]:
-    """Stream an object (not seekable; readers copy to a temporary file when they need to seek)."""
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+def open_object(
+    s3: Any, bucket: str, key: str, *, version_id: str | None = None, if_match: str | None = None
+) -> IO[bytes]:
+    """Stream an object (not seekable; readers copy to a temporary file when they need to seek): one version of
+    it when ``version_id`` is given, and only while its ETag is ``if_match`` when that is given."""
+    extra = {"VersionId": version_id} if version_id else {}
+    if if_match:
+        extra["IfMatch"] = if_match if if_match.startswith('"') else f'"{if_match}"'
+    body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
     return io.BufferedReader(_Body(body), buffer_size=_READ_BLOCK)
 
 

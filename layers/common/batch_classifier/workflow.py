@@ -27,8 +27,14 @@ class ObjectCreated(_Payload):
     key: str = Field(min_length=1)
     size: int = 0
     etag: str = ""
+    version_id: str | None = None
     event_time: str | None = None
     event_id: str | None = None
+
+    @property
+    def object_version(self) -> str | None:
+        """The uploaded version (S3 says ``null`` for an object of an unversioned bucket)."""
+        return self.version_id if self.version_id and self.version_id != "null" else None
 
     @property
     def object_key(self) -> str:
@@ -56,6 +62,7 @@ class RunRef(_Payload):
     bucket: str
     key: str
     etag: str = ""
+    version_id: str | None = None
     size: int = 0
     duplicate: bool = False
     started_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
