@@ -287,19 +287,22 @@ def cmd_run(args: argparse.Namespace, print_summary: Callable[[dict[str, Any]], 
         print(f"execution {arn.rsplit(':', 1)[-1]}")
         sfn = runtime.client("stepfunctions")
         described = _follow(sfn, arn, started)
-        if described["status"] != "SUCCEEDED":
-            from batch_classifier_local.executions import format_execution  # noqa: PLC0415
+        from batch_classifier_local.executions import finalize_result, format_execution  # noqa: PLC0415
 
+        result = finalize_result(sfn, arn)
+        if described["status"] != "SUCCEEDED" and result is None:
             print(format_execution(sfn, arn))
             return 1
-        output = json.loads(described.get("output") or "{}")
-        if "result" not in output:
-            print(f"duplicate upload: {_earlier_run(runtime, output)}")
+        if result is None:
+            print(f"duplicate upload: {_earlier_run(runtime, json.loads(described.get('output') or '{}'))}")
             return 1
-        summary = _download_results(runtime, output["result"], Path(args.out))
+        summary = _download_results(runtime, result, Path(args.out))
         print_summary(summary)
         print(f"  answered by {_model_name(runtime)}")
         print(f"finished in {time.monotonic() - started:.1f}s")
+        if described["status"] != "SUCCEEDED":  # FinalizeRun wrote every row, but nothing was classified
+            print(f"the run failed ({described.get('error')}): {result.get('headline', '')}")
+            return 1
     return 0
 
 

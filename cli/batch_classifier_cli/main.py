@@ -106,11 +106,16 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    if summary.get("outcome"):
+        print(f"  outcome   {summary['outcome']}: {summary.get('headline', '')}")
     print(f"  rows      {summary['rows']:,}")
     statuses = ", ".join(f"{name} {count:,}" for name, count in summary["by_status"].items() if count)
     print(f"  status    {statuses}")
     tokens = summary["tokens"]
-    print(f"  tokens    {tokens['input']:,} in, {tokens['output']:,} out   cost ${summary['cost_usd']:,.4f}")
+    cost = "unknown" if summary.get("cost_usd") is None else f"${summary['cost_usd']:,.4f}"
+    print(f"  tokens    {tokens['input']:,} in, {tokens['output']:,} out   cost {cost}")
+    for warning in summary.get("warnings") or []:
+        print(f"  warning   {warning}")
     if summary.get("unreadable_line_count"):
         print(f"  warning   {summary['unreadable_line_count']:,} output lines could not be read (see summary.json)")
     print("  classes")

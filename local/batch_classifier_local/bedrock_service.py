@@ -19,10 +19,18 @@ Jobs live in memory and go through the real lifecycle on a thread of their own, 
 ``time_scale``: Submitted → Validating → Scheduled → InProgress → Completed, or the terminal status the fault plan
 gives them. ``job_duration_seconds`` makes InProgress last that long instead (times ``time_scale`` too); a job
 whose ``timeoutDurationInHours`` runs out first then ends Expired at its timeout, as Bedrock's would. The input
-(one ``.jsonl`` file, or every ``.jsonl`` file under a prefix) is read from S3 during validation; every record
-is answered by the :class:`~batch_classifier_local.models.Model`; the output is written when the job ends:
+(one ``.jsonl`` file, or every ``.jsonl`` file under a prefix) is checked during validation; every record is
+answered by the :class:`~batch_classifier_local.models.Model`; the output is written when the job ends:
 ``<output uri>/<job id>/<input file name>.out`` (lines in a shuffled order) and
 ``<output uri>/<job id>/manifest.json.out``.
+
+A job's memory does not grow with its records (beyond a few bytes each): validation copies each input file from
+S3 to a local temporary file a chunk at a time and checks it line by line, keeping one byte per record (can it be
+answered); the job reads the copies again, line by line, to answer them; the output lines wait in local
+temporary files, with where each ends; and each output file is uploaded from there in its shuffled order by one
+PUT whose body is read from those files as boto3 sends it. (An S3 GET is kept short, and an output is not a
+multipart upload, because moto, in the process of the local runtime, holds a whole object in memory while a GET
+of it is open and joins the parts of a multipart upload in memory.)
 
 What a job leaves behind:
 
@@ -40,20 +48,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import contextlib
+import io
 import json
 import logging
 import random
 import re
 import secrets
+import shutil
 import string
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from array import array
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .models import Completion, Model, ModelRequestInvalid, ModelThrottled
@@ -74,6 +88,8 @@ MANIFEST_NAME = "manifest.json.out"
 _MAX_RESULTS_DEFAULT = 100
 _CONVERSE_DEFAULT_MAX_TOKENS = 4096
 _MAX_BODY_BYTES = 64 * 1024 * 1024
+# Bytes read at a time from an input body and from the local copy of an input file.
+_READ_BYTES = 256 * 1024
 
 # Constraints from the service model (bedrock 2023-04-20), written without nested ambiguous repetitions.
 # jobName "[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}", 1-63 characters.
@@ -275,6 +291,128 @@ class _Record:
     record_id: str
     model_input: Any  # None when the line was not JSON
     problem: str | None = None  # why the line cannot be answered (written as a 400 error)
+
+
+@dataclass(frozen=True)
+class _InputFile:
+    name: str  # its output file name, without ``.out``
+    copy: IO[bytes]  # the file as validation read it from S3 (the job answers this version)
+
+
+@dataclass
+class _Input:
+    """What validation keeps of a job's input: local copies of its files, and enough to plan the job's faults."""
+
+    files: list[_InputFile] = field(default_factory=list)
+    answerable: bytearray = field(default_factory=bytearray)  # per record in input order: 1 unless a 400 error
+
+    def __enter__(self) -> _Input:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the copies."""
+        for file in self.files:
+            file.copy.close()
+
+
+class _Spool:
+    """A job's output lines until they are written: each output file's lines (JSON text and a newline) appended to
+    a local temporary file, with where each line ends. Close it to delete the files."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[IO[bytes], array[int]]] = {}
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def add(self, name: str, line: bytes) -> None:
+        entry = self._files.get(name)
+        if entry is None:
+            entry = self._files[name] = (_local_file(), array("Q"))
+        file, ends = entry
+        file.write(line)
+        ends.append((ends[-1] if ends else 0) + len(line))
+
+    def names(self) -> list[str]:
+        """The output files that have lines, sorted."""
+        return sorted(self._files)
+
+    def count(self, name: str) -> int:
+        return len(self._files[name][1])
+
+    def reader(self, name: str, order: Sequence[int]) -> _LinesInOrder:
+        """A file object of a file's lines in the given order (line numbers, in the order they were added)."""
+        file, ends = self._files[name]
+        file.flush()
+        return _LinesInOrder(file, ends, order)
+
+    def close(self) -> None:
+        files, self._files = self._files, {}
+        for file, _ in files.values():
+            file.close()
+
+
+class _LinesInOrder:
+    """A read-only, seekable file object of a spool file's lines in another order, read from the spool file as it is
+    read (boto3 reads an upload body more than once: for its checksums, then to send it)."""
+
+    def __init__(self, file: IO[bytes], ends: array[int], order: Sequence[int]) -> None:
+        self._file = file
+        self._ends = ends
+        self._order = order
+        self._stops = array("Q")  # where each line ends in this file
+        size = 0
+        for number in order:
+            size += ends[number] - (ends[number - 1] if number else 0)
+            self._stops.append(size)
+        self._size = size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = max(self._size - self._position, 0)
+        wanted = left if size is None or size < 0 else min(size, left)
+        pieces: list[bytes] = []
+        while wanted > 0:
+            at = bisect.bisect_right(self._stops, self._position)  # the line the position is in
+            number = self._order[at]
+            start = self._ends[number - 1] if number else 0
+            inside = self._position - (self._stops[at] - (self._ends[number] - start))
+            count = min(wanted, self._ends[number] - start - inside)
+            self._file.seek(start + inside)
+            piece = self._file.read(count)
+            if len(piece) != count:
+                raise OSError("a spool file is shorter than its lines.")
+            pieces.append(piece)
+            self._position += count
+            wanted -= count
+        return b"".join(pieces)
+
+
+def _local_file() -> IO[bytes]:
+    """A local temporary file for a job's input copy or output lines (deleted when closed)."""
+    return tempfile.TemporaryFile(prefix="local-bedrock-")
 
 
 @dataclass
@@ -757,27 +895,31 @@ class LocalBedrock:
         if not self._pause(job, "Submitted"):
             return
         if job.stop_requested:
-            self._end_stopped(job, [])
+            self._end_stopped(job, None)
             return
         self._set_status(job, "Validating")
         try:
-            records = self._read_input(job)
+            source = self._read_input(job)
         except _JobFailure as exc:
             if self._pause(job, "Validating"):
                 self._set_status(job, "Failed", str(exc))
             return
+        with source, _Spool() as spool:  # local files, deleted however the job ends
+            self._drive_validated(job, source, spool)
+
+    def _drive_validated(self, job: _Job, source: _Input, spool: _Spool) -> None:
         with self._lock:
-            job.total = len(records)
+            job.total = len(source.answerable)
         if not self._pause(job, "Validating"):
             return
         if job.stop_requested:
-            self._end_stopped(job, [])
+            self._end_stopped(job, None)
             return
         self._set_status(job, "Scheduled")
         if not self._pause(job, "Scheduled"):
             return
         if job.stop_requested:
-            self._end_stopped(job, [])
+            self._end_stopped(job, None)
             return
         self._set_status(job, "InProgress")
         fate = job.fate.status
@@ -785,11 +927,12 @@ class LocalBedrock:
             if not self._pause(job, "InProgress"):
                 return
             if job.stop_requested:
-                self._end_stopped(job, [])
+                self._end_stopped(job, None)
             else:
                 self._set_status(job, "Failed", "The batch inference job failed (injected fault).")
             return
-        lines, ended_by = self._answer_records(job, records)
+        ended_by = self._answer_records(job, source, spool)
+        source.close()  # answered: the input copies are not needed any more
         if self._closed:
             return
         with self._lock:
@@ -797,70 +940,72 @@ class LocalBedrock:
                 ended_by = "stop"
         try:
             if ended_by == "stop" or fate == "Stopped":
-                self._end_stopped(job, lines)
+                self._end_stopped(job, spool)
             elif fate == "Expired" or ended_by == "timeout":
-                self._write_output(job, lines)
+                self._write_output(job, spool)
                 self._set_status(job, "Expired", "The job reached its timeout before all records were processed.")
             elif fate == "PartiallyCompleted":
-                self._write_output(job, lines)
+                self._write_output(job, spool)
                 self._set_status(job, "PartiallyCompleted", "Not all records could be processed in time.")
             else:
-                self._write_output(job, lines)
+                self._write_output(job, spool)
                 self._set_status(job, "Completed")
         except _JobFailure as exc:
             self._set_status(job, "Failed", str(exc))
 
-    def _end_stopped(self, job: _Job, lines: list[tuple[str, dict[str, Any]]]) -> None:
+    def _end_stopped(self, job: _Job, spool: _Spool | None) -> None:
         if job.status != "Stopping":
             self._set_status(job, "Stopping")
         job.wake.clear()  # the stop woke the job; Stopping still takes its time (stop() sets _closed first)
         if self._closed or not self._pause(job, "Stopping"):
             return
-        if job.total is not None and job.processed:
-            self._write_output(job, lines)
+        if spool is not None and job.processed:
+            self._write_output(job, spool)
         self._set_status(job, "Stopped", "The job was stopped by a user.")
 
-    def _answer_records(self, job: _Job, records: list[_Record]) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
-        """Answer the records the job gets to: (file, output line) pairs (missing ones left out) and why it stopped."""
-        injected = _assign_errors(records, job.fate.record_errors)
-        missing = _choose_missing(records, injected, job.fate.missing)
-        limit = len(records) if job.fate.status in (None, "Completed") else len(records) // 2
+    def _answer_records(self, job: _Job, source: _Input, spool: _Spool) -> str | None:
+        """Answer the records the job gets to, their output lines into the spool (missing ones left out); returns
+        why it stopped (None: it got to all it could)."""
+        total = len(source.answerable)
+        injected = _assign_errors(source.answerable, job.fate.record_errors)
+        missing = _choose_missing(source.answerable, injected, job.fate.missing)
+        limit = total if job.fate.status in (None, "Completed") else total // 2
         # The records are answered evenly over the job duration; a timeout that comes first cuts them short.
         span, share = self._in_progress_span(job)
         full_span = span / share if share > 0 else 0.0
         timed_out = share < 1.0
         if timed_out:
-            limit = min(limit, int(len(records) * share))
+            limit = min(limit, int(total * share))
         started = time.monotonic()
-        lines: list[tuple[str, dict[str, Any]]] = []
-        for index, record in enumerate(records[:limit]):
-            if self._closed:
-                return lines, "closed"
-            if job.stop_requested:
-                return lines, "stop"
-            line, tokens = self._answer(job, record, injected.get(index))
-            with self._lock:
-                job.processed += 1
-                if "error" in line:
-                    job.errors += 1
-                else:
-                    job.success += 1
-                    job.input_tokens += tokens[0]
-                    job.output_tokens += tokens[1]
-                job.last_modified = _now()
-            if index not in missing:
-                lines.append((record.file, line))
-            pause = started + full_span * (index + 1) / len(records) - time.monotonic()
-            if pause > 0.001:
-                job.wake.wait(pause)
-        if self.job_duration_seconds is not None or not records:
+        with contextlib.closing(self._stream_records(source, limit)) as records:
+            for index, record in records:
+                if self._closed:
+                    return "closed"
+                if job.stop_requested:
+                    return "stop"
+                line, tokens = self._answer(job, record, injected.get(index))
+                with self._lock:
+                    job.processed += 1
+                    if "error" in line:
+                        job.errors += 1
+                    else:
+                        job.success += 1
+                        job.input_tokens += tokens[0]
+                        job.output_tokens += tokens[1]
+                    job.last_modified = _now()
+                if index not in missing:
+                    spool.add(record.file, (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+                pause = started + full_span * (index + 1) / total - time.monotonic()
+                if pause > 0.001:
+                    job.wake.wait(pause)
+        if self.job_duration_seconds is not None or not total:
             # The job stays InProgress for its whole duration (or until its timeout), however many records.
             rest = started + span - time.monotonic()
             if rest > 0 and not job.stop_requested and not self._closed:
                 job.wake.wait(rest)
         if timed_out and not job.stop_requested:
-            return lines, "timeout"
-        return lines, None
+            return "timeout"
+        return None
 
     def _answer(self, job: _Job, record: _Record, injected: str | None) -> tuple[dict[str, Any], tuple[int, int]]:
         line: dict[str, Any] = {"recordId": record.record_id}
@@ -909,26 +1054,52 @@ class LocalBedrock:
 
     # -- S3 --
 
-    def _read_input(self, job: _Job) -> list[_Record]:
+    def _read_input(self, job: _Job) -> _Input:
+        """Copy the input files from S3 and check them line by line: which records can be answered (the rest are
+        400 errors)."""
         bucket, key = _split_uri(job.input_uri)
-        files = self._input_files(job, bucket, key)
-        records: list[_Record] = []
-        for file_key, name in files:
-            try:
-                data = self.s3.get_object(Bucket=bucket, Key=file_key)["Body"].read()
-            except Exception as exc:
-                raise _JobFailure(f"Could not read the input file s3://{bucket}/{file_key}: {exc}") from None
-            for raw in data.splitlines():
-                if raw.strip():
-                    records.append(_parse_input_line(raw, name, len(records)))
-        if not records:
-            raise _JobFailure(f"The input at {job.input_uri} holds no records.")
-        out_bucket, _ = _split_uri(job.output_uri)
+        source = _Input()
         try:
-            self.s3.head_bucket(Bucket=out_bucket)
-        except Exception as exc:
-            raise _JobFailure(f"Could not access the output bucket {out_bucket}: {exc}") from None
-        return records
+            for file_key, name in self._input_files(job, bucket, key):
+                copy = _local_file()
+                source.files.append(_InputFile(name, copy))
+                try:
+                    body = self.s3.get_object(Bucket=bucket, Key=file_key)["Body"]
+                    with contextlib.closing(body):
+                        shutil.copyfileobj(body, copy, _READ_BYTES)
+                except Exception as exc:
+                    raise _JobFailure(f"Could not read the input file s3://{bucket}/{file_key}: {exc}") from None
+                copy.seek(0)
+                for raw in _lines(copy):
+                    if self._closed:
+                        raise _JobFailure("The service is stopping.")
+                    if raw.strip():
+                        record = _parse_input_line(raw, name, len(source.answerable))
+                        source.answerable.append(record.problem is None)
+            if not source.answerable:
+                raise _JobFailure(f"The input at {job.input_uri} holds no records.")
+            out_bucket, _ = _split_uri(job.output_uri)
+            try:
+                self.s3.head_bucket(Bucket=out_bucket)
+            except Exception as exc:
+                raise _JobFailure(f"Could not access the output bucket {out_bucket}: {exc}") from None
+        except BaseException:
+            source.close()
+            raise
+        return source
+
+    def _stream_records(self, source: _Input, limit: int) -> Generator[tuple[int, _Record]]:
+        """The first ``limit`` records of the input with their index, read again from the copies line by line."""
+        index = 0
+        for file in source.files:
+            file.copy.seek(0)
+            for raw in _lines(file.copy):
+                if not raw.strip():
+                    continue
+                if index >= limit:
+                    return
+                yield index, _parse_input_line(raw, file.name, index)
+                index += 1
 
     def _input_files(self, job: _Job, bucket: str, key: str) -> list[tuple[str, str]]:
         """(key, output name) of every input file: the object itself, or the ``.jsonl`` files under the prefix."""
@@ -955,12 +1126,9 @@ class LocalBedrock:
             raise _JobFailure(f"No .jsonl input files were found at {job.input_uri}.")
         return sorted(found)
 
-    def _write_output(self, job: _Job, lines: list[tuple[str, dict[str, Any]]]) -> None:
+    def _write_output(self, job: _Job, spool: _Spool) -> None:
         bucket, key = _split_uri(job.output_uri)
         prefix = f"{key.rstrip('/')}/{job.job_id}/" if key.strip("/") else f"{job.job_id}/"
-        by_file: dict[str, list[str]] = {}
-        for name, line in lines:
-            by_file.setdefault(name, []).append(json.dumps(line, ensure_ascii=False))
         shuffle = random.Random(job.job_id)  # Bedrock does not keep the input order
         with self._lock:
             manifest = {
@@ -972,10 +1140,10 @@ class LocalBedrock:
                 "outputTokenCount": job.output_tokens,
             }
         try:
-            for name, texts in sorted(by_file.items()):
-                shuffle.shuffle(texts)
-                body = ("\n".join(texts) + "\n").encode("utf-8")
-                self.s3.put_object(Bucket=bucket, Key=f"{prefix}{name}.out", Body=body)
+            for name in spool.names():
+                order = array("L", range(spool.count(name)))
+                shuffle.shuffle(order)
+                self.s3.put_object(Bucket=bucket, Key=f"{prefix}{name}.out", Body=spool.reader(name, order))
             self.s3.put_object(Bucket=bucket, Key=prefix + MANIFEST_NAME, Body=json.dumps(manifest).encode())
         except Exception as exc:
             raise _JobFailure(f"Could not write the output to s3://{bucket}/{prefix}: {exc}") from None
@@ -1080,27 +1248,55 @@ def _parse_input_line(raw: bytes, file: str, index: int) -> _Record:
     return _Record(file, rid, model_input)
 
 
-def _assign_errors(records: list[_Record], errors: tuple[tuple[str, int], ...]) -> dict[int, str]:
+def _assign_errors(answerable: Sequence[int], errors: tuple[tuple[str, int], ...]) -> dict[int, str]:
     """Injected record errors: the first answerable records in input order, codes in the plan's order."""
     codes = [code for code, count in errors for _ in range(count)]
     assigned: dict[int, str] = {}
-    for index, record in enumerate(records):
+    for index, can in enumerate(answerable):
         if len(assigned) == len(codes):
             break
-        if record.problem is None:
+        if can:
             assigned[index] = codes[len(assigned)]
     return assigned
 
 
-def _choose_missing(records: list[_Record], injected: dict[int, str], count: int) -> set[int]:
+def _choose_missing(answerable: Sequence[int], injected: dict[int, str], count: int) -> set[int]:
     """The records whose lines go missing: the last answerable ones in input order (no error of any kind)."""
     chosen: set[int] = set()
-    for index in range(len(records) - 1, -1, -1):
+    for index in range(len(answerable) - 1, -1, -1):
         if len(chosen) >= count:
             break
-        if index not in injected and records[index].problem is None:
+        if index not in injected and answerable[index]:
             chosen.add(index)
     return chosen
+
+
+def _lines(body: Any, size: int = _READ_BYTES) -> Iterator[bytes]:
+    """The lines of a binary file object, read ``size`` bytes at a time, without their ends; split as
+    ``bytes.splitlines()`` splits a whole body (at ``\\n``, ``\\r\\n`` and ``\\r``)."""
+    start: list[bytes] = []  # the start of a line that runs on into the next chunk
+    after_cr = False  # the last chunk ended with \r: a \n beginning the next one ends the same line
+    while chunk := body.read(size):
+        if after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        after_cr = False
+        pieces = chunk.splitlines(keepends=True)
+        for piece in pieces:
+            if piece.endswith(b"\r\n"):
+                text = piece[:-2]
+            elif piece.endswith((b"\n", b"\r")):
+                text = piece[:-1]
+            else:  # the chunk ended inside this line
+                start.append(piece)
+                continue
+            if start:
+                start.append(text)
+                text = b"".join(start)
+                start.clear()
+            yield text
+        after_cr = bool(pieces) and pieces[-1].endswith(b"\r")
+    if start:
+        yield b"".join(start)
 
 
 def _text_of(content: Any, where: str) -> str:

@@ -123,6 +123,21 @@ def _innermost_open(runs: list[StateRun], open_runs: dict[str, StateRun]) -> Sta
     return None
 
 
+def finalize_result(sfn: Any, execution_arn: str) -> dict[str, Any] | None:
+    """What FinalizeRun returned (``$.result``): from the execution's output, or from its history when the
+    execution failed after it (a run in which nothing was classified); None when it never got there."""
+    described = sfn.describe_execution(executionArn=execution_arn)
+    if described.get("output"):
+        result = json.loads(described["output"]).get("result")
+        return result if isinstance(result, dict) else None
+    for event in reversed(sfn.get_execution_history(executionArn=execution_arn)["events"]):
+        exited = event.get("stateExitedEventDetails") or {}
+        if exited.get("name") == "FinalizeRun" and exited.get("output"):
+            result = json.loads(exited["output"]).get("result")
+            return result if isinstance(result, dict) else None
+    return None
+
+
 def format_execution(sfn: Any, execution_arn: str) -> str:
     """A text view of an execution: its status, then every state with status, duration, error and cause."""
     described = sfn.describe_execution(executionArn=execution_arn)

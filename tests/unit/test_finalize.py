@@ -24,7 +24,7 @@ from batch_classifier.mapping import OutputLayout
 from batch_classifier.records import CanonicalRecord, RowStatus, record_id
 from batch_classifier.results import Verdict
 from batch_classifier.sharding import ShardKind
-from batch_classifier.status import RunStatus, ShardStatus
+from batch_classifier.status import RunOutcome, RunStatus, ShardStatus, run_outcome
 from batch_classifier.storage import RunFiles
 from batch_classifier.tasks import load_task
 from batch_classifier.workflow import RunRef, ShardRef
@@ -104,8 +104,23 @@ def test_every_format_summary_rejects_and_analytics_from_one_pass(cloud):
     run = stage_run(cloud, 40, invalid=2)
     result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=ALL_FORMATS))
 
-    assert set(result) == {"run_id", "status", "rows", "by_status", "outputs", "summary", "warnings"}
+    assert set(result) == {
+        "run_id",
+        "status",
+        "outcome",
+        "headline",
+        "rows",
+        "by_status",
+        "outputs",
+        "summary",
+        "warnings",
+    }
     assert (result["rows"], result["warnings"], result["status"]) == (40, [], RunStatus.SUCCEEDED.value)
+    # 2 of 40 rows (5%) not classified: within the default 5% the run simply succeeded.
+    assert (result["outcome"], result["headline"]) == (
+        "succeeded",
+        "38 of 40 rows classified (not classified: 2 invalid_input).",
+    )
     assert [uri.rsplit(".", 1)[1] for uri in result["outputs"]] == ["csv", "json", "jsonl", "parquet", "xlsx", "csv"]
     ids = [f"c-{i}" for i in range(1, 41)]
     rows = list(csv.DictReader(io.StringIO(read(cloud.s3, output(result, ".csv")).decode("utf-8-sig"))))
@@ -220,3 +235,17 @@ def test_a_column_that_widens_after_the_first_row_group_is_rewritten_in_s3(cloud
     assert table.schema.field("score").type == pa.string()
     assert table.column("score").to_pylist() == [*(str(i) for i in range(1, 7)), "n/a 7", "n/a 8", "n/a 9", "n/a 10"]
     assert no_pending_uploads(cloud.s3)
+
+
+@pytest.mark.parametrize(
+    ("by_status", "outcome"),
+    [
+        ({"classified": 100}, RunOutcome.SUCCEEDED),
+        ({"classified": 95, "model_error": 5}, RunOutcome.SUCCEEDED),
+        ({"classified": 94, "model_error": 5, "off_list": 1}, RunOutcome.SUCCEEDED_WITH_ERRORS),
+        ({"classified": 1, "invalid_input": 99}, RunOutcome.SUCCEEDED_WITH_ERRORS),
+        ({"classified": 0, "model_error": 60, "invalid_input": 40}, RunOutcome.FAILED),
+    ],
+)
+def test_a_run_outcome_a_user_can_act_on(by_status: dict[str, int], outcome: RunOutcome) -> None:
+    assert run_outcome(100, by_status, 5.0) is outcome

@@ -6,10 +6,13 @@ writes outputs to it, and a stub model answers. The last tests run our own submi
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import random
 import threading
 import time
+import tracemalloc
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ from batch_classifier.status import StatusStore
 from batch_classifier.storage import RunFiles, s3_uri
 from batch_classifier.tasks import load_task
 from batch_classifier.workflow import RunRef, ShardRef
+from batch_classifier_local import bedrock_service
 from batch_classifier_local.bedrock_service import TERMINAL_STATUSES, FaultPlan, LocalBedrock
 from batch_classifier_local.models import Completion
 
@@ -492,6 +496,147 @@ def test_stop_ends_a_job_stopped(s3: Any, prefix: str) -> None:
     assert stopped["processedRecordCount"] < 10
     assert "totalRecordCount" not in first
     assert keys(s3, f"{prefix}/out/{job_id(early)}/") == set()
+
+
+class ReadSizes:
+    """An S3 body that records the size of every read of it."""
+
+    def __init__(self, body: Any, sizes: list[int | None]) -> None:
+        self._body = body
+        self._sizes = sizes
+
+    def read(self, amt: int | None = None) -> bytes:
+        self._sizes.append(amt)
+        data: bytes = self._body.read(amt)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._body, name)
+
+
+class SpyS3:
+    """An S3 client that records how input bodies are read and what output bodies are given; it can refuse to
+    write ``.out`` objects."""
+
+    def __init__(self, s3: Any, *, refuse_outputs: bool = False) -> None:
+        self._s3 = s3
+        self.refuse_outputs = refuse_outputs
+        self.gets: list[str] = []
+        self.reads: list[int | None] = []
+        self.puts: dict[str, Any] = {}
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.gets.append(kwargs["Key"])
+        response = self._s3.get_object(**kwargs)
+        response["Body"] = ReadSizes(response["Body"], self.reads)
+        return response
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.puts[kwargs["Key"]] = kwargs["Body"]
+        if self.refuse_outputs and kwargs["Key"].endswith(".jsonl.out"):
+            raise RuntimeError("no room left")
+        return self._s3.put_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+
+class SnapshotModel(EchoModel):
+    """Echoes, and takes a tracemalloc snapshot while it answers the ``at``-th record."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.calls = 0
+        self.snapshot: tracemalloc.Snapshot | None = None
+
+    def complete(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion:
+        self.calls += 1
+        if self.calls == self.at:
+            self.snapshot = tracemalloc.take_snapshot()
+        return super().complete(system, messages, max_tokens)
+
+
+def test_a_job_streams_its_input_and_output_and_holds_little_of_it(s3: Any, prefix: str) -> None:
+    count = 1000  # about 9 MB of input: the travel task's prompt is 8 KB
+    encoder = BatchLineEncoder(load_task("travel"))
+    body = b"".join(encoder.encode(record_id(i), f"Caller {i} asks about a refund.") for i in range(count))
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/big.jsonl", Body=body)
+    spy = SpyS3(s3)
+    model = SnapshotModel(at=count)
+    tracemalloc.start(10)
+    try:
+        with LocalBedrock(spy, model, time_scale=FAST) as service:
+            bedrock, _ = clients(service)
+            arn = create(bedrock, "big-job", s3_uri(BUCKET, f"{prefix}/in/big.jsonl"), s3_uri(BUCKET, f"{prefix}/out/"))
+            job, _ = wait(bedrock, arn, timeout=120)
+    finally:
+        tracemalloc.stop()
+
+    assert job["status"] == "Completed"
+    assert job["successRecordCount"] == count
+    # The input is read from S3 once, a chunk at a time: never whole.
+    assert spy.gets == [f"{prefix}/in/big.jsonl"]
+    assert spy.reads and all(size is not None and 0 < size <= 1024 * 1024 for size in spy.reads)
+    # While it answers its last record, the service holds a small part of the input, not its records.
+    assert model.snapshot is not None
+    mine = model.snapshot.filter_traces([tracemalloc.Filter(True, bedrock_service.__file__, all_frames=True)])
+    held = sum(stat.size for stat in mine.statistics("filename"))
+    assert held < len(body) / 4, f"the service holds {held} bytes of a {len(body)}-byte input"
+    # The output is uploaded from a file object, not built in memory, and holds every record, shuffled.
+    out = f"{prefix}/out/{job_id(arn)}/big.jsonl.out"
+    assert not isinstance(spy.puts[out], bytes | bytearray)
+    lines = read_lines(s3, out)
+    ids = [line["recordId"] for line in lines]
+    assert sorted(ids) == [record_id(i) for i in range(count)]
+    assert ids != sorted(ids)
+    assert all(line["modelInput"]["system"] == lines[0]["modelInput"]["system"] for line in lines)
+
+
+def test_local_files_are_deleted_however_a_job_ends(s3: Any, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Any] = []
+    original = bedrock_service._local_file
+
+    def local_file() -> Any:
+        made.append(original())
+        return made[-1]
+
+    monkeypatch.setattr(bedrock_service, "_local_file", local_file)
+    source = put_input(s3, f"{prefix}/in.jsonl", 10)
+    output = s3_uri(BUCKET, f"{prefix}/out/")
+    empty = put_lines(s3, f"{prefix}/empty.jsonl", ["", "  "])
+
+    spy = SpyS3(s3, refuse_outputs=True)
+    with LocalBedrock(spy, EchoModel(), time_scale=FAST) as service:
+        bedrock, _ = clients(service)
+        unwritable, _ = wait(bedrock, create(bedrock, "unwritable", source, output))
+        blank, _ = wait(bedrock, create(bedrock, "blank", empty, output))
+        spy.refuse_outputs = False
+        done, _ = wait(bedrock, create(bedrock, "done", source, output))
+    assert (unwritable["status"], blank["status"], done["status"]) == ("Failed", "Failed", "Completed")
+    assert "Could not write the output" in unwritable["message"]
+    assert len(made) == 5  # an input copy each, and an output spool for the two answered jobs
+    # Jobs InProgress for 3.6 s: one is stopped, the other is still running when the service closes.
+    with LocalBedrock(s3, EchoModel(), time_scale=0.001, job_duration_seconds=3600) as service:
+        bedrock, _ = clients(service)
+        stopped = create(bedrock, "stopped", source, output)
+        closed = create(bedrock, "closed", source, output)
+        while service.job_status(stopped) != "InProgress" or service.job_status(closed) != "InProgress":
+            time.sleep(0.005)
+        bedrock.stop_model_invocation_job(jobIdentifier=stopped)
+        assert service.wait_until_ended(stopped) == "Stopped"
+    assert service.job_status(closed) == "InProgress"  # the service closed under it
+
+    assert len(made) >= 7  # and an input copy each (a spool too once a record is answered)
+    assert all(file.closed for file in made)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_input_lines_split_as_a_whole_body_would_in_any_chunks(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(300):
+        data = bytes(rng.choice(b'{"a\r\n ') for _ in range(rng.randrange(40)))
+        size = rng.randrange(1, 9)
+        assert list(bedrock_service._lines(io.BytesIO(data), size)) == data.splitlines(), (data, size)
 
 
 def follow(bedrock: Any, arn: str, timeout: float = 30.0) -> tuple[dict[str, Any], dict[str, float]]:

@@ -27,6 +27,7 @@ HAPPY = [
     "PlanRetries",
     "RetryNeeded?",
     "FinalizeRun",
+    "AnythingClassified?",
     "NotifyRunCompleted",
     "RunSucceeded",
 ]
@@ -84,6 +85,7 @@ def test_the_sample_file_runs_end_to_end(runtime, tmp_path):
     ]
     assert sorted(r["id"] for r in rows) == sorted(set(source_ids)) and len(rows) == summary["rows"]
     assert summary["by_status"]["classified"] == summary["rows"]
+    assert summary["outcome"] == "succeeded"
     assert 0.0 < summary["evaluation"]["accuracy"] <= 1.0
 
 
@@ -195,7 +197,23 @@ def test_a_file_of_only_invalid_rows_still_gives_every_row_a_status(runtime, tmp
     source = tmp_path / "empty-texts.csv"
     source.write_text("conversation_id,conversation\n1,\n2,   \n", encoding="utf-8")
     arn, described = run(runtime, source)
-    assert described["status"] == "SUCCEEDED", described.get("cause")
+    # Nothing was classified: the run fails, but every row still comes out with its status.
+    assert (described["status"], described["error"]) == ("FAILED", "NothingClassifiedError")
+    assert state_names(runtime, arn)[-3:] == ["AnythingClassified?", "NotifyNothingClassified", "NothingClassified"]
     summary, rows = results_rows(runtime, arn)
     assert [(r["id"], r["status"]) for r in rows] == [("1", "invalid_input"), ("2", "invalid_input")]
     assert summary["by_status"]["invalid_input"] == 2
+    assert summary["outcome"] == "failed" and summary["headline"].startswith("no row was classified")
+    item = wait_for_run_status(runtime, run_id_of_execution(described), "FAILED")
+    assert (item["outcome"], item["error"]) == ("failed", "NothingClassifiedError")
+
+
+def test_a_run_whose_jobs_all_fail_is_a_failed_run_with_every_row_out(runtime, tmp_path):
+    ids = write_calls(tmp_path / "doomed.csv", 100, prefix="F")
+    runtime.bedrock.faults = FaultPlan(job_statuses={"shard-": "Failed"})  # every job, the retry rounds' too
+    arn, described = run(runtime, tmp_path / "doomed.csv")
+    assert (described["status"], described["error"]) == ("FAILED", "NothingClassifiedError")
+    assert state_names(runtime, arn).count("ProcessShards") == 3  # the run's round and two retry rounds
+    summary, rows = results_rows(runtime, arn)
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert {r["status"] for r in rows} == {"model_error"} and summary["outcome"] == "failed"

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from batch_classifier_local.executions import finalize_result
 from batch_classifier_local.runtime import LocalRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,9 +23,9 @@ def state_names(runtime: LocalRuntime, execution_arn: str) -> list[str]:
 
 
 def results_rows(runtime: LocalRuntime, execution_arn: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """The summary and the CSV results of a succeeded execution."""
-    described = runtime.client("stepfunctions").describe_execution(executionArn=execution_arn)
-    result = json.loads(described["output"])["result"]
+    """The summary and the CSV results of an execution that reached FinalizeRun."""
+    result = finalize_result(runtime.client("stepfunctions"), execution_arn)
+    assert result is not None, f"{execution_arn} did not reach FinalizeRun"
     s3 = runtime.client("s3")
     bucket, key = result["summary"].removeprefix("s3://").split("/", 1)
     summary = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

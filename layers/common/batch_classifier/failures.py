@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .runs import run_id_of
 from .settings import ConfigurationError
-from .status import RunStatus, StatusStore
+from .status import NOTHING_CLASSIFIED, RunStatus, StatusStore
 from .workflow import ObjectCreated
 
 SUBJECT = "Batch classification run failed"
@@ -37,6 +37,9 @@ INPUT_ERRORS = frozenset(
         "TaskError",
     }
 )
+
+# Failures the workflow records and announces itself: its input errors, and a run where nothing was classified.
+RECORDED_BY_WORKFLOW = INPUT_ERRORS | {NOTHING_CLASSIFIED}
 
 
 class ExecutionStatusChange(BaseModel):
@@ -127,6 +130,6 @@ def _already_handled(run: dict[str, Any], execution_arn: str, error: str) -> str
         # Another execution registered this upload (a duplicate event's execution failing, or a new run of the
         # upload after this one failed): that run is not this execution's to fail.
         return "the run belongs to another execution"
-    if status == RunStatus.FAILED.value and error in INPUT_ERRORS and run.get("error") == error:
-        return "the workflow recorded and announced this input error"
+    if status == RunStatus.FAILED.value and error in RECORDED_BY_WORKFLOW and run.get("error") == error:
+        return "the workflow recorded and announced this failure"
     return None

@@ -39,7 +39,7 @@ from .results import (
 from .runs import run_plan, run_task
 from .settings import Settings
 from .sharding import ShardKind
-from .status import RunStatus, StatusStore
+from .status import NOTHING_CLASSIFIED, RunOutcome, RunStatus, StatusStore, run_outcome
 from .storage import (
     RunFiles,
     analytics_key,
@@ -117,23 +117,31 @@ def finalize_run(
         if _write_rejects(s3, settings, files, rejects, tables.warnings):
             outputs.append(rejects.key)
     summary_key = f"{prefix}summary.json"
+    outcome = run_outcome(result["rows"], result["by_status"], settings.error_rows_percent)
+    result["outcome"] = outcome.value
+    result["headline"] = outcome.headline(result["rows"], result["by_status"])
     result["outputs"] = outputs
     result["warnings"] = tables.warnings
     put_bytes(
         s3, run.bucket, summary_key, json.dumps(result, indent=2, ensure_ascii=False).encode(), "application/json"
     )
+    failed = outcome is RunOutcome.FAILED
     store.finish_run(
         run.run_id,
-        RunStatus.SUCCEEDED,
+        RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
+        outcome=outcome.value,
         output_prefix=prefix,
         by_status=result["by_status"],
         tokens={"input": result["tokens"]["input"], "output": result["tokens"]["output"]},
         cost_usd=result["cost_usd"],
         accuracy=result.get("evaluation", {}).get("accuracy"),
+        **({"error": NOTHING_CLASSIFIED, "cause": result["headline"]} if failed else {}),
     )
     return {
         "run_id": run.run_id,
-        "status": RunStatus.SUCCEEDED.value,
+        "status": (RunStatus.FAILED if failed else RunStatus.SUCCEEDED).value,
+        "outcome": outcome.value,
+        "headline": result["headline"],
         "rows": result["rows"],
         "by_status": result["by_status"],
         "outputs": [f"s3://{run.bucket}/{k}" for k in outputs],

@@ -38,6 +38,7 @@ class Settings:
     xlsx_max_rows: int = 2_097_150
     max_upload_bytes: int = 10 * 1024**3
     max_rows_per_run: int = 10_000_000
+    error_rows_percent: float = 5.0
     bedrock_role_arn: str = ""
     stage: str = "sandbox"
     run_events_topic_arn: str = ""
@@ -78,6 +79,7 @@ class Settings:
             xlsx_max_rows=_int(env, "XLSX_MAX_ROWS", 2_097_150),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 10 * 1024**3),
             max_rows_per_run=_int(env, "MAX_ROWS_PER_RUN", 10_000_000),
+            error_rows_percent=_int(env, "ERROR_ROWS_PERCENT", 5),
             bedrock_role_arn=_text(env, "BEDROCK_ROLE_ARN", ""),
             stage=_text(env, "STAGE", "sandbox"),
             run_events_topic_arn=_text(env, "RUN_EVENTS_TOPIC_ARN", ""),

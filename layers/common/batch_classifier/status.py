@@ -28,6 +28,42 @@ class RunStatus(StrEnum):
     FAILED = "FAILED"
 
 
+#: The error of a run in which no row was classified: FinalizeRun records it, the workflow announces it.
+NOTHING_CLASSIFIED = "NothingClassifiedError"
+
+
+class RunOutcome(StrEnum):
+    """What a finished run means for its user (in the status table, summary.json and the notification)."""
+
+    SUCCEEDED = "succeeded"  # classified, with at most the tolerated share of rows left unclassified
+    SUCCEEDED_WITH_ERRORS = "succeeded_with_errors"  # classified, but more rows than tolerated were not
+    FAILED = "failed"  # no row was classified: the execution fails
+
+    def headline(self, rows: int, by_status: dict[str, int]) -> str:
+        """One sentence for a person: what happened to the rows."""
+        classified = by_status.get("classified", 0)
+        others = ", ".join(
+            f"{count:,} {status}" for status, count in by_status.items() if count and status != "classified"
+        )
+        if self is RunOutcome.FAILED:
+            return f"no row was classified: {others or 'no rows'}; the outputs give each row's status."
+        if self is RunOutcome.SUCCEEDED_WITH_ERRORS:
+            return f"{classified:,} of {rows:,} rows classified; not classified: {others}."
+        tail = f" (not classified: {others})" if others else ""
+        return f"{classified:,} of {rows:,} rows classified{tail}."
+
+
+def run_outcome(rows: int, by_status: dict[str, int], error_rows_percent: float) -> RunOutcome:
+    """Failed when nothing was classified; with errors when more than ``error_rows_percent`` % of the rows were
+    not classified (invalid input, model errors, unparseable or off-list answers); else succeeded."""
+    classified = by_status.get("classified", 0)
+    if classified == 0:
+        return RunOutcome.FAILED
+    if 100.0 * (rows - classified) / rows > error_rows_percent:
+        return RunOutcome.SUCCEEDED_WITH_ERRORS
+    return RunOutcome.SUCCEEDED
+
+
 class ShardStatus(StrEnum):
     """A shard's life: queued, submitted, the Bedrock job's own statuses, then processed."""
 
