@@ -551,6 +551,7 @@ def _install_patches() -> None:
             return
         _patch_lambda()
         _patch_s3_notifications()
+        _patch_s3_ranged_reads()
         _patch_events()
         _patch_time()
         _patch_distributed_map()
@@ -588,6 +589,59 @@ def _require(owner: Any, name: str, parameters: tuple[str, ...]) -> Callable[...
             f"the local runtime patches moto's {where}{parameters}, but this moto has {where}{found} (use moto 5.2.5)."
         )
     return target  # type: ignore[no-any-return]
+
+
+_RANGED_GET = threading.local()  # set while moto answers a GET with a Range header
+
+
+class _KeyRange:
+    """An S3 object's content as moto's ranged GET uses it: its length, and the slice asked for, read from the
+    object's spooled buffer; moto itself copies the whole object (twice) for every ranged GET."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    def __len__(self) -> int:
+        return int(self._key.size)
+
+    def __getitem__(self, part: slice) -> bytes:
+        start, stop, _ = part.indices(len(self))
+        with self._key.lock:
+            buffer = self._key._value_buffer
+            buffer.seek(start)
+            data: bytes = buffer.read(max(0, stop - start))
+            return data
+
+
+def _patch_s3_ranged_reads() -> None:
+    """Serve a ranged GET from the requested bytes only. Readers that page through a large object in ranges
+    (FinalizeRun merging every shard's results) would otherwise make moto copy the whole object per range."""
+    from moto.s3.models import FakeKey  # noqa: PLC0415
+    from moto.s3.responses import S3Response  # noqa: PLC0415
+
+    key_response = _require(S3Response, "key_response", ("self", "request", "full_url", "headers"))
+    _require(S3Response, "_handle_range_header", ("self", "request", "response_headers", "response_content"))
+    value = FakeKey.__dict__.get("value")
+    if not (isinstance(value, property) and value.fget and "_value_buffer" in value.fget.__code__.co_names):
+        raise RuntimeError(
+            "the local runtime patches moto's FakeKey.value (read from _value_buffer), which this moto does not have "
+            "(use moto 5.2.5)."
+        )
+    read_all = value.fget
+
+    def ranged_key_response(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+        wanted = request.headers.get("range") or ""
+        _RANGED_GET.active = request.method == "GET" and wanted.startswith("bytes=") and "," not in wanted
+        try:
+            return key_response(self, request, full_url, headers)
+        finally:
+            _RANGED_GET.active = False
+
+    def content(key: Any) -> Any:
+        return _KeyRange(key) if getattr(_RANGED_GET, "active", False) else read_all(key)
+
+    S3Response.key_response = ranged_key_response  # type: ignore[method-assign]
+    FakeKey.value = property(content, value.fset)  # type: ignore[method-assign,assignment]
 
 
 # What S3 did, as moto names it → the ``reason`` of AWS's "Object Created" event.

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.s3.models import FakeKey
 
 from batch_classifier_local.runtime import LocalRuntime
 
@@ -96,3 +97,33 @@ def test_a_put_object_raises_one_created_event_as_aws_does(runtime: LocalRuntime
     assert created[0]["detail"]["object"]["key"] == key
     (arn,) = executions_of(runtime, key)
     assert runtime.wait(arn)["status"] == "FAILED"
+
+
+def test_a_ranged_get_reads_only_its_range(runtime: LocalRuntime) -> None:
+    """moto would copy the whole object for every ranged GET; the runtime reads just the range, the same bytes."""
+    s3 = runtime.client("s3")
+    assert runtime.stack is not None
+    body = bytes(range(256)) * (24 * 1024)  # 6 MiB: spooled to disk by moto
+    s3.put_object(Bucket=runtime.stack.internal_bucket, Key="ranged/object.bin", Body=body)
+    whole_reads = []
+    read_all = FakeKey.value.fget
+
+    def counting(key: Any) -> Any:
+        found = read_all(key)
+        if isinstance(found, bytes):
+            whole_reads.append(key.name)
+        return found
+
+    FakeKey.value = property(counting, FakeKey.value.fset)
+    try:
+        for start, end in [(0, 9), (1_000_000, 1_065_535), (len(body) - 5, len(body) + 100)]:
+            got = s3.get_object(
+                Bucket=runtime.stack.internal_bucket, Key="ranged/object.bin", Range=f"bytes={start}-{end}"
+            )
+            assert got["Body"].read() == body[start : end + 1]
+            assert got["ContentRange"] == f"bytes {start}-{min(end, len(body) - 1)}/{len(body)}"
+        assert whole_reads == []
+        assert s3.get_object(Bucket=runtime.stack.internal_bucket, Key="ranged/object.bin")["Body"].read() == body
+        assert whole_reads == ["ranged/object.bin"]
+    finally:
+        FakeKey.value = property(read_all, FakeKey.value.fset)
