@@ -59,7 +59,7 @@ def test_estimate(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["prepare", "missing.csv", "--out", "x"], "No such file or directory: missing.csv"),
+        (["prepare", "missing.csv", "--out", "{tmp}/x"], "No such file or directory: missing.csv"),
         (["prepare", "{src}", "--out", "{tmp}/p", "--text-column", "body"], "has no column 'body'"),
         (["prepare", "{src}", "--out", "{tmp}/p", "--task", "nope"], "unknown task 'nope'"),
         (["collect", "{tmp}", "--outputs", "{tmp}", "--out", "{tmp}/r.csv"], "is not a prepared folder"),
