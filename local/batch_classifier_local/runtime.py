@@ -21,6 +21,7 @@ Bedrock is :class:`~batch_classifier_local.bedrock_service.LocalBedrock`, answer
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import logging
@@ -188,6 +189,7 @@ class LocalRuntime:
         if _ACTIVE is not None and _ACTIVE is not self:
             raise RuntimeError("a local runtime is already running in this process")
         self.port = self.port or free_port()
+        _return_freed_memory()
         os.environ.update(_CREDENTIALS)
         os.environ["MOTO_PORT"] = str(self.port)  # moto's ASL interpreter calls services on this port
         default_user_config["stepfunctions"]["execute_state_machine"] = True
@@ -478,6 +480,21 @@ def is_execution_of(execution_input: str | None, key: str, etag: str) -> bool:
     got = str(payload.get("key", ""))
     same_key = key in (got, unquote_plus(got))
     return same_key and str(payload.get("etag", "")).strip('"') == etag.strip('"')
+
+
+def _return_freed_memory() -> None:
+    """Make glibc give large freed blocks back to the system. This process serves S3 (moto copies whole objects
+    of hundreds of megabytes), the local Bedrock and the interpreter on many threads; with glibc's defaults each
+    thread's arena keeps what it freed (the mmap threshold grows to 32 MB after the first large free), and the
+    process's memory only grows. A fixed 1 MiB threshold and two arenas keep it near what is in use."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return  # not glibc: nothing to tune
+    m_mmap_threshold, m_arena_max = -3, -8
+    mallopt(m_mmap_threshold, 1024 * 1024)
+    mallopt(m_arena_max, 2)
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:

@@ -1,7 +1,8 @@
 """Warm worker processes for the local Lambda functions.
 
 Each function gets its own processes (like Lambda containers): its own environment variables, one invocation
-at a time per process, more processes when invocations overlap (so Map iterations really run in parallel), and
+at a time per process, more processes when invocations overlap (so Map iterations really run in parallel, up to
+twice the cores per function), and
 its timeout enforced by killing the process. A process whose code changed on disk since it started is replaced
 before its next invocation, so an edited handler takes effect on the next run without a restart.
 """
@@ -112,25 +113,39 @@ class Worker:
         self._process.wait()
 
 
+def default_concurrency() -> int:
+    """Invocations of one function that run at once: twice the cores (more only adds processes that wait)."""
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
 @dataclass
 class WorkerPool:
-    """The workers of every function, started on demand and reused while their code is unchanged."""
+    """The workers of every function, started on demand and reused while their code is unchanged.
+
+    At most ``concurrency`` invocations of one function run at once (a reserved concurrency, as Lambda has);
+    more wait for a worker, so a Map of many iterations does not start a process per iteration.
+    """
 
     specs: dict[str, FunctionSpec]
     log_dir: Path
     code_roots: list[Path]
+    concurrency: int = field(default_factory=default_concurrency)
     _idle: dict[str, list[Worker]] = field(default_factory=dict)
+    _slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _logs: dict[str, IO[str]] = field(default_factory=dict)
     invocations: dict[str, int] = field(default_factory=dict)
 
     def invoke(self, function_name: str, event: Any) -> Answer:
         spec = self.specs[function_name]
-        worker = self._take(spec)
-        try:
-            return worker.invoke(event)
-        finally:
-            self._give_back(worker)
+        with self._lock:
+            slots = self._slots.setdefault(spec.name, threading.BoundedSemaphore(self.concurrency))
+        with slots:
+            worker = self._take(spec)
+            try:
+                return worker.invoke(event)
+            finally:
+                self._give_back(worker)
 
     def _take(self, spec: FunctionSpec) -> Worker:
         stamp = _code_stamp([spec.app.parent, *self.code_roots])

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench_pipeline import generate
 
@@ -52,6 +53,17 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _name(pid: int) -> str:
+    """What a process of the tree is: the CLI (moto, local Bedrock, interpreter) or a function's worker."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    text = [w.decode(errors="replace") for w in words if w]
+    functions = [w for w in text if w.endswith("/app.py")]
+    return f"{Path(functions[0]).parent.name} worker" if functions else "batch-classifier run"
+
+
 def _folder_mb(folder: Path) -> float:
     total = 0
     for path in folder.rglob("*"):
@@ -69,6 +81,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.folder = pid, folder
         self.tree_mb = self.process_mb = self.folder_mb = 0.0
+        self.process_name = ""
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -80,11 +93,13 @@ class Sampler(threading.Thread):
                 queue += _children(pid)
             sizes = [_rss_mb(pid) for pid in pids]
             self.tree_mb = max(self.tree_mb, sum(sizes))
-            self.process_mb = max(self.process_mb, max(sizes, default=0.0))
+            largest = max(range(len(sizes)), key=sizes.__getitem__, default=None)
+            if largest is not None and sizes[largest] > self.process_mb:
+                self.process_mb, self.process_name = sizes[largest], _name(pids[largest])
             self.folder_mb = max(self.folder_mb, _folder_mb(self.folder))
 
 
-def run_once(rows: int, work: Path) -> dict[str, float]:
+def run_once(rows: int, work: Path) -> dict[str, Any]:
     source = work / f"scale-{rows}.csv"
     if not source.exists():
         generate(source, rows, "csv")
@@ -115,6 +130,7 @@ def run_once(rows: int, work: Path) -> dict[str, float]:
         "seconds": seconds,
         "tree_mb": sampler.tree_mb,
         "process_mb": sampler.process_mb,
+        "process_name": sampler.process_name,
         "tmp_mb": sampler.folder_mb,
         "input_mb": source.stat().st_size / 1024 / 1024,
     }
@@ -122,8 +138,10 @@ def run_once(rows: int, work: Path) -> dict[str, float]:
 
 def plan(rows: int) -> None:
     """Planning figures of the deployed workflow for an upload of ``rows`` distinct texts (defaults)."""
+    from batch_classifier.bedrock import polls_for  # noqa: PLC0415
     from batch_classifier.pipeline import estimate_job_bytes  # noqa: PLC0415
     from batch_classifier.records import BatchLineEncoder  # noqa: PLC0415
+    from batch_classifier.settings import Settings  # noqa: PLC0415
     from batch_classifier.sharding import ShardKind, plan_shards  # noqa: PLC0415
     from batch_classifier.tasks import BatchLimits, load_task  # noqa: PLC0415
     from batch_classifier.workflow import RoundPlan, RunRef, ShardRef  # noqa: PLC0415
@@ -147,13 +165,17 @@ def plan(rows: int) -> None:
         last_record_id="R9999999999",
     )
     payload = len(json.dumps({"run": run.model_dump(), "shard": shard.model_dump(mode="json"), "job": {}})) + 200
+    polls = polls_for(
+        168 * 3600, Settings(runs_table="t", customer_bucket="c", internal_bucket="i", poll_max_seconds=1800)
+    )
     state = len(json.dumps({"run": run.model_dump(), "plan": RoundPlan(bucket="b" * 63, key="k" * 80).model_dump()}))
     print(
         f"planning, {rows:,} distinct texts with the default quotas: {len(shards.batch_sizes)} batch jobs of "
         f"{min(shards.batch_sizes):,}-{max(shards.batch_sizes):,} records ({job_bytes / 1e9:.1f} GB of job input); "
         f"largest state payload about {max(payload, state):,} bytes (a child's, the same at any size); "
         f"per invocation: ConvertInput, ShardRecords (reads the texts only) and FinalizeRun {rows:,} rows, "
-        f"SubmitJob and ProcessShard at most {max(shards.batch_sizes):,}."
+        f"SubmitJob and ProcessShard at most {max(shards.batch_sizes):,}. A 168 h job takes {polls} polls with the "
+        f"default waits (60 s doubling to 30 min), about {9 * polls + 30:,} events in its child workflow."
     )
 
 
@@ -164,8 +186,11 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, default=None, help="where to keep the generated file (default: a temp dir)"
     )
+    parser.add_argument("--plan-only", action="store_true", help="print the planning figures only")
     args = parser.parse_args()
     plan(args.plan_rows)
+    if args.plan_only:
+        return
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as default_work:
         work = args.work or Path(default_work)
         work.mkdir(parents=True, exist_ok=True)
@@ -173,8 +198,8 @@ def main() -> None:
     print(
         f"run of {args.rows:,} rows ({figures['input_mb']:.0f} MB of CSV): {figures['seconds']:.0f} s "
         f"(target {TARGET_SECONDS} s at 1M rows); process tree peak {figures['tree_mb']:,.0f} MB (target "
-        f"{TARGET_TREE_MB} MB); largest process {figures['process_mb']:,.0f} MB; temporary files peak "
-        f"{figures['tmp_mb']:,.0f} MB"
+        f"{TARGET_TREE_MB} MB); largest process {figures['process_mb']:,.0f} MB ({figures['process_name']}); "
+        f"temporary files peak {figures['tmp_mb']:,.0f} MB"
     )
 
 

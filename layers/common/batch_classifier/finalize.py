@@ -253,7 +253,8 @@ def _join_run(
     # Every results file is open at once for the merge: each holds a small buffer and no connection while it waits.
     streams = [open_seekable(s3, bucket, key, buffer_size=_VERDICTS_BUFFER) for key in keys]
     try:
-        with open_object(s3, bucket, files.records) as records_stream:
+        # Ranged reads of the records too: resumed if a connection breaks during a long join.
+        with open_seekable(s3, bucket, files.records) as records_stream:
             records = (CanonicalRecord.from_json(line) for line in records_stream)
             verdicts = merge_verdicts(read_verdicts(stream) for stream in streams)
             for record, verdict in join_verdicts(records, verdicts, shared):

@@ -2,8 +2,8 @@
 
 Each function here is one state of the workflow (docs/workflow.md) and takes its clients as arguments, so
 the handlers stay thin and the tests drive these with moto. They build on the same pieces as the local
-``prepare``/``collect`` pipeline: readers and mapping, the batch line encoder and shard writer, output parsing,
-verdicts and the record-ordered join.
+``prepare``/``collect`` pipeline: readers and mapping, the batch line encoder and shard planning, output parsing
+and verdicts. FinalizeRun, the record-ordered join and the outputs, is :mod:`.finalize`.
 """
 
 from __future__ import annotations

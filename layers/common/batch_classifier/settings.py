@@ -37,7 +37,7 @@ class Settings:
     #: Above this many rows FinalizeRun skips the XLSX output (with a warning): 2 sheets of 1,048,575 rows.
     xlsx_max_rows: int = 2_097_150
     max_upload_bytes: int = 10 * 1024**3
-    max_rows_per_run: int = 10_000_000
+    max_rows_per_run: int = 5_000_000
     error_rows_percent: float = 5.0
     bedrock_role_arn: str = ""
     stage: str = "sandbox"
@@ -78,7 +78,7 @@ class Settings:
             output_formats=tuple(dict.fromkeys(formats)),
             xlsx_max_rows=_int(env, "XLSX_MAX_ROWS", 2_097_150),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 10 * 1024**3),
-            max_rows_per_run=_int(env, "MAX_ROWS_PER_RUN", 10_000_000),
+            max_rows_per_run=_int(env, "MAX_ROWS_PER_RUN", 5_000_000),
             error_rows_percent=_int(env, "ERROR_ROWS_PERCENT", 5),
             bedrock_role_arn=_text(env, "BEDROCK_ROLE_ARN", ""),
             stage=_text(env, "STAGE", "sandbox"),

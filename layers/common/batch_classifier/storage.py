@@ -182,12 +182,12 @@ class _Ranged(io.RawIOBase):
 
     def __init__(self, s3: Any, bucket: str, key: str) -> None:
         super().__init__()
+        self._body: Any = None  # before anything that can fail: close() reads it
         head = s3.head_object(Bucket=bucket, Key=key)
         self._s3, self._bucket, self._key = s3, bucket, key
         self._size: int = head["ContentLength"]
         self._etag: str = head["ETag"]
         self._position = 0
-        self._body: Any = None
         self._body_end = 0
         self._range = _FIRST_RANGE
 
