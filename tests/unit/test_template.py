@@ -459,3 +459,9 @@ def test_layer_requirements_match_the_package_dependencies() -> None:
     ]
     # boto3 is the one dependency the Lambda runtime provides.
     assert sorted(layer) == sorted(d for d in declared if not d.startswith("boto3"))
+
+
+def test_the_log_level_never_filters_out_metrics(sam_template: dict[str, Any]) -> None:
+    """Lambda's application log filter drops lines without a level above INFO: the Powertools metric lines (EMF has
+    no level) and uncaught errors would go with them."""
+    assert sam_template["Parameters"]["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO"]
