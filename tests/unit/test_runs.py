@@ -89,6 +89,14 @@ def test_register_run_is_idempotent_per_upload(cloud):
     assert not register_run(event, cloud.store, cloud.settings).duplicate
 
 
+def test_a_folder_key_is_ignored_without_a_run(cloud):
+    put = cloud.s3.put_object(Bucket=CUSTOMER, Key="input_data/travel/", Body=b"")
+    event = ObjectCreated(bucket=CUSTOMER, key="input_data/travel/", size=0, etag=put["ETag"].strip('"'))
+    run = register_run(event, cloud.store, cloud.settings)
+    assert run.ignored == "input_data/travel/ is a folder, not a file: there is nothing to classify."
+    assert not run.duplicate and cloud.store.get_run(run.run_id) is None
+
+
 def test_url_encoded_keys_are_decoded(cloud):
     body = conversations_csv(3)
     put = cloud.s3.put_object(Bucket=CUSTOMER, Key="input_data/calls 2024+Q1 é.csv", Body=body)

@@ -135,6 +135,14 @@ def test_a_duplicate_event_starts_no_second_run(runtime, tmp_path):
     assert state_names(runtime, second) == ["RegisterRun", "IsDuplicateRun?", "DuplicateRunIgnored"]
 
 
+def test_a_console_folder_starts_no_run_and_no_failure_notice(runtime, tmp_path):
+    folder = tmp_path / "empty"
+    folder.write_bytes(b"")
+    _, described = run(runtime, folder, "input_data/new-folder/")
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(described["output"])["run"]["ignored"].startswith("input_data/new-folder/ is a folder")
+
+
 def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_path):
     ids = write_calls(tmp_path / "redrive.csv", 250, prefix="R")
     # The iteration fails late, once the other iterations have succeeded (an early failure aborts them, and a

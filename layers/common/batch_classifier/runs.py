@@ -66,7 +66,8 @@ def run_id_of(event: ObjectCreated) -> str:
 
 
 def register_run(event: ObjectCreated, store: StatusStore, settings: Settings, execution: str | None = None) -> RunRef:
-    """Record the run of an upload; a second event for the same upload comes back ``duplicate``."""
+    """Record the run of an upload; a second event for the same upload comes back ``duplicate``. A "folder" (a key
+    ending in ``/``, as the S3 console makes them) is not a file: it comes back ``ignored``, with no run."""
     key = event.object_key
     run = RunRef(
         run_id=run_id_of(event),
@@ -77,6 +78,8 @@ def register_run(event: ObjectCreated, store: StatusStore, settings: Settings, e
         version_id=event.object_version,
         size=event.size,
     )
+    if key.endswith("/"):
+        return run.model_copy(update={"ignored": f"{key} is a folder, not a file: there is nothing to classify."})
     if not store.register_run(run, execution):
         return run.model_copy(update={"duplicate": True})
     return run

@@ -65,6 +65,7 @@ class RunRef(_Payload):
     version_id: str | None = None
     size: int = 0
     duplicate: bool = False
+    ignored: str | None = None  # why there is no run (a folder key), else None
     started_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
