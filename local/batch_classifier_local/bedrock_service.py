@@ -46,8 +46,6 @@ The model is given a plain system prompt and messages as ``[{"role": "user" | "a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import contextlib
 import io
@@ -70,6 +68,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .bedrock_api import (
+    MAX_BODY_BYTES,
+    BadInput,
+    ServiceError,
+    anthropic_reply,
+    anthropic_request,
+    check_create,
+    converse_reply,
+    converse_request,
+    decode_token,
+    encode_token,
+    error_response,
+    json_response,
+    query_int,
+    query_time,
+    request_body,
+    split_uri,
+    validation_error,
+)
 from .models import Completion, Model, ModelRequestInvalid, ModelThrottled
 
 __all__ = ["FaultPlan", "LocalBedrock", "ServiceError", "Stats"]
@@ -86,38 +103,14 @@ PHASE_SECONDS = {"Submitted": 2.0, "Validating": 2.0, "Scheduled": 1.0, "InProgr
 
 MANIFEST_NAME = "manifest.json.out"
 _MAX_RESULTS_DEFAULT = 100
-_CONVERSE_DEFAULT_MAX_TOKENS = 4096
-_MAX_BODY_BYTES = 64 * 1024 * 1024
 # Bytes read at a time from an input body and from the local copy of an input file.
 _READ_BYTES = 256 * 1024
 
-# Constraints from the service model (bedrock 2023-04-20), written without nested ambiguous repetitions.
-# jobName "[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}", 1-63 characters.
-_JOB_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9+.\-]*")
-# clientRequestToken "[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}", 1-256 characters.
-_TOKEN = re.compile(r"[a-zA-Z0-9]+(?:-+[a-zA-Z0-9]+)*")
-_ROLE_ARN = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+")
-_S3_URI = re.compile(r"s3://([a-z0-9][-.a-z0-9]{1,61}[a-z0-9])((?:/[-!_*'().a-zA-Z0-9]+)*/?)")
 _JOB_IDENTIFIER = re.compile(
     r"(?:arn:aws(?:-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-invocation-job/)?([a-z0-9]{12})"
 )
 _JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
 
-# Error names and the HTTP status of their shape in the service models.
-ERROR_STATUS = {
-    "ValidationException": 400,
-    "ConflictException": 400,
-    "ServiceQuotaExceededException": 400,
-    "AccessDeniedException": 403,
-    "ResourceNotFoundException": 404,
-    "UnknownOperationException": 404,
-    "ModelTimeoutException": 408,
-    "ModelErrorException": 424,
-    "ThrottlingException": 429,
-    "ModelNotReadyException": 429,
-    "InternalServerException": 500,
-    "ServiceUnavailableException": 503,
-}
 
 # Messages of record errors injected by the fault plan, by error code.
 _RECORD_ERROR_MESSAGES = {
@@ -128,35 +121,6 @@ _RECORD_ERROR_MESSAGES = {
     "500": "The service encountered an internal error. Try your request again.",
     "503": "The service is temporarily unavailable. Try your request again.",
 }
-
-# Stop reasons a model may report (OpenAI spellings too) → the Anthropic/Converse spelling.
-_STOP_REASONS = {
-    "end_turn": "end_turn",
-    "stop": "end_turn",
-    "max_tokens": "max_tokens",
-    "length": "max_tokens",
-    "stop_sequence": "stop_sequence",
-    "tool_use": "tool_use",
-    "content_filtered": "content_filtered",
-}
-
-
-class ServiceError(Exception):
-    """An API error: answered with its HTTP status, ``x-amzn-ErrorType`` and ``{"message": ...}``."""
-
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status if status is not None else ERROR_STATUS.get(code, 400)
-
-
-def _validation(message: str) -> ServiceError:
-    return ServiceError("ValidationException", message)
-
-
-class _BadInput(ValueError):
-    """A model request that cannot be answered (a 400)."""
 
 
 class _JobFailure(Exception):
@@ -624,10 +588,10 @@ class LocalBedrock:
         try:
             return self._route(method, target, body)
         except ServiceError as exc:
-            return _error_response(exc)
+            return error_response(exc)
         except Exception as exc:
             _log.exception("local Bedrock failed on %s %s", method, target)
-            return _error_response(ServiceError("InternalServerException", f"Internal error: {exc}"))
+            return error_response(ServiceError("InternalServerException", f"Internal error: {exc}"))
 
     def _route(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(target)
@@ -637,34 +601,34 @@ class LocalBedrock:
         route = (method, *segments)
         match route:
             case ("POST", "model-invocation-job"):
-                return _json(self._create(_body(body)))
+                return json_response(self._create(request_body(body)))
             case ("GET", "model-invocation-job", identifier):
-                return _json(self._get(identifier))
+                return json_response(self._get(identifier))
             case ("POST", "model-invocation-job", identifier, "stop"):
-                return _json(self._stop(identifier))
+                return json_response(self._stop(identifier))
             case ("GET", "model-invocation-jobs"):
-                return _json(self._list(query))
+                return json_response(self._list(query))
             case ("POST", "model", model_id, "invoke"):
                 reply = self._invoke(model_id, body)
                 return 200, {"Content-Type": "application/json"}, reply
             case ("POST", "model", model_id, "converse"):
-                return _json(self._converse(model_id, _body(body)))
+                return json_response(self._converse(model_id, request_body(body)))
             case ("GET", "_local", "stats"):
                 with self._lock:
-                    return _json(self.stats.to_dict())
+                    return json_response(self.stats.to_dict())
             case ("GET", "_local", "faults"):
                 with self._lock:
-                    return _json(self._faults.to_dict())
+                    return json_response(self._faults.to_dict())
             case ("POST", "_local", "faults"):
                 try:
-                    plan = FaultPlan.from_dict(_body(body))
+                    plan = FaultPlan.from_dict(request_body(body))
                 except (ValueError, TypeError, ServiceError) as exc:
-                    raise _validation(f"Invalid fault plan: {exc}") from None
+                    raise validation_error(f"Invalid fault plan: {exc}") from None
                 self.faults = plan
-                return _json(plan.to_dict())
+                return json_response(plan.to_dict())
             case ("DELETE", "_local", "faults"):
                 self.faults = FaultPlan()
-                return _json(self._faults.to_dict())
+                return json_response(self._faults.to_dict())
         raise ServiceError("UnknownOperationException", f"No operation matches {method} {parts.path}.")
 
     # -- control plane --
@@ -672,7 +636,7 @@ class LocalBedrock:
     def _create(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self.stats.create_calls += 1
-        checked = _check_create(request)
+        checked = check_create(request)
         with self._lock:
             plan = self._faults
             if plan.quota_refusals > 0:
@@ -741,7 +705,7 @@ class LocalBedrock:
     def _job(self, identifier: str) -> _Job:
         found = _JOB_IDENTIFIER.fullmatch(identifier)
         if found is None:
-            raise _validation(
+            raise validation_error(
                 f"1 validation error detected: Value '{identifier}' at 'jobIdentifier' failed to satisfy "
                 f"constraint: Member must satisfy regular expression pattern: {_JOB_IDENTIFIER.pattern}"
             )
@@ -760,7 +724,7 @@ class LocalBedrock:
             self.stats.stop_calls += 1
             job = self._job(identifier)
             if job.status in TERMINAL_STATUSES:
-                raise _validation(f"The batch inference job {job.arn} is {job.status} and cannot be stopped.")
+                raise validation_error(f"The batch inference job {job.arn} is {job.status} and cannot be stopped.")
             if job.status != "Stopping":
                 job.stop_requested = True
                 self._set_status(job, "Stopping")
@@ -771,20 +735,20 @@ class LocalBedrock:
         with self._lock:
             self.stats.list_calls += 1
             jobs = list(self._jobs.values())
-        after = _query_time(query, "submitTimeAfter")
-        before = _query_time(query, "submitTimeBefore")
+        after = query_time(query, "submitTimeAfter")
+        before = query_time(query, "submitTimeBefore")
         status = query.get("statusEquals")
         if status is not None and status not in OPEN_STATUSES | TERMINAL_STATUSES:
-            raise _validation(f"statusEquals {status!r} is not a batch inference job status.")
+            raise validation_error(f"statusEquals {status!r} is not a batch inference job status.")
         name = query.get("nameContains")
         sort_by = query.get("sortBy", "CreationTime")
         if sort_by != "CreationTime":
-            raise _validation(f"sortBy {sort_by!r} is not supported; use CreationTime.")
+            raise validation_error(f"sortBy {sort_by!r} is not supported; use CreationTime.")
         order = query.get("sortOrder", "Descending")
         if order not in ("Ascending", "Descending"):
-            raise _validation(f"sortOrder {order!r} is not Ascending or Descending.")
-        limit = _query_int(query, "maxResults", _MAX_RESULTS_DEFAULT, 1, 1000)
-        offset = _decode_token(query.get("nextToken"))
+            raise validation_error(f"sortOrder {order!r} is not Ascending or Descending.")
+        limit = query_int(query, "maxResults", _MAX_RESULTS_DEFAULT, 1, 1000)
+        offset = decode_token(query.get("nextToken"))
         with self._lock:
             chosen = [
                 job
@@ -798,7 +762,7 @@ class LocalBedrock:
             page = [job.describe() for job in chosen[offset : offset + limit]]
         result: dict[str, Any] = {"invocationJobSummaries": page}
         if offset + limit < len(chosen):
-            result["nextToken"] = _encode_token(offset + limit)
+            result["nextToken"] = encode_token(offset + limit)
         return result
 
     # -- runtime --
@@ -816,23 +780,23 @@ class LocalBedrock:
         try:
             request = json.loads(body) if body else None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise _validation(f"Malformed input request: the body is not JSON ({exc}).") from None
+            raise validation_error(f"Malformed input request: the body is not JSON ({exc}).") from None
         try:
-            system, messages, max_tokens = _anthropic_request(request)
-        except _BadInput as exc:
-            raise _validation(f"Malformed input request: {exc}") from None
+            system, messages, max_tokens = anthropic_request(request)
+        except BadInput as exc:
+            raise validation_error(f"Malformed input request: {exc}") from None
         completion = self._complete_or_raise(system, messages, max_tokens)
-        return json.dumps(_anthropic_reply(model_id, completion), ensure_ascii=False).encode("utf-8")
+        return json.dumps(anthropic_reply(model_id, completion), ensure_ascii=False).encode("utf-8")
 
     def _converse(self, model_id: str, request: dict[str, Any]) -> dict[str, Any]:
         self._admit_runtime_call()
         try:
-            system, messages, max_tokens = _converse_request(request)
-        except _BadInput as exc:
-            raise _validation(str(exc)) from None
+            system, messages, max_tokens = converse_request(request)
+        except BadInput as exc:
+            raise validation_error(str(exc)) from None
         started = time.monotonic()
         completion = self._complete_or_raise(system, messages, max_tokens)
-        return _converse_reply(completion, int((time.monotonic() - started) * 1000))
+        return converse_reply(completion, int((time.monotonic() - started) * 1000))
 
     def _complete_or_raise(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion:
         try:
@@ -1022,10 +986,10 @@ class LocalBedrock:
             return line, (0, 0)
         try:
             if job.invocation_type == "Converse":
-                system, messages, max_tokens = _converse_request(record.model_input)
+                system, messages, max_tokens = converse_request(record.model_input)
             else:
-                system, messages, max_tokens = _anthropic_request(record.model_input)
-        except _BadInput as exc:
+                system, messages, max_tokens = anthropic_request(record.model_input)
+        except BadInput as exc:
             line["error"] = {"errorCode": 400, "errorMessage": f"Malformed input request: {exc}"}
             return line, (0, 0)
         started = time.monotonic()
@@ -1047,9 +1011,9 @@ class LocalBedrock:
         with self._lock:
             self.stats.records_answered += 1
         if job.invocation_type == "Converse":
-            line["modelOutput"] = _converse_reply(completion, int((time.monotonic() - started) * 1000))
+            line["modelOutput"] = converse_reply(completion, int((time.monotonic() - started) * 1000))
         else:
-            line["modelOutput"] = _anthropic_reply(job.model_id, completion)
+            line["modelOutput"] = anthropic_reply(job.model_id, completion)
         return line, (completion.input_tokens, completion.output_tokens)
 
     # -- S3 --
@@ -1057,7 +1021,7 @@ class LocalBedrock:
     def _read_input(self, job: _Job) -> _Input:
         """Copy the input files from S3 and check them line by line: which records can be answered (the rest are
         400 errors)."""
-        bucket, key = _split_uri(job.input_uri)
+        bucket, key = split_uri(job.input_uri)
         source = _Input()
         try:
             for file_key, name in self._input_files(job, bucket, key):
@@ -1078,7 +1042,7 @@ class LocalBedrock:
                         source.answerable.append(record.problem is None)
             if not source.answerable:
                 raise _JobFailure(f"The input at {job.input_uri} holds no records.")
-            out_bucket, _ = _split_uri(job.output_uri)
+            out_bucket, _ = split_uri(job.output_uri)
             try:
                 self.s3.head_bucket(Bucket=out_bucket)
             except Exception as exc:
@@ -1127,7 +1091,7 @@ class LocalBedrock:
         return sorted(found)
 
     def _write_output(self, job: _Job, spool: _Spool) -> None:
-        bucket, key = _split_uri(job.output_uri)
+        bucket, key = split_uri(job.output_uri)
         prefix = f"{key.rstrip('/')}/{job.job_id}/" if key.strip("/") else f"{job.job_id}/"
         shuffle = random.Random(job.job_id)  # Bedrock does not keep the input order
         with self._lock:
@@ -1150,85 +1114,6 @@ class LocalBedrock:
 
 
 # --- requests: checking and converting -----------------------------------------------------------------
-
-
-def _check_create(request: dict[str, Any]) -> dict[str, Any]:
-    """The CreateModelInvocationJob members, checked as the service model constrains them."""
-    name = request.get("jobName")
-    if not isinstance(name, str) or not 1 <= len(name) <= 63 or not _JOB_NAME.fullmatch(name):
-        raise _validation(
-            f"1 validation error detected: Value {name!r} at 'jobName' failed to satisfy constraint: Member must "
-            "have length between 1 and 63 and match [a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\\+\\-\\.]){0,63}"
-        )
-    token = request.get("clientRequestToken")
-    if token is None:
-        token = f"{uuid.uuid4()}"
-    if not isinstance(token, str) or not 1 <= len(token) <= 256 or not _TOKEN.fullmatch(token):
-        raise _validation(
-            f"1 validation error detected: Value {token!r} at 'clientRequestToken' failed to satisfy constraint: "
-            "Member must match [a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}"
-        )
-    role = request.get("roleArn")
-    if not isinstance(role, str) or not _ROLE_ARN.fullmatch(role):
-        raise _validation(
-            f"1 validation error detected: Value {role!r} at 'roleArn' failed to satisfy constraint: Member must "
-            "be an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
-        )
-    model_id = request.get("modelId")
-    if not isinstance(model_id, str) or not 1 <= len(model_id) <= 2048:
-        raise _validation("1 validation error detected: 'modelId' must be a model identifier of 1-2048 characters")
-    input_config = request.get("inputDataConfig")
-    input_s3 = input_config.get("s3InputDataConfig") if isinstance(input_config, dict) else None
-    input_uri = _check_uri(input_s3, "inputDataConfig.s3InputDataConfig.s3Uri")
-    assert isinstance(input_s3, dict)
-    if input_s3.get("s3InputFormat", "JSONL") != "JSONL":
-        raise _validation("inputDataConfig.s3InputDataConfig.s3InputFormat must be JSONL.")
-    output_config = request.get("outputDataConfig")
-    output_s3 = output_config.get("s3OutputDataConfig") if isinstance(output_config, dict) else None
-    output_uri = _check_uri(output_s3, "outputDataConfig.s3OutputDataConfig.s3Uri")
-    hours = request.get("timeoutDurationInHours", 168)
-    if isinstance(hours, bool) or not isinstance(hours, int) or not 24 <= hours <= 168:
-        raise _validation(
-            f"1 validation error detected: Value {hours!r} at 'timeoutDurationInHours' failed to satisfy "
-            "constraint: Member must be between 24 and 168"
-        )
-    invocation_type = request.get("modelInvocationType", "InvokeModel")
-    if invocation_type not in ("InvokeModel", "Converse"):
-        raise _validation(
-            f"1 validation error detected: Value {invocation_type!r} at 'modelInvocationType' failed to satisfy "
-            "constraint: Member must satisfy enum value set: [InvokeModel, Converse]"
-        )
-    vpc = request.get("vpcConfig")
-    assert isinstance(input_config, dict) and isinstance(output_config, dict)
-    return {
-        "name": name,
-        "token": token,
-        "role_arn": role,
-        "model_id": model_id,
-        "input_config": input_config,
-        "output_config": output_config,
-        "input_uri": input_uri,
-        "output_uri": output_uri,
-        "timeout_hours": hours,
-        "invocation_type": invocation_type,
-        "vpc_config": vpc if isinstance(vpc, dict) else None,
-    }
-
-
-def _check_uri(config: Any, where: str) -> str:
-    uri = config.get("s3Uri") if isinstance(config, dict) else None
-    if not isinstance(uri, str) or len(uri) > 1024 or not _S3_URI.fullmatch(uri):
-        raise _validation(
-            f"1 validation error detected: Value {uri!r} at '{where}' failed to satisfy constraint: Member must "
-            "be an S3 URI (s3://<bucket>/<key>) of letters, digits and -!_*'()./"
-        )
-    return uri
-
-
-def _split_uri(uri: str) -> tuple[str, str]:
-    found = _S3_URI.fullmatch(uri)
-    assert found is not None
-    return found[1], found[2].lstrip("/")
 
 
 def _parse_input_line(raw: bytes, file: str, index: int) -> _Record:
@@ -1299,156 +1184,7 @@ def _lines(body: Any, size: int = _READ_BYTES) -> Iterator[bytes]:
         yield b"".join(start)
 
 
-def _text_of(content: Any, where: str) -> str:
-    """The text of a message content: a string, or a list of text blocks (Anthropic or Converse)."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list) or not content:
-        raise _BadInput(f"{where} must be a string or a non-empty list of content blocks.")
-    texts = []
-    for block in content:
-        if isinstance(block, dict) and "cachePoint" in block and "text" not in block:
-            continue  # a Converse cache marker, not content
-        if not isinstance(block, dict) or not isinstance(block.get("text"), str):
-            raise _BadInput(f"{where} holds a block without text; the local service answers text only.")
-        if block.get("type", "text") != "text":
-            raise _BadInput(f"{where} holds a {block.get('type')!r} block; the local service answers text only.")
-        texts.append(block["text"])
-    return "".join(texts)
-
-
-def _messages(raw: Any) -> list[dict[str, Any]]:
-    if not isinstance(raw, list) or not raw:
-        raise _BadInput("messages must be a non-empty list.")
-    messages = []
-    for number, message in enumerate(raw):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise _BadInput(f"messages[{number}] must be an object with role user or assistant.")
-        messages.append({"role": message["role"], "content": _text_of(message.get("content"), f"messages[{number}]")})
-    return messages
-
-
-def _anthropic_request(body: Any) -> tuple[str, list[dict[str, Any]], int]:
-    """System prompt, messages and max_tokens of an Anthropic Messages body."""
-    if not isinstance(body, dict):
-        raise _BadInput("the body must be a JSON object.")
-    if not isinstance(body.get("anthropic_version"), str):
-        raise _BadInput("required key [anthropic_version] not found.")
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise _BadInput("required key [max_tokens] not found or not a positive integer.")
-    system = body.get("system", "")
-    system_text = "" if system in ("", None) else _text_of(system, "system")
-    return system_text, _messages(body.get("messages")), max_tokens
-
-
-def _converse_request(body: Any) -> tuple[str, list[dict[str, Any]], int]:
-    """System prompt, messages and maxTokens of a Converse request."""
-    if not isinstance(body, dict):
-        raise _BadInput("the request must be a JSON object.")
-    system = body.get("system")
-    system_text = ""
-    if system is not None:
-        if not isinstance(system, list):
-            raise _BadInput("system must be a list of {text} blocks.")
-        system_text = "\n".join(text for block in system if (text := _text_of([block], "system")))
-    config = body.get("inferenceConfig") or {}
-    if not isinstance(config, dict):
-        raise _BadInput("inferenceConfig must be an object.")
-    max_tokens = config.get("maxTokens", _CONVERSE_DEFAULT_MAX_TOKENS)
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise _BadInput("inferenceConfig.maxTokens must be a positive integer.")
-    return system_text, _messages(body.get("messages")), max_tokens
-
-
-def _anthropic_reply(model_id: str, completion: Completion) -> dict[str, Any]:
-    return {
-        "id": f"msg_bdrk_{uuid.uuid4().hex[:24]}",
-        "type": "message",
-        "role": "assistant",
-        "model": model_id,
-        "content": [{"type": "text", "text": completion.text}],
-        "stop_reason": _STOP_REASONS.get(completion.stop_reason, "end_turn"),
-        "stop_sequence": None,
-        "usage": {"input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens},
-    }
-
-
-def _converse_reply(completion: Completion, latency_ms: int) -> dict[str, Any]:
-    return {
-        "output": {"message": {"role": "assistant", "content": [{"text": completion.text}]}},
-        "stopReason": _STOP_REASONS.get(completion.stop_reason, "end_turn"),
-        "usage": {
-            "inputTokens": completion.input_tokens,
-            "outputTokens": completion.output_tokens,
-            "totalTokens": completion.input_tokens + completion.output_tokens,
-        },
-        "metrics": {"latencyMs": latency_ms},
-    }
-
-
-def _body(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ServiceError("ValidationException", f"The request body is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise _validation("The request body must be a JSON object.")
-    return doc
-
-
-def _query_time(query: dict[str, str], name: str) -> datetime | None:
-    raw = query.get(name)
-    if raw is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise _validation(f"{name} {raw!r} is not an ISO 8601 timestamp.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _query_int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _validation(f"{name} {raw!r} is not a whole number.") from None
-    if not low <= value <= high:
-        raise _validation(f"{name} must be between {low} and {high}.")
-    return value
-
-
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
-
-
-def _decode_token(token: str | None) -> int:
-    if token is None:
-        return 0
-    try:
-        kind, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind != "offset":
-            raise ValueError(kind)
-        return max(0, int(value))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _validation(f"The nextToken {token!r} is not valid.") from None
-
-
 # --- HTTP ----------------------------------------------------------------------------------------------
-
-
-def _json(doc: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], bytes]:
-    return status, {"Content-Type": "application/json"}, json.dumps(doc, ensure_ascii=False).encode("utf-8")
-
-
-def _error_response(exc: ServiceError) -> tuple[int, dict[str, str], bytes]:
-    body = json.dumps({"__type": exc.code, "message": exc.message}, ensure_ascii=False).encode("utf-8")
-    return exc.status, {"Content-Type": "application/json", "x-amzn-ErrorType": exc.code}, body
 
 
 class _Server(ThreadingHTTPServer):
@@ -1478,7 +1214,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ValueError as exc:
-            status, headers, payload = _error_response(_validation(str(exc)))
+            status, headers, payload = error_response(validation_error(str(exc)))
             self.close_connection = True
         else:
             status, headers, payload = self.server.service.handle(method, self.path, body)
@@ -1501,7 +1237,7 @@ class _Handler(BaseHTTPRequestHandler):
                         pass
                     return b"".join(chunks)
                 total += size
-                if total > _MAX_BODY_BYTES:
+                if total > MAX_BODY_BYTES:
                     raise ValueError("The request body is too large.")
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
@@ -1509,7 +1245,7 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise ValueError("The Content-Length header is not a number.") from None
-        if length > _MAX_BODY_BYTES:
+        if length > MAX_BODY_BYTES:
             raise ValueError("The request body is too large.")
         return self.rfile.read(length) if length > 0 else b""
 
