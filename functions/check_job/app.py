@@ -6,6 +6,7 @@ Returns the shard's new ``$.job``: ``{status, done, wait_seconds}``; ``JobEnded?
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,7 +26,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     run, shard = request.run, request.shard
     annotate(run.run_id, shard.name)
     config = settings()
-    model_id, invocation_type = run_invocation(aws.s3(), config, run.run_id)
     job = check_job(
         aws.bedrock(),
         aws.status_store(),
@@ -33,8 +33,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         run,
         shard,
         request.job,
-        task_model_id=model_id,
-        invocation_type=invocation_type,
+        invocation=partial(run_invocation, aws.s3(), config, run.run_id),
     )
     logger.info("job checked", extra={"status": job.status, "done": job.done, "wait_seconds": job.wait_seconds})
     metrics.add_metric(name="JobChecks", unit=MetricUnit.Count, value=1)

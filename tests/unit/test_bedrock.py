@@ -382,8 +382,7 @@ def poll(
         RUN,
         batch(name),
         JobCheck(status="Submitted", wait_seconds=wait_seconds),
-        task_model_id=MODEL,
-        invocation_type="InvokeModel",
+        invocation=lambda: (MODEL, "InvokeModel"),
         now=now,
     )
 
@@ -684,3 +683,17 @@ def test_concurrency_and_read_ahead_are_bounded() -> None:
     assert read_before_first <= 2 * 3
     records = {r.record_id: r.text for r in [first, *rest]}
     assert records == {f"R{n:010d}": f"text {n}" for n in range(1, 31)}
+
+
+def test_a_turn_that_only_polls_reads_nothing_of_the_run(store: StatusStore, bedrock: tuple[Any, Stubber]) -> None:
+    client, stub = bedrock
+    submitted(store, "shard-00001", arn("aaaaaaaaaaa1"))
+    stub.add_response("get_model_invocation_job", job(arn("aaaaaaaaaaa1"), "InProgress"))
+
+    def unexpected() -> tuple[str, str]:
+        raise AssertionError("the run's task was read to poll a job")
+
+    checked = check_job(
+        client, store, SETTINGS, RUN, batch("shard-00001"), JobCheck(status="Submitted"), invocation=unexpected
+    )
+    assert checked.status == "InProgress"

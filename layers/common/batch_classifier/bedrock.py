@@ -229,8 +229,7 @@ def check_job(
     shard: ShardRef,
     job: JobCheck,
     *,
-    task_model_id: str,
-    invocation_type: str,
+    invocation: Callable[[], tuple[str, str]],
     now: datetime | None = None,
 ) -> JobCheck:
     """One turn of a shard's wait/poll loop: submit the shard if it is still queued, else read its job's status.
@@ -238,14 +237,15 @@ def check_job(
     The wait doubles from ``poll_min_seconds`` up to ``poll_max_seconds`` (so a week-long job costs a few hundred
     polls), and drops back to the minimum when a queued shard got its job. A job still open well past its
     ``timeoutDurationInHours`` (Bedrock should have ended it ``Expired``) raises :class:`JobOverdueError`, which
-    stops the child workflow where a redrive can resume it.
+    stops the child workflow where a redrive can resume it. ``invocation`` gives the run's model id and invocation
+    type; it is called only to submit a queued shard, so a turn that only polls reads nothing else.
     """
     item = store.get_shard(run.run_id, shard.name) or {}
     status = str(item.get("shard_status", ShardStatus.QUEUED.value))
     if status == ShardStatus.PROCESSED.value or status in TERMINAL_JOB_STATUSES:
         return JobCheck(status=status, done=True, wait_seconds=0)
     if not item.get("job_arn"):
-        outcome = submit_shard(bedrock, store, settings, run, shard, task_model_id, invocation_type)
+        outcome = submit_shard(bedrock, store, settings, run, shard, *invocation())
         if outcome.outcome is Submission.QUEUED:
             return JobCheck(status=ShardStatus.QUEUED.value, wait_seconds=next_wait(job.wait_seconds, settings))
         return JobCheck(status=ShardStatus.SUBMITTED.value, wait_seconds=settings.poll_min_seconds)
