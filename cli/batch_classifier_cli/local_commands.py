@@ -23,7 +23,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
@@ -31,6 +32,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_classifier.errors import BatchClassifierError
+from batch_classifier.storage import INPUT_PREFIX, TASKS_PREFIX
+from batch_classifier.tasks import bundled_task_names, load_task
 
 SERVER_FILE = "server.json"
 
@@ -262,7 +265,15 @@ def runtime_for_command(model: str | None = None, settings: RunSettings | None =
 
 
 def _need_server() -> Remote:
-    remote = running_server()
+    """The running serve, for the commands that only read from it."""
+    try:
+        remote = running_server()
+    except LocalRuntimeError:  # not in the project folder, where serve records itself
+        raise LocalRuntimeError(
+            f"no local runtime found from here: `batch-classifier serve` records where it listens in the project "
+            f"folder's .local-runtime/{SERVER_FILE}, so run this command in the project folder (the one with "
+            "template.yaml)."
+        ) from None
     if remote is None:
         raise LocalRuntimeError(
             "no local runtime is running: start one with `batch-classifier serve` in another terminal "
@@ -278,12 +289,21 @@ def cmd_run(args: argparse.Namespace, print_summary: Callable[[dict[str, Any]], 
     source = Path(args.file)
     if not source.is_file():
         raise LocalRuntimeError(f"no such file: {source}.")
-    key = f"input_data/{args.task}/{source.name}" if args.task else f"input_data/{source.name}"
+    task_name, task_file = run_task(args.task)
     settings = RunSettings.from_args(args)
     with runtime_for_command(args.model, settings) as runtime:
         started = time.monotonic()
+        bucket = _outputs(runtime)["CustomerBucketName"]
+        if task_file is not None and task_name is not None:
+            task_key = upload_task(runtime, task_file, task_name)
+            print(f"task {task_name!r} from {task_file} uploaded to s3://{bucket}/{task_key}")
+            if task_name in bundled_task_names():
+                print(f"  (it replaces the bundled task {task_name!r} for this runtime's uploads)")
+        key = input_key(source.name, task_name)
+        if args.force:
+            key = _rerun_key(runtime.client("s3"), bucket, key)
         arn = runtime.upload(source, key)
-        print(f"uploaded {source.name} to s3://{_outputs(runtime)['CustomerBucketName']}/{key}")
+        print(f"uploaded {source.name} to s3://{bucket}/{key}")
         print(f"execution {arn.rsplit(':', 1)[-1]}")
         sfn = runtime.client("stepfunctions")
         described = _follow(sfn, arn, started)
@@ -294,7 +314,8 @@ def cmd_run(args: argparse.Namespace, print_summary: Callable[[dict[str, Any]], 
             print(format_execution(sfn, arn))
             return 1
         if result is None:
-            print(f"duplicate upload: {_earlier_run(runtime, json.loads(described.get('output') or '{}'))}")
+            print("\n".join(_earlier_run(runtime, json.loads(described.get("output") or "{}"), args.out)))
+            print(f"to classify it again, add --force: it is then uploaded as {_rerun_name(key)}")
             return 1
         summary = _download_results(runtime, result, Path(args.out))
         print_summary(summary)
@@ -306,13 +327,62 @@ def cmd_run(args: argparse.Namespace, print_summary: Callable[[dict[str, Any]], 
     return 0
 
 
-def _earlier_run(runtime: Any, output: dict[str, Any]) -> str:
-    """Where the run of an upload that came again is: its execution and status, and its results when it has them."""
+def run_task(task: str | None) -> tuple[str | None, Path | None]:
+    """``run --task``: a task name (bundled, or already in the bucket's config/tasks/), or a task file, which is
+    checked here and uploaded where the workflow reads users' tasks. Returns the task's name and its file."""
+    if task is None:
+        return None, None
+    path = Path(task)
+    if path.suffix.lower() in {".yaml", ".yml"} or "/" in task or os.sep in task or path.is_file():
+        return load_task(path).name, path
+    return task, None
+
+
+def upload_task(runtime: Any, task_file: Path, name: str) -> str:
+    """Put a task file at ``config/tasks/<name>.yaml`` in the customer bucket (where ConvertInput looks first)."""
+    key = f"{TASKS_PREFIX}/{name}.yaml"
+    runtime.client("s3").put_object(
+        Bucket=_outputs(runtime)["CustomerBucketName"], Key=key, Body=task_file.read_bytes()
+    )
+    return key
+
+
+def input_key(file_name: str, task: str | None) -> str:
+    """``input_data/<task>/<file>``, or ``input_data/<file>`` for the stack's default task."""
+    return f"{INPUT_PREFIX}/{task}/{file_name}" if task else f"{INPUT_PREFIX}/{file_name}"
+
+
+def _rerun_name(key: str, when: datetime | None = None, attempt: int = 1) -> str:
+    """``input_data/calls.csv`` → ``input_data/calls-rerun-20250102T030405Z.csv`` (``-<attempt>`` after the time from
+    the second attempt on; ``<UTC time>`` when no time is given). A run is told by its upload's bucket, key and ETag:
+    the same file uploaded again under the same key is the same run, under a key of its own it is a new one."""
+    path = PurePosixPath(key)
+    stamp = f"{when:%Y%m%dT%H%M%SZ}" if when else "<UTC time>"
+    if attempt > 1:
+        stamp = f"{stamp}-{attempt}"
+    return str(path.with_name(f"{path.stem}-rerun-{stamp}{path.suffix}"))
+
+
+def _rerun_key(s3: Any, bucket: str, key: str) -> str:
+    """The key of a deliberate rerun: one that no object has yet."""
+    now = datetime.now(UTC)
+    for attempt in range(1, 100):
+        candidate = _rerun_name(key, now, attempt)
+        try:
+            s3.head_object(Bucket=bucket, Key=candidate)
+        except ClientError:
+            return candidate
+    raise LocalRuntimeError(f"cannot find a free key for a rerun of {key}.")
+
+
+def _earlier_run(runtime: Any, output: dict[str, Any], out: str) -> list[str]:
+    """Where the run of an upload that came again is, in lines to print: its status and execution, its results in
+    the customer bucket when it has them, and the folder ``run`` downloaded them to when that folder is here."""
     run = output.get("run") or {}
     upload = f"s3://{run.get('bucket', '?')}/{run.get('key', '?')} (ETag {run.get('etag', '?')})"
     run_id = run.get("run_id")
     if not run_id:
-        return f"{upload} already has a run; nothing was done."
+        return [f"duplicate upload: {upload} already has a run; nothing was done."]
     try:
         from batch_classifier.status import run_key  # noqa: PLC0415
 
@@ -320,18 +390,27 @@ def _earlier_run(runtime: Any, output: dict[str, Any]) -> str:
             TableName=_outputs(runtime)["RunsTableName"], Key={k: {"S": v} for k, v in run_key(run_id).items()}
         )
         record = {k: next(iter(v.values())) for k, v in item.get("Item", {}).items()}
+        status = record.get("run_status", "status unknown")
+        lines = [f"duplicate upload: {upload} already has run {run_id} ({status}); nothing was done."]
         execution = str(record.get("execution") or "")
-        where = [f"{upload} already has run {run_id} ({record.get('run_status', 'status unknown')})"]
         if execution:
             name = execution.rsplit(":", 1)[-1]
-            where.append(f"started by execution {name} (`batch-classifier show {name}`)")
+            lines.append(f"  execution   {name} (`batch-classifier show {name}`)")
+        prefix = str(record.get("output_prefix") or "")
+        if not prefix and execution:  # a run item without it: the execution's output says where the results are
             earlier = runtime.client("stepfunctions").describe_execution(executionArn=execution)
-            summary = (json.loads(earlier.get("output") or "{}").get("result") or {}).get("summary")
-            if summary:
-                where.append(f"results in {summary.rsplit('/', 1)[0]}/")
+            summary = (json.loads(earlier.get("output") or "{}").get("result") or {}).get("summary") or ""
+            prefix = summary.split("/", 3)[-1].rsplit("/", 1)[0] + "/" if summary else ""
+        if prefix:
+            lines.append(f"  results     s3://{run.get('bucket', '?')}/{prefix}")
+            local = Path(out) / PurePosixPath(prefix).name
+            if local.is_dir():
+                lines.append(f"  downloaded  {local}/")
+        elif status == "RUNNING":
+            lines.append("  results     none yet: the run is still running")
     except (BotoCoreError, ClientError, KeyError, ValueError):
-        return f"{upload} already has run {run_id}; nothing was done."
-    return ", ".join(where) + "; nothing was done."
+        return [f"duplicate upload: {upload} already has run {run_id}; nothing was done."]
+    return lines
 
 
 def _model_name(runtime: Any) -> str:
@@ -347,9 +426,9 @@ def _outputs(runtime: Any) -> dict[str, str]:
     return runtime.outputs if isinstance(runtime, Remote) else runtime.stack.outputs
 
 
-def _follow(sfn: Any, arn: str, started: float) -> dict[str, Any]:
-    """Print each state as it finishes (the live view), until the execution ends."""
-    seen = 0
+def _follow(sfn: Any, arn: str, started: float, seen: int = 0) -> dict[str, Any]:
+    """Print each state as it finishes (the live view), until the execution ends; the first ``seen`` events of
+    the history (a redriven execution's earlier attempts) are not shown."""
     entered: dict[str, float] = {}
     while True:
         described = sfn.describe_execution(executionArn=arn)
@@ -393,6 +472,9 @@ def cmd_executions(args: argparse.Namespace) -> int:
 
     sfn = _need_server().client("stepfunctions")
     rows = list_all(sfn)
+    if args.json:
+        print(json.dumps([_execution_json(row) for row in rows], indent=2, ensure_ascii=False))
+        return 0
     if not rows:
         print("no executions yet: drop a file with `batch-classifier run FILE`")
         return 0
@@ -409,8 +491,63 @@ def cmd_show(args: argparse.Namespace) -> int:
     from batch_classifier_local.executions import format_execution, resolve  # noqa: PLC0415
 
     sfn = _need_server().client("stepfunctions")
-    print(format_execution(sfn, _resolve(resolve, sfn, args.execution)))
+    arn = _resolve(resolve, sfn, args.execution)
+    if args.json:
+        print(json.dumps(execution_details(sfn, arn), indent=2, ensure_ascii=False))
+    else:
+        print(format_execution(sfn, arn))
     return 0
+
+
+def _execution_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One line of ``executions`` as JSON (times in ISO 8601)."""
+    stop = row.get("stopDate")
+    return {
+        "name": row["name"],
+        "arn": row["executionArn"],
+        "state_machine": row.get("state_machine"),
+        "status": row["status"],
+        "started": _iso(row["startDate"]),
+        "stopped": _iso(stop),
+        "seconds": round((stop - row["startDate"]).total_seconds(), 3) if stop else None,
+        "file": row.get("file") or None,
+    }
+
+
+def execution_details(sfn: Any, arn: str) -> dict[str, Any]:
+    """What ``show`` prints, as JSON: the execution, then every state with its status, times, error and cause."""
+    from batch_classifier_local.executions import state_runs  # noqa: PLC0415
+
+    described = sfn.describe_execution(executionArn=arn)
+    stop = described.get("stopDate")
+    return {
+        "name": described["name"],
+        "arn": described["executionArn"],
+        "status": described["status"],
+        "started": _iso(described["startDate"]),
+        "stopped": _iso(stop),
+        "seconds": round((stop - described["startDate"]).total_seconds(), 3) if stop else None,
+        "error": described.get("error"),
+        "cause": described.get("cause"),
+        "states": [
+            {
+                "name": run.name,
+                "type": run.kind,
+                "status": run.status,
+                "entered": _iso(run.entered),
+                "exited": _iso(run.exited),
+                "seconds": None if run.seconds is None else round(run.seconds, 3),
+                "iterations": run.iterations or None,
+                "error": run.error,
+                "cause": run.cause,
+            }
+            for run in state_runs(sfn, arn)
+        ],
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
@@ -418,13 +555,15 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
     sfn = _need_server().client("stepfunctions")
     arn = _resolve(resolve, sfn, args.execution)
+    started = time.monotonic()
     try:
-        new = redrive(sfn, arn)
+        done = redrive(sfn, arn)
     except ExecutionNotRedrivable as exc:
         raise LocalRuntimeError(str(exc)) from None
-    print(f"redriving as {new.rsplit(':', 1)[-1]}")
-    described = _follow(sfn, new, time.monotonic())
-    print(format_execution(sfn, new))
+    times = "once" if done.count == 1 else f"{done.count} times"
+    print(f"redriving execution {arn.rsplit(':', 1)[-1]} at {done.resumes_at} (same execution ARN; redriven {times})")
+    described = _follow(sfn, arn, started, seen=done.events_before)
+    print(format_execution(sfn, arn))
     return 0 if described["status"] == "SUCCEEDED" else 1
 
 
@@ -449,10 +588,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with runtime:
         assert runtime.stack is not None and runtime.bedrock is not None
+        outputs = stack_outputs(runtime.client, runtime.stack.outputs)
         info = {
             "endpoint": runtime.endpoint,
             "bedrock": runtime.bedrock.url,
-            "outputs": runtime.stack.outputs,
+            "outputs": outputs,
             "state_machine_arn": runtime.stack.state_machine_arn,
             "pid": os.getpid(),
             "settings": {**settings.to_json(), "time_scale": runtime.time_scale},
@@ -465,6 +605,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"state machine {runtime.stack.state_machine_arn}")
         if settings.describe():
             print(f"with {settings.describe()}")
+        print("stack outputs:")
+        width = max(map(len, outputs), default=0)
+        for name, value in outputs.items():
+            print(f"  {name:<{width}}  {value}")
         print("use it from the AWS CLI or any SDK with:")
         for name, value in runtime.environment.items():
             print(f"  export {name}={value}")
@@ -477,6 +621,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             path.unlink(missing_ok=True)
     return 0
+
+
+def stack_outputs(client: Callable[[str], Any], outputs: dict[str, str]) -> dict[str, str]:
+    """The local stack's outputs, with real values where moto's CloudFormation gives none: the layer version's ARN
+    (moto gives the object's repr) and the Glue database and table and the Athena workgroup (moto skips those
+    resources and the runtime creates them itself), read back from the local services."""
+    fixed = dict(outputs)
+    if not fixed.get("CommonLayerArn", "").startswith("arn:"):
+        fixed.pop("CommonLayerArn", None)
+        layers = [
+            layer["LatestMatchingVersion"]["LayerVersionArn"]
+            for layer in client("lambda").list_layers().get("Layers", [])
+            if "CommonLayer" in layer["LayerName"] and layer.get("LatestMatchingVersion")
+        ]
+        if len(layers) == 1:
+            fixed["CommonLayerArn"] = layers[0]
+    glue = client("glue")
+    databases = [d["Name"] for d in glue.get_databases().get("DatabaseList", [])]
+    if "AnalyticsDatabaseName" not in fixed and len(databases) == 1:
+        fixed["AnalyticsDatabaseName"] = databases[0]
+    if "AnalyticsTableName" not in fixed and "AnalyticsDatabaseName" in fixed:
+        tables = [t["Name"] for t in glue.get_tables(DatabaseName=fixed["AnalyticsDatabaseName"]).get("TableList", [])]
+        if len(tables) == 1:
+            fixed["AnalyticsTableName"] = tables[0]
+    if "AthenaWorkGroupName" not in fixed:
+        groups = [
+            g["Name"] for g in client("athena").list_work_groups().get("WorkGroups", []) if g["Name"] != "primary"
+        ]
+        if len(groups) == 1:
+            fixed["AthenaWorkGroupName"] = groups[0]
+    return fixed
 
 
 # --- query ------------------------------------------------------------------------------------------------------
@@ -502,20 +677,35 @@ def cmd_query(args: argparse.Namespace) -> int:
 def add_commands(commands: Any, print_summary: Callable[[dict[str, Any]], None]) -> None:
     cmd = commands.add_parser("run", help="classify a file on the local runtime, end to end, and print the summary")
     cmd.add_argument("file", help="the file to drop into input_data/")
-    cmd.add_argument("--task", help="the task (uploads under input_data/<task>/); default: the stack's default task")
+    cmd.add_argument(
+        "--task",
+        help="a task name (uploads under input_data/<task>/), or a task file (.yaml), uploaded first to "
+        "config/tasks/<its name>.yaml in the customer bucket; default: the stack's default task",
+    )
     cmd.add_argument("--model", help="offline (default) or openai:<base url>#<model> for an OpenAI-compatible server")
     cmd.add_argument("--out", default="results", help="where to copy the results (default: ./results)")
+    cmd.add_argument(
+        "--force",
+        action="store_true",
+        help="classify the file even if this runtime has run it before: a run is told by the upload's bucket, key "
+        "and ETag (the content), so the file is uploaded under its own key, <name>-rerun-<UTC time>.<ext>, and its "
+        "results get their own folder",
+    )
     _add_runtime_options(cmd)
     cmd.set_defaults(run=lambda a: cmd_run(a, print_summary))
 
     cmd = commands.add_parser("executions", help="list the local runtime's executions")
+    cmd.add_argument("--json", action="store_true", help="print them as JSON")
     cmd.set_defaults(run=cmd_executions)
 
     cmd = commands.add_parser("show", help="an execution state by state, as the Step Functions console shows it")
     cmd.add_argument("execution", help="an execution name or ARN")
+    cmd.add_argument("--json", action="store_true", help="print it as JSON")
     cmd.set_defaults(run=cmd_show)
 
-    cmd = commands.add_parser("redrive", help="rerun a failed execution from where it failed")
+    cmd = commands.add_parser(
+        "redrive", help="redrive a failed execution (RedriveExecution): it resumes where it failed, same ARN"
+    )
     cmd.add_argument("execution", help="an execution name or ARN")
     cmd.set_defaults(run=cmd_redrive)
 

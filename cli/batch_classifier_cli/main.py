@@ -2,17 +2,23 @@
 
 Commands: ``prepare`` (input file → Bedrock batch job files), ``collect`` (batch outputs → classified file and
 summary), ``evaluate`` (metrics of a results file against its ground-truth column), ``estimate`` (tokens and
-cost before a run), ``tasks`` (the bundled tasks), and the local runtime's ``run``, ``executions``, ``show``,
-``redrive``, ``serve`` and ``query`` (see local_commands.py). Errors end the command with one sentence and a
-non-zero exit code; ``--debug`` shows the traceback.
+cost before a run), ``tasks`` (the bundled tasks), the local runtime's ``run``, ``executions``, ``show``,
+``redrive``, ``serve`` and ``query`` (see local_commands.py), and ``faults`` (fault_commands.py). Errors end the
+command with one sentence and a non-zero exit code; ``--debug`` shows the traceback. Output cut short by its
+reader (``| head``) ends the command quietly, with the status a shell gives a command stopped by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +27,19 @@ from batch_classifier.cost import PriceTable, estimate_cost
 from batch_classifier.errors import BatchClassifierError
 from batch_classifier.evaluation import evaluate, format_report
 from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows
+from batch_classifier.outputs import MANIFEST_NAME
 from batch_classifier.pipeline import (
     ESTIMATED_OUTPUT_TOKENS,
+    JOBS_DIR,
+    ON_DEMAND_DIR,
+    PLAN,
+    RECORDS,
+    REJECTS,
+    SHARED,
+    TASK,
+    TEXTS,
     InputOptions,
+    PreparedRun,
     collect,
     estimated_input_tokens,
     prepare,
@@ -32,11 +48,16 @@ from batch_classifier.readers import open_table
 from batch_classifier.records import RowStatus
 from batch_classifier.tasks import Task, bundled_task_names, load_task
 
+from .fault_commands import add_commands as add_fault_commands
 from .local_commands import add_commands
 from .progress import ProgressLine
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a command stopped by SIGPIPE (as `seq 1e6 | head` gives)
+
+#: What ``prepare`` writes in its folder: a folder holding only these is one it may replace.
+PREPARED_ENTRIES = frozenset({JOBS_DIR, ON_DEMAND_DIR, RECORDS, TEXTS, REJECTS, PLAN, TASK, SHARED})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         result: int = args.run(args)
+        sys.stdout.flush()  # a reader that went away is found here, not at exit
         return result
+    except BrokenPipeError:
+        # The reader of our output closed it (`| head`): stop quietly. Python flushes stdout again at exit, which
+        # would fail the same way, so point stdout at devnull first.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (BatchClassifierError, OSError) as exc:
         if args.debug:
             raise
@@ -56,6 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured, or already closed)
+        pass
 
 
 def _sentence(exc: BaseException) -> str:
@@ -69,8 +105,11 @@ def _sentence(exc: BaseException) -> str:
 
 def _prepare(args: argparse.Namespace) -> int:
     task = _task(args)
+    target = Path(args.out).resolve()
+    _check_prepare_target(target, args.out)
     progress = ProgressLine()
-    run = prepare(Path(args.input), Path(args.out), task, options=_options(args), progress=progress)
+    with _staged_folder(target) as staging:
+        run = prepare(Path(args.input), staging, task, options=_options(args), progress=progress)
     progress.done()
     plan = run.plan
     print(f"Prepared {args.input} with task {task.name!r} ({task.model_id}) in {args.out}")
@@ -96,7 +135,65 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_prepare_target(target: Path, given: str) -> None:
+    """``prepare`` replaces its folder as a whole: refuse a file, or a folder holding anything it did not write."""
+    if target.exists() and not target.is_dir():
+        raise BatchClassifierError(f"--out {given} is a file: prepare writes a folder.")
+    if target.is_dir():
+        others = sorted(p.name for p in target.iterdir() if p.name not in PREPARED_ENTRIES)
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise BatchClassifierError(
+                f"--out {given} holds files prepare did not write ({shown}), and prepare replaces the folder as a "
+                "whole: give a new or empty folder, or one written by prepare."
+            )
+
+
+@contextmanager
+def _staged_folder(target: Path) -> Iterator[Path]:
+    """A new folder beside ``target`` to write into, moved into its place when the block succeeds; when it fails,
+    the new folder is removed and ``target`` is left as it was."""
+    missing = next((p for p in reversed(target.parents) if not p.exists()), None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent))
+    try:
+        yield staging
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if missing is not None:  # remove the parent folders made for it, if they are still empty
+            with suppress(OSError):
+                folder = target.parent
+                while folder != missing.parent:
+                    folder.rmdir()
+                    folder = folder.parent
+        raise
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target`` (same folder, so each rename is atomic). An existing ``target`` is first
+    renamed aside, and restored if the second rename fails; only then is the old folder deleted."""
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        staging.replace(target)  # an empty folder is replaced in one rename
+        return
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _collect(args: argparse.Namespace) -> int:
+    outputs = Path(args.outputs)
+    PreparedRun.load(Path(args.folder))  # "not a prepared folder" comes first
+    if outputs.is_dir() and not any(p.name != MANIFEST_NAME for p in outputs.rglob("*.out")):
+        raise BatchClassifierError(
+            f"found no batch output files (*.out) in {args.outputs} or its subfolders: download each job's output "
+            "folder (<outputUri>/<job id>/) into it, then collect again."
+        )
     progress = ProgressLine()
     summary = collect(Path(args.folder), Path(args.outputs), Path(args.out), progress=progress)
     progress.done()
@@ -155,6 +252,11 @@ def _read_pairs(
                 raise BatchClassifierError(
                     f"{path.name} has no column {needed!r}; its columns are: {', '.join(columns)}."
                 )
+        if truth == prediction_column:
+            raise BatchClassifierError(
+                f"the ground truth and the prediction are the same column {truth!r} of {path.name}, which would "
+                "score it against itself: give the ground-truth column with --label-column."
+            )
         has_status = "status" in columns
         pairs: list[tuple[str | None, str | None]] = []
         seen: dict[str, None] = {}
@@ -270,7 +372,12 @@ def _parser() -> argparse.ArgumentParser:
 
     cmd = commands.add_parser("prepare", help="write Bedrock batch job files for an input file")
     _add_input_options(cmd)
-    cmd.add_argument("--out", required=True, help="the folder to write (jobs/, on-demand/, records, plan.json)")
+    cmd.add_argument(
+        "--out",
+        required=True,
+        help="the folder to write (jobs/, on-demand/, records, plan.json); one written by an earlier prepare is "
+        "replaced only once this one succeeds",
+    )
     cmd.set_defaults(run=_prepare)
 
     cmd = commands.add_parser("collect", help="join batch outputs with a prepared folder into a results file")
@@ -292,6 +399,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.set_defaults(run=_estimate)
 
     add_commands(commands, _print_summary)
+    add_fault_commands(commands)
 
     cmd = commands.add_parser("tasks", help="list the bundled tasks, or show one")
     cmd.add_argument("action", nargs="?", choices=["list", "show"], default="list")

@@ -19,6 +19,11 @@ from batch_classifier.workflow import ShardInput
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = ShardInput.model_validate(event)
     annotate(request.run.run_id, request.shard.name)
-    outcome = process_shard(request.run, request.shard, aws.s3(), aws.bedrock_runtime(), aws.status_store(), settings())
+    # On-demand calls work to the invocation's remaining time (a context without the method: Lambda's longest).
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    outcome = process_shard(
+        request.run, request.shard, aws.s3(), aws.bedrock_runtime(), aws.status_store(), settings(), remaining_ms
+    )
     metrics.add_metric(name="RetryableRecords", unit=MetricUnit.Count, value=outcome["retryable"])
+    metrics.add_metric(name="UnsentRecords", unit=MetricUnit.Count, value=outcome["unsent"])
     return outcome

@@ -1,7 +1,8 @@
 """RecordFailure (EventBridge: an execution FAILED, TIMED_OUT or ABORTED): mark its run FAILED and tell the topic.
 
 Only ConvertInput's input errors are caught inside the workflow; every other failure stops the execution where it
-happened, so a redrive resumes there. This function records and announces those stops.
+happened, so a redrive resumes there. This function records and announces those stops, and stops the Bedrock
+batch jobs of an aborted or timed-out execution (a failed one keeps them for its redrive).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from batch_classifier.settings import settings
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = record_failure(event, aws.status_store(), aws.sns(), settings().run_events_topic_arn)
+    result = record_failure(
+        event, aws.status_store(), aws.sns(), settings().run_events_topic_arn, bedrock=aws.bedrock()
+    )
     if result["run_id"]:
         annotate(result["run_id"])
     logger.append_keys(execution=result["execution"])
@@ -29,4 +32,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
     if result["notified"] and not result["recorded"]:
         metrics.add_metric(name="UnregisteredRunsFailed", unit=MetricUnit.Count, value=1)
+    if result.get("jobs_stopped"):
+        metrics.add_metric(name="BatchJobsStopped", unit=MetricUnit.Count, value=len(result["jobs_stopped"]))
     return result

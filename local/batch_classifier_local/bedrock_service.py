@@ -27,10 +27,9 @@ answered by the :class:`~batch_classifier_local.models.Model`; the output is wri
 A job's memory does not grow with its records (beyond a few bytes each): validation copies each input file from
 S3 to a local temporary file a chunk at a time and checks it line by line, keeping one byte per record (can it be
 answered); the job reads the copies again, line by line, to answer them; the output lines wait in local
-temporary files, with where each ends; and each output file is uploaded from there in its shuffled order by one
-PUT whose body is read from those files as boto3 sends it. (An S3 GET is kept short, and an output is not a
-multipart upload, because moto, in the process of the local runtime, holds a whole object in memory while a GET
-of it is open and joins the parts of a multipart upload in memory.)
+temporary files, with where each ends; and each output file is uploaded from there in its shuffled order as a
+multipart upload whose parts are read from those files as boto3 sends them (moto, in the process of the local
+runtime, holds a whole PUT's body in memory; the runtime's patches make it join parts and serve GETs from disk).
 
 What a job leaves behind:
 
@@ -61,12 +60,14 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from boto3.s3.transfer import TransferConfig
 
 from .bedrock_api import (
     MAX_BODY_BYTES,
@@ -87,22 +88,20 @@ from .bedrock_api import (
     split_uri,
     validation_error,
 )
+from .faults import OPEN_STATUSES, TERMINAL_STATUSES, FaultPlan
 from .models import Completion, Model, ModelRequestInvalid, ModelThrottled
 
-__all__ = ["FaultPlan", "LocalBedrock", "ServiceError", "Stats"]
+__all__ = ["LocalBedrock", "ServiceError", "Stats"]
 
 _log = logging.getLogger(__name__)
-
-OPEN_STATUSES = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
-TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
-# Terminal statuses a fault plan may give a job.
-INJECTABLE_STATUSES = TERMINAL_STATUSES
 
 # Seconds each phase lasts at time_scale 1.0 (InProgress: spread over the job's records).
 PHASE_SECONDS = {"Submitted": 2.0, "Validating": 2.0, "Scheduled": 1.0, "InProgress": 3.0, "Stopping": 1.0}
 
 MANIFEST_NAME = "manifest.json.out"
 _MAX_RESULTS_DEFAULT = 100
+# Outputs go up in 8 MiB parts, one at a time: the process that serves S3 is this one.
+_UPLOAD = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024, use_threads=False)
 # Bytes read at a time from an input body and from the local copy of an input file.
 _READ_BYTES = 256 * 1024
 
@@ -127,88 +126,7 @@ class _JobFailure(Exception):
     """A reason for a job to end Failed."""
 
 
-# --- the fault plan and the counters -------------------------------------------------------------------
-
-
-@dataclass
-class FaultPlan:
-    """Faults to inject; replace it at any time (``service.faults = FaultPlan(...)`` or ``POST /_local/faults``).
-
-    - ``job_statuses``: a substring of a job's name or input S3 URI → the terminal status the job ends with
-      (Completed, Failed, PartiallyCompleted, Expired, Stopped); the first matching entry wins.
-    - ``record_errors``: error code → how many records of every job fail with it (``{"429": 2, "400": 1}``);
-      the first records of the job in input order get them, codes in the order given. A code of digits is
-      written as a number (``"errorCode": 429``), any other as a string.
-    - ``quota_refusals``: the next N CreateModelInvocationJob calls are refused (ServiceQuotaExceededException).
-    - ``throttle_on_demand``: the next N InvokeModel/Converse calls get ThrottlingException (HTTP 429).
-    - ``missing_records``: the last N records of every job are answered and counted, but their lines are
-      absent from the output.
-
-    A job's fate (status, record errors, missing records) is fixed by the plan in force when it is created.
-    The two counters go down as they are used.
-    """
-
-    job_statuses: dict[str, str] = field(default_factory=dict)
-    record_errors: dict[str, int] = field(default_factory=dict)
-    quota_refusals: int = 0
-    throttle_on_demand: int = 0
-    missing_records: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.job_statuses, Mapping):
-            raise ValueError("job_statuses must map a job name or input URI substring to a status.")
-        for key, status in self.job_statuses.items():
-            if not isinstance(key, str) or not key:
-                raise ValueError("job_statuses keys must be non-empty strings.")
-            if status not in INJECTABLE_STATUSES:
-                raise ValueError(
-                    f"job_statuses[{key!r}] is {status!r}; use one of {', '.join(sorted(INJECTABLE_STATUSES))}."
-                )
-        self.job_statuses = dict(self.job_statuses)
-        if not isinstance(self.record_errors, Mapping):
-            raise ValueError("record_errors must map an error code to a number of records.")
-        errors: dict[str, int] = {}
-        for code, count in self.record_errors.items():
-            if not str(code).strip():
-                raise ValueError("record_errors keys must be error codes such as '429'.")
-            errors[str(code).strip()] = _count(f"record_errors[{code!r}]", count)
-        self.record_errors = errors
-        self.quota_refusals = _count("quota_refusals", self.quota_refusals)
-        self.throttle_on_demand = _count("throttle_on_demand", self.throttle_on_demand)
-        self.missing_records = _count("missing_records", self.missing_records)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FaultPlan:
-        """A plan from its JSON form; unknown fields are refused (ValueError)."""
-        if not isinstance(data, Mapping):
-            raise ValueError("a fault plan is a JSON object.")
-        known = {"job_statuses", "record_errors", "quota_refusals", "throttle_on_demand", "missing_records"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown fault plan fields {unknown}; known: {sorted(known)}.")
-        return cls(**dict(data))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job_statuses": dict(self.job_statuses),
-            "record_errors": dict(self.record_errors),
-            "quota_refusals": self.quota_refusals,
-            "throttle_on_demand": self.throttle_on_demand,
-            "missing_records": self.missing_records,
-        }
-
-    def status_for(self, *subjects: str) -> str | None:
-        """The injected terminal status of a job whose name or input URI contains a key of ``job_statuses``."""
-        for key, status in self.job_statuses.items():
-            if any(key in subject for subject in subjects):
-                return status
-        return None
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a whole number of at least 0, not {value!r}.")
-    return value
+# --- the counters -------------------------------------------------------------------
 
 
 @dataclass
@@ -247,6 +165,7 @@ class _Fate:
     status: str | None
     record_errors: tuple[tuple[str, int], ...]
     missing: int
+    malformed: int = 0
 
 
 @dataclass
@@ -343,6 +262,9 @@ class _LinesInOrder:
 
     def seekable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        """Nothing to release: the spool owns the file (s3transfer closes what it uploaded)."""
 
     def tell(self) -> int:
         return self._position
@@ -682,6 +604,7 @@ class LocalBedrock:
             status=plan.status_for(checked["name"], checked["input_uri"]),
             record_errors=tuple(plan.record_errors.items()),
             missing=plan.missing_records,
+            malformed=plan.malformed_lines,
         )
         return _Job(
             job_id=job_id,
@@ -770,10 +693,13 @@ class LocalBedrock:
     def _admit_runtime_call(self) -> None:
         with self._lock:
             self.stats.runtime_calls += 1
+            slow = self._faults.slow_on_demand_seconds
             if self._faults.throttle_on_demand > 0:
                 self._faults.throttle_on_demand -= 1
                 self.stats.throttled_calls += 1
                 raise ServiceError("ThrottlingException", "Too many requests, please wait before trying again.")
+        if slow > 0:
+            time.sleep(slow)  # a slow model: real seconds, not scaled (the caller's time budget is real too)
 
     def _invoke(self, model_id: str, body: bytes) -> bytes:
         self._admit_runtime_call()
@@ -941,6 +867,7 @@ class LocalBedrock:
         if timed_out:
             limit = min(limit, int(total * share))
         started = time.monotonic()
+        written = 0
         with contextlib.closing(self._stream_records(source, limit)) as records:
             for index, record in records:
                 if self._closed:
@@ -958,7 +885,11 @@ class LocalBedrock:
                         job.output_tokens += tokens[1]
                     job.last_modified = _now()
                 if index not in missing:
-                    spool.add(record.file, (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+                    text = json.dumps(line, ensure_ascii=False)
+                    if written < job.fate.malformed:
+                        text = text[: len(text) // 2]  # cut short: not JSON
+                    written += 1
+                    spool.add(record.file, (text + "\n").encode("utf-8"))
                 pause = started + full_span * (index + 1) / total - time.monotonic()
                 if pause > 0.001:
                     job.wake.wait(pause)
@@ -1107,7 +1038,7 @@ class LocalBedrock:
             for name in spool.names():
                 order = array("L", range(spool.count(name)))
                 shuffle.shuffle(order)
-                self.s3.put_object(Bucket=bucket, Key=f"{prefix}{name}.out", Body=spool.reader(name, order))
+                self.s3.upload_fileobj(spool.reader(name, order), bucket, f"{prefix}{name}.out", Config=_UPLOAD)
             self.s3.put_object(Bucket=bucket, Key=prefix + MANIFEST_NAME, Body=json.dumps(manifest).encode())
         except Exception as exc:
             raise _JobFailure(f"Could not write the output to s3://{bucket}/{prefix}: {exc}") from None

@@ -1,30 +1,32 @@
-"""Executions as the Step Functions console shows them, and redrive for a runtime that has none.
+"""Executions as the Step Functions console shows them, and redrive.
 
 Everything here speaks the Step Functions API through a boto3 client, so it works against the local runtime in
 this process, against ``batch-classifier serve`` in another, or against AWS.
 
-Redrive follows RedriveExecution's semantics: the execution resumes at the state that failed, with the input
-that state received; states that succeeded are not run again, and in a failed inline Map state only the
-iterations that did not succeed run again. A Distributed Map that reads its items from S3 runs all its children
-again: ours are idempotent, so the children that had succeeded end at once. moto has no RedriveExecution, so a
-redrive here is a new execution of a copy of the state machine that starts at the failed state (named
-``<state machine>-redrive``); the execution is named ``<original>-redrive-<n>``.
+:func:`redrive` is RedriveExecution (the local runtime adds it to moto): the same execution, same ARN, resumes at
+the state that did not succeed, with the input that state had; states that succeeded are not run again, and in a
+failed Distributed Map only the children that did not succeed run again. It refuses what Step Functions refuses
+(an execution that succeeded, is running, or stopped more than 14 days ago) and, before asking, an execution that
+ended in one of the workflow's Fail states (a file it cannot read, a run in which nothing was classified): a
+redrive replays that state and fails the same way, so the file must be fixed and uploaded again instead.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from batch_classifier.failures import INPUT_ERRORS, RECORDED_BY_WORKFLOW
+
 TERMINAL_FAILURES = {"FAILED", "TIMED_OUT", "ABORTED"}
-REDRIVE_ITEMS = "__redrive_items"
 
 
 class ExecutionNotRedrivable(Exception):
-    """The execution cannot be redriven (it did not fail, or its failure point cannot be found)."""
+    """The execution cannot be redriven: Step Functions refuses, or a redrive would fail the same way."""
 
 
 @dataclass
@@ -75,15 +77,26 @@ def list_all(sfn: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of an execution's history, oldest first (all pages)."""
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    return [event for page in pages for event in page["events"]]
+
+
 def state_runs(sfn: Any, execution_arn: str) -> list[StateRun]:
-    """The states of an execution in the order they ran, with durations, errors and Map iteration counts."""
-    events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+    """The states of an execution in the order they ran (a redriven execution: each attempt's), with durations,
+    errors and Map iteration counts."""
     runs: list[StateRun] = []
     open_runs: dict[str, StateRun] = {}
     maps: list[StateRun] = []
-    for event in events:
+    for event in history(sfn, execution_arn):
         kind: str = event["type"]
-        if kind.endswith("StateEntered"):
+        if kind == "ExecutionRedriven":  # the attempt before ended: what it left open ended with it
+            for left in open_runs.values():
+                if left.status == "running":
+                    left.status = "failed"
+            open_runs.clear()
+        elif kind.endswith("StateEntered"):
             details = event["stateEnteredEventDetails"]
             run = StateRun(name=details["name"], kind=kind.removesuffix("StateEntered"), entered=event["timestamp"])
             run.input = details.get("input")
@@ -146,6 +159,9 @@ def format_execution(sfn: Any, execution_arn: str) -> str:
         f"  status   {described['status']}",
         f"  started  {described['startDate']:%Y-%m-%d %H:%M:%S}",
     ]
+    if described.get("redriveCount"):
+        times = "once" if described["redriveCount"] == 1 else f"{described['redriveCount']} times"
+        lines.append(f"  redriven {times}, last at {described['redriveDate']:%Y-%m-%d %H:%M:%S}")
     if described.get("stopDate"):
         seconds = (described["stopDate"] - described["startDate"]).total_seconds()
         lines.append(f"  duration {seconds:.1f}s")
@@ -181,73 +197,86 @@ def _short(cause: str | None, limit: int = 160) -> str:
 # --- redrive ----------------------------------------------------------------------------------------------
 
 
-def redrive(sfn: Any, execution_arn: str) -> str:
-    """Resume a failed execution at its failed state; returns the new execution's ARN."""
+@dataclass
+class Redrive:
+    """A redrive that started: the same execution, its redrive count, the state it resumes at, and how many of its
+    history's events came before (the redriven attempt's events follow)."""
+
+    execution_arn: str
+    count: int
+    resumes_at: str
+    events_before: int
+
+
+def redrive(sfn: Any, execution_arn: str) -> Redrive:
+    """Redrive a failed, timed-out or aborted execution (RedriveExecution): it resumes at the state that did not
+    succeed. Refuses, without asking, an execution that ended in one of the workflow's Fail states."""
     described = sfn.describe_execution(executionArn=execution_arn)
-    if described["status"] not in TERMINAL_FAILURES:
+    name = described["name"]
+    stopped_in = unsuccessful_state(sfn, execution_arn)
+    refusal = _fails_the_same_way(described, stopped_in)
+    if refusal:
+        raise ExecutionNotRedrivable(refusal)
+    try:
+        sfn.redrive_execution(executionArn=execution_arn)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExecutionNotRedrivable":
+            raise
+        reason = sfn.describe_execution(executionArn=execution_arn).get("redriveStatusReason")
         raise ExecutionNotRedrivable(
-            f"{described['name']} is {described['status']}: only failed, timed out or aborted executions redrive."
+            f"{name} cannot be redriven: {reason or exc.response['Error'].get('Message', 'Step Functions refused')}"
+        ) from None
+    count = int(sfn.describe_execution(executionArn=execution_arn).get("redriveCount") or 0)
+    events = history(sfn, execution_arn)
+    before = next(
+        (
+            index + 1
+            for index, event in reversed(list(enumerate(events)))
+            if event["type"] == "ExecutionRedriven"
+            and int(event.get("executionRedrivenEventDetails", {}).get("redriveCount") or 0) == count
+        ),
+        len(events),
+    )
+    return Redrive(execution_arn, count, stopped_in[0] if stopped_in else "?", before)
+
+
+def unsuccessful_state(sfn: Any, execution_arn: str) -> tuple[str, str] | None:
+    """The top-level state (name, type) where the execution's last attempt stopped: the last one it entered and did
+    not leave (the one a redrive resumes at); None when there is none."""
+    definition = json.loads(sfn.describe_state_machine_for_execution(executionArn=execution_arn)["definition"])
+    types = {name: str(state.get("Type", "")) for name, state in definition.get("States", {}).items()}
+    entered: list[str] = []
+    for event in history(sfn, execution_arn):
+        if event["type"] == "ExecutionRedriven":
+            entered.clear()
+        state = (event.get("stateEnteredEventDetails") or {}).get("name")
+        if isinstance(state, str) and state in types:
+            entered = [name for name in entered if name != state] + [state]
+        left = (event.get("stateExitedEventDetails") or {}).get("name")
+        if left in entered:
+            entered.remove(left)
+    return (entered[-1], types[entered[-1]]) if entered else None
+
+
+def _fails_the_same_way(described: dict[str, Any], stopped_in: tuple[str, str] | None) -> str | None:
+    """Why redriving this execution would only fail again, or None. An execution that ended in a Fail state (input
+    the product cannot read: ConvertInput's errors, caught, end in RunFailed; a run in which nothing was
+    classified ends in NothingClassified) replays that Fail state when redriven."""
+    if described["status"] not in TERMINAL_FAILURES:
+        return None  # Step Functions says why
+    error = str(described.get("error") or "")
+    name = described["name"]
+    in_fail_state = stopped_in is not None and stopped_in[1] == "Fail"
+    if error in INPUT_ERRORS:
+        return (
+            f"{name} failed on its input ({error}): a redrive would fail the same way. Fix the file and upload it "
+            "again; the new upload starts a new run."
         )
-    machine = sfn.describe_state_machine(stateMachineArn=described["stateMachineArn"])
-    definition = json.loads(machine["definition"])
-    top_level = set(definition["States"])
-    failed = next(
-        (r for r in reversed(state_runs(sfn, execution_arn)) if r.name in top_level and r.status != "succeeded"),
-        None,
-    )
-    if failed is None or failed.input is None:
-        raise ExecutionNotRedrivable(f"cannot find where {described['name']} failed in its history.")
-    state_input = json.loads(failed.input)
-    plan = copy.deepcopy(definition)
-    plan["StartAt"] = failed.name
-    state = plan["States"][failed.name]
-    if state["Type"] == "Map" and "ItemReader" not in state:
-        items = _path(state_input, state.get("ItemsPath", "$"))
-        done = _succeeded_iterations(sfn, execution_arn, failed.name)
-        state_input[REDRIVE_ITEMS] = [item for index, item in enumerate(items) if index not in done]
-        state["ItemsPath"] = f"$.{REDRIVE_ITEMS}"
-        if state.get("ResultPath", "$") is not None:
-            raise ExecutionNotRedrivable(
-                f"{failed.name} keeps its iterations' results, which a local redrive cannot restore."
-            )
-    name = f"{machine['name']}-redrive"[:80]
-    existing = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
-    if name in existing:
-        sfn.update_state_machine(stateMachineArn=existing[name], definition=json.dumps(plan))
-        redrive_machine = existing[name]
-    else:
-        redrive_machine = sfn.create_state_machine(
-            name=name, definition=json.dumps(plan), roleArn=machine["roleArn"], type="STANDARD"
-        )["stateMachineArn"]
-    attempt = 1 + sum(
-        1
-        for e in sfn.list_executions(stateMachineArn=redrive_machine)["executions"]
-        if e["name"].startswith(f"{described['name']}-redrive-")
-    )
-    started = sfn.start_execution(
-        stateMachineArn=redrive_machine,
-        name=f"{described['name']}-redrive-{attempt}"[:80],
-        input=json.dumps(state_input),
-    )
-    return str(started["executionArn"])
-
-
-def _succeeded_iterations(sfn: Any, execution_arn: str, map_state: str) -> set[int]:
-    events = sfn.get_execution_history(executionArn=execution_arn)["events"]
-    done: set[int] = set()
-    inside = False
-    for event in events:
-        details = event.get("stateEnteredEventDetails") or {}
-        if event["type"] == "MapStateEntered" and details.get("name") == map_state:
-            inside, done = True, set()
-        elif inside and event["type"] == "MapIterationSucceeded":
-            done.add(int(event["mapIterationSucceededEventDetails"]["index"]))
-    return done
-
-
-def _path(data: Any, path: str) -> Any:
-    """A simple JSONPath (``$.a.b``) into data."""
-    value = data
-    for part in [p for p in path.removeprefix("$").split(".") if p]:
-        value = value[part]
-    return value
+    if error in RECORDED_BY_WORKFLOW or in_fail_state:
+        state = f" {stopped_in[0]}" if stopped_in else ""
+        return (
+            f"{name} ended in the workflow's Fail state{state} ({error or described['status']}): a redrive would "
+            "replay that state and fail the same way. Fix the cause, then upload the file again; the new upload "
+            "starts a new run."
+        )
+    return None

@@ -17,8 +17,9 @@ renders the template with aws-sam-translator and creates the stack, then correct
   duration of local Bedrock batch jobs (``job_duration_seconds``).
 
 The patches of moto's own code behind these (Lambda, S3 events and reads, EventBridge delivery, time, Distributed
-Map failures) are in :mod:`.moto_patches`. Bedrock is :class:`~batch_classifier_local.bedrock_service.LocalBedrock`
-(its wire format in :mod:`.bedrock_api`), answered by a local model.
+Map failures, RedriveExecution) are in :mod:`.moto_patches`. Bedrock is
+:class:`~batch_classifier_local.bedrock_service.LocalBedrock` (its wire format in :mod:`.bedrock_api`), answered by
+a local model.
 """
 
 from __future__ import annotations
@@ -40,16 +41,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
 import boto3
 from botocore.config import Config
 
+from batch_classifier.workflow import key_candidates
+
 from . import moto_patches
 from .bedrock_service import LocalBedrock
+from .faults import FunctionFault
 from .models import Model, model_from_env
 from .template import load_template, render_template
-from .workers import FunctionSpec, WorkerPool
+from .workers import EXIT_ERROR, TIMEOUT_ERROR, FunctionSpec, WorkerPool
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -60,6 +63,7 @@ DEFAULT_TIME_SCALE = 0.001
 LOCAL_PARAMETERS = {"Stage": "sandbox", "PollMinSeconds": "60", "PollMaxSeconds": "900"}
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+_LOGICAL_ID = re.compile(r"-([A-Za-z0-9]+Function)-")  # a function's logical id in its deployed name
 
 LOG = logging.getLogger(__name__)
 
@@ -379,18 +383,22 @@ class LocalRuntime:
 
     def _watch_executions(self) -> None:
         """Announce executions that end FAILED, TIMED_OUT or ABORTED on the default event bus, as Step Functions
-        does ("Step Functions Execution Status Change"); moto does not."""
+        does ("Step Functions Execution Status Change"); moto does not. Each attempt of an execution is announced
+        once: a redriven execution that stops again is announced again."""
         stepfunctions, events = self.client("stepfunctions"), self.client("events")
-        announced: set[str] = set()
+        announced: set[tuple[str, int]] = set()
+        stopped = {"FAILED", "TIMED_OUT", "ABORTED"}
         while self._server is not None and self.stack is not None:
             try:
                 for item in stepfunctions.list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]:
                     arn = item["executionArn"]
-                    if item["status"] in {"FAILED", "TIMED_OUT", "ABORTED"} and arn not in announced:
-                        announced.add(arn)
-                        events.put_events(
-                            Entries=[_status_change_event(stepfunctions.describe_execution(executionArn=arn))]
-                        )
+                    if item["status"] not in stopped or (arn, int(item.get("redriveCount") or 0)) in announced:
+                        continue
+                    described = stepfunctions.describe_execution(executionArn=arn)
+                    attempt = (arn, int(described.get("redriveCount") or 0))
+                    if described["status"] in stopped and attempt not in announced:  # not redriven in between
+                        announced.add(attempt)
+                        events.put_events(Entries=[_status_change_event(described)])
             except Exception:
                 LOG.debug("execution watcher", exc_info=True)
             time.sleep(0.2)
@@ -403,8 +411,29 @@ class LocalRuntime:
                 time.sleep(failure.after_seconds)
                 error = {"errorType": failure.error, "errorMessage": f"injected failure of {function_name}"}
                 return False, json.dumps(error).encode()
+        fault = self._function_fault(function_name)
+        if fault is FunctionFault.CRASH:
+            message = f"the worker of {function_name} exited as the invocation started (injected crash)"
+            return False, json.dumps({"errorType": EXIT_ERROR, "errorMessage": message}).encode()
+        if isinstance(fault, str) and not isinstance(fault, FunctionFault):
+            error = {"errorType": fault, "errorMessage": f"injected failure of {function_name}"}
+            return False, json.dumps(error).encode()
         answer = self.pool.invoke(function_name, event)
+        if fault is FunctionFault.TIMEOUT:
+            message = f"Task timed out (injected: {function_name} ran to its end and its result was lost)"
+            return False, json.dumps({"errorType": TIMEOUT_ERROR, "errorMessage": message}).encode()
         return answer.ok, answer.body()
+
+    def _function_fault(self, function_name: str) -> FunctionFault | str | None:
+        """The fault plan's fault for this invocation: a crash, a timeout, or the error name of a failure."""
+        found = _LOGICAL_ID.search(function_name)
+        if self.bedrock is None or found is None:
+            return None
+        fault = self.bedrock.faults.function_fault(found[1])
+        if fault is None:
+            return None
+        kind, error = fault
+        return error if kind is FunctionFault.FAIL else kind
 
     def fail_next(
         self,
@@ -443,11 +472,20 @@ class LocalRuntime:
             time.sleep(0.02)
         raise RuntimeError(f"no execution started for s3://{self.stack.customer_bucket}/{key} (ETag {etag})")
 
-    def wait(self, execution_arn: str, on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Follow an execution to its end, passing each new history event to ``on_event``."""
+    def wait(
+        self,
+        execution_arn: str,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Follow an execution to its end, passing each new history event to ``on_event``; ``timeout`` seconds
+        at most (TimeoutError), or for as long as it runs."""
         stepfunctions = self.client("stepfunctions")
         seen = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still runs after {timeout} s")
             described = stepfunctions.describe_execution(executionArn=execution_arn)
             if on_event is not None:
                 events = stepfunctions.get_execution_history(executionArn=execution_arn)["events"]
@@ -478,7 +516,7 @@ def is_execution_of(execution_input: str | None, key: str, etag: str) -> bool:
     if not isinstance(payload, dict):
         return False
     got = str(payload.get("key", ""))
-    same_key = key in (got, unquote_plus(got))
+    same_key = key in key_candidates(got)
     return same_key and str(payload.get("etag", "")).strip('"') == etag.strip('"')
 
 
@@ -516,6 +554,10 @@ def _status_change_event(execution: dict[str, Any]) -> dict[str, Any]:
         "output": execution.get("output"),
         "error": execution.get("error"),
         "cause": execution.get("cause"),
+        "redriveCount": execution.get("redriveCount", 0),
+        "redriveDate": millis(execution.get("redriveDate")),
+        "redriveStatus": execution.get("redriveStatus"),
+        "redriveStatusReason": execution.get("redriveStatusReason"),
     }
     return {
         "Source": "aws.states",

@@ -13,9 +13,10 @@ import importlib.util
 import json
 import os
 import sys
+import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,15 @@ class Context:
     function_version: str = "$LATEST"
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
+    deadline: float = field(default_factory=lambda: time.monotonic() + _timeout_seconds())
 
     def get_remaining_time_in_millis(self) -> int:
-        return int(os.environ.get("LOCAL_LAMBDA_TIMEOUT", "900")) * 1000
+        """What is left of the function's ``Timeout`` since the invocation started, as Lambda counts it."""
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def _timeout_seconds() -> float:
+    return float(os.environ.get("LOCAL_LAMBDA_TIMEOUT", "900"))  # the function's Timeout, enforced by workers.py
 
 
 def main() -> None:

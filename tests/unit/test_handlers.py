@@ -78,7 +78,13 @@ def test_sample_events_drive_a_run_end_to_end(cloud, handlers):
     assert len(job_input.splitlines()) == 150
     answer_batch_job(cloud.s3, files.job_input("shard-00001"), files.batch_output_prefix("shard-00001"))
     processed = handlers["process_shard"].lambda_handler(event("process_shard"), context)
-    assert processed == {"shard": "shard-00001", "records": 150, "by_status": {"classified": 150}, "retryable": 0}
+    assert processed == {
+        "shard": "shard-00001",
+        "records": 150,
+        "by_status": {"classified": 150},
+        "retryable": 0,
+        "unsent": 0,
+    }
 
     retry = handlers["plan_retries"].lambda_handler(event("plan_retries"), context)
     assert retry["retry"] is False

@@ -34,7 +34,8 @@ from batch_classifier.storage import RunFiles, s3_uri
 from batch_classifier.tasks import load_task
 from batch_classifier.workflow import RunRef, ShardRef
 from batch_classifier_local import bedrock_service
-from batch_classifier_local.bedrock_service import TERMINAL_STATUSES, FaultPlan, LocalBedrock
+from batch_classifier_local.bedrock_service import LocalBedrock
+from batch_classifier_local.faults import TERMINAL_STATUSES, FaultPlan
 from batch_classifier_local.models import Completion
 
 REGION = "us-east-1"
@@ -536,6 +537,12 @@ class SpyS3:
         if self.refuse_outputs and kwargs["Key"].endswith(".jsonl.out"):
             raise RuntimeError("no room left")
         return self._s3.put_object(**kwargs)
+
+    def upload_fileobj(self, body: Any, bucket: str, key: str, **kwargs: Any) -> Any:
+        self.puts[key] = body
+        if self.refuse_outputs and key.endswith(".jsonl.out"):
+            raise RuntimeError("no room left")
+        return self._s3.upload_fileobj(body, bucket, key, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._s3, name)

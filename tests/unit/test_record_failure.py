@@ -4,24 +4,61 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import pytest
-from aws_fixtures import ENVIRONMENT, REGION, LambdaContext, create_cloud, event, load_handler
+from aws_fixtures import (
+    CUSTOMER,
+    ENVIRONMENT,
+    INTERNAL,
+    REGION,
+    LambdaContext,
+    answer_batch_job,
+    conversations_csv,
+    create_cloud,
+    event,
+    load_handler,
+)
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from batch_classifier import aws
+from batch_classifier.bedrock import check_job
 from batch_classifier.failures import INPUT_ERRORS, MAX_CAUSE_CHARS, SUBJECT, record_failure
-from batch_classifier.runs import register_run, run_id_of
+from batch_classifier.records import record_id
+from batch_classifier.runs import (
+    convert_input,
+    plan_retries,
+    process_shard,
+    register_run,
+    run_id_of,
+    shard_lines,
+    shard_records,
+)
 from batch_classifier.settings import ConfigurationError
-from batch_classifier.status import RunStatus
-from batch_classifier.workflow import ObjectCreated, run_id_for
+from batch_classifier.sharding import ShardKind
+from batch_classifier.status import RunStatus, ShardStatus
+from batch_classifier.storage import RunFiles
+from batch_classifier.tasks import parse_task
+from batch_classifier.workflow import JobCheck, ObjectCreated, ShardRef, run_id_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "batch-classifier-run-events"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:123456789012:{TOPIC}"
 EXECUTION = event("record_failure")["detail"]["executionArn"]
+NO_JOBS = {"jobs_stopped": [], "jobs_ended": [], "jobs_refused": [], "jobs_running": []}
+
+
+class NoBedrock:
+    """A Bedrock client that must not be called (an AssertionError is not a client error RecordFailure forgives)."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"unexpected Bedrock call: {name}")
+
+
+NO_BEDROCK = NoBedrock()
 
 
 @pytest.fixture
@@ -75,7 +112,7 @@ def failure(**detail) -> dict:
 
 def test_the_run_id_is_the_one_register_run_gives():
     start = upload()
-    assert run_id_of(start) == run_id_for(start.bucket, "input_data/travel/calls 2024+Q1.csv", start.etag)
+    assert run_id_of(start) == run_id_for(start.bucket, "input_data/travel/calls-2024-Q1.csv", start.etag)
     # Without an ETag, the event id still tells one upload from a redelivery.
     assert run_id_of(start.model_copy(update={"etag": ""})) != run_id_of(start)
 
@@ -84,7 +121,7 @@ def test_a_running_run_becomes_failed_and_is_announced(cloud):
     run_id = register(cloud)
     sample = event("record_failure")["detail"]
 
-    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN)
+    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK)
 
     assert done == {
         "execution": EXECUTION,
@@ -92,6 +129,7 @@ def test_a_running_run_becomes_failed_and_is_announced(cloud):
         "run_id": run_id,
         "recorded": True,
         "notified": True,
+        **NO_JOBS,
     }
     item = cloud.store.get_run(run_id)
     assert item["run_status"] == RunStatus.FAILED.value
@@ -108,7 +146,9 @@ def test_a_running_run_becomes_failed_and_is_announced(cloud):
         "execution": EXECUTION,
         "error": "ClientError",
         "cause": sample["cause"],
-        "source": "s3://batch-classifier-customer-123456789012/input_data/travel/calls 2024+Q1.csv",
+        "source": "s3://batch-classifier-customer-123456789012/input_data/travel/calls-2024-Q1.csv",
+        "jobs_stopped": 0,
+        "jobs_running": [],
     }
     # A redrive that then succeeds moves the run on (FinalizeRun's finish_run).
     assert cloud.store.finish_run(run_id, RunStatus.SUCCEEDED)
@@ -119,7 +159,7 @@ def test_a_succeeded_run_is_left_alone_and_nothing_is_published(cloud):
     run_id = register(cloud)
     assert cloud.store.finish_run(run_id, RunStatus.SUCCEEDED, output_prefix="output_data/x/")
 
-    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN)
+    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK)
 
     assert done["recorded"] is False and done["notified"] is False
     assert done["run_id"] == run_id
@@ -130,7 +170,7 @@ def test_a_succeeded_run_is_left_alone_and_nothing_is_published(cloud):
 
 
 def test_an_unregistered_run_is_only_announced(cloud):
-    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN)
+    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK)
 
     assert done["run_id"] is None
     assert done["recorded"] is False and done["notified"] is True
@@ -144,7 +184,7 @@ def test_an_unregistered_run_is_only_announced(cloud):
 def test_an_execution_without_readable_input_is_still_announced(cloud):
     register(cloud)
 
-    done = record_failure(failure(input=None), cloud.store, cloud.sns, TOPIC_ARN)
+    done = record_failure(failure(input=None), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK)
 
     assert done["run_id"] is None and done["notified"] is True
     (note,) = cloud.published()
@@ -154,7 +194,9 @@ def test_an_execution_without_readable_input_is_still_announced(cloud):
 def test_timed_out_and_aborted_executions_name_their_status_when_they_carry_no_error(cloud):
     run_id = register(cloud)
 
-    done = record_failure(failure(status="TIMED_OUT", error=None, cause=None), cloud.store, cloud.sns, TOPIC_ARN)
+    done = record_failure(
+        failure(status="TIMED_OUT", error=None, cause=None), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK
+    )
 
     assert done["recorded"] is True and done["execution_status"] == "TIMED_OUT"
     item = cloud.store.get_run(run_id)
@@ -168,7 +210,7 @@ def test_timed_out_and_aborted_executions_name_their_status_when_they_carry_no_e
 def test_a_long_cause_is_truncated(cloud):
     run_id = register(cloud)
 
-    record_failure(failure(cause="x" * 50_000), cloud.store, cloud.sns, TOPIC_ARN)
+    record_failure(failure(cause="x" * 50_000), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK)
 
     cause = cloud.store.get_run(run_id)["cause"]
     assert len(cause) == MAX_CAUSE_CHARS and cause.endswith("…")
@@ -182,7 +224,11 @@ def test_an_input_error_the_workflow_already_reported_is_not_reported_twice(clou
     assert cloud.store.finish_run(run_id, RunStatus.FAILED, error="EmptyInputError", cause="'calls.csv' has no rows.")
 
     done = record_failure(
-        failure(error="EmptyInputError", cause="'calls.csv' has no rows."), cloud.store, cloud.sns, TOPIC_ARN
+        failure(error="EmptyInputError", cause="'calls.csv' has no rows."),
+        cloud.store,
+        cloud.sns,
+        TOPIC_ARN,
+        bedrock=NO_BEDROCK,
     )
 
     assert done["recorded"] is False and done["notified"] is False
@@ -193,7 +239,7 @@ def test_a_run_registered_by_another_execution_is_not_touched(cloud):
     other = EXECUTION.rsplit(":", 1)[0] + ":a-later-upload-event"
     run_id = register(cloud, execution=other)
 
-    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN)
+    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK)
 
     assert done["recorded"] is False and done["notified"] is False
     assert cloud.store.get_run(run_id)["run_status"] == RunStatus.RUNNING.value
@@ -203,7 +249,9 @@ def test_a_run_registered_by_another_execution_is_not_touched(cloud):
 def test_an_execution_that_did_not_stop_is_ignored(cloud):
     register(cloud)
 
-    done = record_failure(failure(status="SUCCEEDED", error=None, cause=None), cloud.store, cloud.sns, TOPIC_ARN)
+    done = record_failure(
+        failure(status="SUCCEEDED", error=None, cause=None), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK
+    )
 
     assert done["recorded"] is False and done["notified"] is False
     assert cloud.published() == []
@@ -211,7 +259,7 @@ def test_an_execution_that_did_not_stop_is_ignored(cloud):
 
 def test_the_topic_must_be_configured(cloud):
     with pytest.raises(ConfigurationError, match="RUN_EVENTS_TOPIC_ARN"):
-        record_failure(event("record_failure"), cloud.store, cloud.sns, "")
+        record_failure(event("record_failure"), cloud.store, cloud.sns, "", bedrock=NO_BEDROCK)
 
 
 def test_the_input_errors_are_the_ones_convert_input_catches():
@@ -232,7 +280,206 @@ def test_the_handler_records_its_sample_event(cloud):
         "run_id": registered["run_id"],
         "recorded": True,
         "notified": True,
+        **NO_JOBS,
     }
     assert cloud.store.get_run(registered["run_id"])["run_status"] == RunStatus.FAILED.value
     (note,) = cloud.published()
     assert note["message"]["run_id"] == registered["run_id"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run's Bedrock batch jobs: stopped when the execution was aborted or timed out, kept when it failed
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def job_arn(job_id: str) -> str:
+    return f"arn:aws:bedrock:{REGION}:123456789012:model-invocation-job/{job_id}"
+
+
+# One shard in every state a shard item can be in; only the open jobs can be stopped.
+SHARDS = {
+    "s1": ShardStatus.IN_PROGRESS,
+    "s2": ShardStatus.SUBMITTED,
+    "s3": ShardStatus.VALIDATING,
+    "s4": ShardStatus.SCHEDULED,
+    "s5": ShardStatus.STOPPING,  # already on its way to Stopped
+    "s6": ShardStatus.COMPLETED,
+    "s7": ShardStatus.PROCESSED,
+    "s8": ShardStatus.QUEUED,  # no job yet
+}
+OPEN = ["s1", "s2", "s3", "s4"]
+
+
+def add_shards(cloud, run_id: str, statuses: dict[str, ShardStatus] = SHARDS) -> None:
+    refs = [ShardRef(name=name, kind=ShardKind.BATCH, records=100, round=0) for name in statuses]
+    cloud.store.add_shards(run_id, refs)
+    for name, status in statuses.items():
+        if status is not ShardStatus.QUEUED:
+            assert cloud.store.mark_submitted(run_id, name, job_arn(f"job{name}"), f"bbc-{name}")
+            assert cloud.store.set_shard_status(run_id, name, status)
+
+
+def shard_statuses(cloud, run_id: str) -> dict[str, str]:
+    return {item["sk"].removeprefix("SHARD#"): item["shard_status"] for item in cloud.store.shards(run_id)}
+
+
+@pytest.fixture
+def bedrock():
+    """A Bedrock client whose calls are stubbed (moto has no batch inference jobs)."""
+    client = boto3.client("bedrock", region_name=REGION)
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("status", ["ABORTED", "TIMED_OUT"])
+def test_an_aborted_or_timed_out_execution_stops_the_open_jobs_of_its_run(cloud, bedrock, status):
+    client, stubber = bedrock
+    run_id = register(cloud)
+    add_shards(cloud, run_id)
+    for name in OPEN:
+        stubber.add_response("stop_model_invocation_job", {}, {"jobIdentifier": job_arn(f"job{name}")})
+
+    done = record_failure(
+        failure(status=status, error=None, cause=None), cloud.store, cloud.sns, TOPIC_ARN, bedrock=client
+    )
+
+    assert done["recorded"] is True and done["notified"] is True
+    assert done["jobs_stopped"] == [job_arn(f"job{name}") for name in OPEN]
+    assert done["jobs_running"] == [] and done["jobs_refused"] == [] and done["jobs_ended"] == []
+    # The stopped shards are Stopping (CheckJob polls them on to Stopped); the others are as they were.
+    assert shard_statuses(cloud, run_id) == {
+        **{name: status.value for name, status in SHARDS.items()},
+        **dict.fromkeys(OPEN, ShardStatus.STOPPING.value),
+    }
+    stopped = cloud.store.get_shard(run_id, "s1")
+    assert stopped["job_arn"] == job_arn("jobs1")
+    assert stopped["stop_reason"] == f"the execution {EXECUTION} {status}"
+    assert stopped["stop_requested_at"]
+    assert cloud.store.get_run(run_id)["run_status"] == RunStatus.FAILED.value
+    (note,) = cloud.published()
+    assert note["message"]["jobs_stopped"] == len(OPEN)
+    assert note["message"]["jobs_running"] == []
+
+
+def test_a_failed_execution_keeps_its_jobs_for_the_redrive_and_lists_them(cloud):
+    run_id = register(cloud)
+    add_shards(cloud, run_id)
+
+    done = record_failure(event("record_failure"), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK)
+
+    assert done["recorded"] is True
+    assert done["jobs_stopped"] == []
+    assert done["jobs_running"] == [job_arn(f"job{name}") for name in OPEN]
+    assert shard_statuses(cloud, run_id) == {name: status.value for name, status in SHARDS.items()}
+    (note,) = cloud.published()
+    assert note["message"]["jobs_stopped"] == 0
+    assert note["message"]["jobs_running"] == done["jobs_running"]
+
+
+def test_a_job_that_cannot_be_stopped_does_not_keep_the_others_running(cloud, bedrock):
+    client, stubber = bedrock
+    run_id = register(cloud)
+    add_shards(cloud, run_id, {name: ShardStatus.IN_PROGRESS for name in ("s1", "s2", "s3", "s4")})
+    ended = "The batch inference job is Completed and cannot be stopped."
+    stubber.add_client_error("stop_model_invocation_job", "ValidationException", ended, 400)
+    stubber.add_client_error("stop_model_invocation_job", "ResourceNotFoundException", "no such job", 404)
+    stubber.add_client_error("stop_model_invocation_job", "AccessDeniedException", "not allowed", 403)
+    stubber.add_response("stop_model_invocation_job", {}, {"jobIdentifier": job_arn("jobs4")})
+
+    done = record_failure(failure(status="ABORTED"), cloud.store, cloud.sns, TOPIC_ARN, bedrock=client)
+
+    assert done["jobs_ended"] == [job_arn("jobs1"), job_arn("jobs2")]
+    assert done["jobs_refused"] == [{"job_arn": job_arn("jobs3"), "error": "AccessDeniedException: not allowed"}]
+    assert done["jobs_stopped"] == [job_arn("jobs4")]
+    assert done["jobs_running"] == [job_arn("jobs3")]
+    # A job that had ended keeps the status CheckJob will read from Bedrock; a refused one is still open.
+    assert shard_statuses(cloud, run_id) == {
+        "s1": ShardStatus.IN_PROGRESS.value,
+        "s2": ShardStatus.IN_PROGRESS.value,
+        "s3": ShardStatus.IN_PROGRESS.value,
+        "s4": ShardStatus.STOPPING.value,
+    }
+    assert done["recorded"] is True and done["notified"] is True
+    (note,) = cloud.published()
+    assert note["message"]["jobs_stopped"] == 1
+    assert note["message"]["jobs_running"] == [job_arn("jobs3")]
+
+
+def test_the_jobs_of_a_run_registered_by_another_execution_are_not_stopped(cloud):
+    other = EXECUTION.rsplit(":", 1)[0] + ":a-later-upload-event"
+    run_id = register(cloud, execution=other)
+    add_shards(cloud, run_id)
+
+    done = record_failure(failure(status="ABORTED"), cloud.store, cloud.sns, TOPIC_ARN, bedrock=NO_BEDROCK)
+
+    assert done["recorded"] is False and done["notified"] is False
+    assert shard_statuses(cloud, run_id) == {name: status.value for name, status in SHARDS.items()}
+    assert cloud.published() == []
+
+
+def test_a_redrive_after_a_stop_judges_what_the_job_answered_and_retries_the_rest(cloud, bedrock):
+    """The stopped shard as the rest of the workflow sees it: CheckJob polls it on to Stopped (terminal), ProcessShard
+    judges the records the job answered before the stop, and PlanRetries sends the others again."""
+    client, stubber = bedrock
+    body = conversations_csv(120)
+    put = cloud.s3.put_object(Bucket=CUSTOMER, Key="input_data/calls.csv", Body=body)
+    start = ObjectCreated(
+        bucket=CUSTOMER, key="input_data/calls.csv", size=len(body), etag=put["ETag"].strip('"'), event_id="e-1"
+    )
+    run = register_run(start, cloud.store, cloud.settings, execution=EXECUTION)
+    convert_input(run, cloud.s3, cloud.store, cloud.settings)
+    plan = shard_records(run, cloud.s3, cloud.store, cloud.settings)
+    items = json.loads(cloud.s3.get_object(Bucket=plan.bucket, Key=plan.key)["Body"].read())
+    (shard,) = [ShardRef.model_validate(item) for item in items]
+    assert shard.kind is ShardKind.BATCH and shard.records == 120
+    files = RunFiles(run.run_id)
+    task = parse_task(cloud.s3.get_object(Bucket=INTERNAL, Key=files.task)["Body"].read().decode())
+    lines = b"".join(shard_lines(cloud.s3, cloud.settings, task, shard))
+    cloud.s3.put_object(Bucket=INTERNAL, Key=files.job_input(shard.name), Body=lines)
+    arn = job_arn("abcd1234efgh")
+    assert cloud.store.mark_submitted(run.run_id, shard.name, arn, "bbc-job")
+    assert cloud.store.set_shard_status(run.run_id, shard.name, ShardStatus.IN_PROGRESS)
+    stubber.add_response("stop_model_invocation_job", {}, {"jobIdentifier": arn})
+
+    aborted = failure(status="ABORTED", error=None, cause=None, input=json.dumps(start.model_dump(mode="json")))
+    done = record_failure(aborted, cloud.store, cloud.sns, TOPIC_ARN, bedrock=client)
+    assert done["run_id"] == run.run_id and done["jobs_stopped"] == [arn]
+
+    # The job answered 70 records before the stop; Bedrock then reports it Stopped.
+    unanswered = frozenset(record_id(i) for i in range(71, 121))
+    answer_batch_job(cloud.s3, files.job_input(shard.name), files.batch_output_prefix(shard.name), drop=unanswered)
+    stubber.add_response("get_model_invocation_job", stopped_job(arn), {"jobIdentifier": arn})
+    checked = check_job(
+        client, cloud.store, cloud.settings, run, shard, JobCheck(status="Stopping"), invocation=not_submitted
+    )
+    assert checked.done is True and checked.status == ShardStatus.STOPPED.value
+
+    processed = process_shard(run, shard, cloud.s3, None, cloud.store, cloud.settings)
+    assert processed["by_status"]["classified"] == 70 and processed["retryable"] == 50
+    retry = plan_retries(run, plan, cloud.s3, cloud.store, cloud.settings)
+    assert retry.retry is True and retry.round == 1
+    again = json.loads(cloud.s3.get_object(Bucket=retry.bucket, Key=retry.key)["Body"].read())
+    assert sum(item["records"] for item in again) == 50
+
+
+def not_submitted() -> tuple[str, str]:
+    raise AssertionError("a shard with a job is never submitted again")
+
+
+def stopped_job(arn: str) -> dict:
+    uri = f"s3://{INTERNAL}/x"
+    return {
+        "jobArn": arn,
+        "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+        "roleArn": "arn:aws:iam::123456789012:role/BedrockBatchRole",
+        "status": "Stopped",
+        "message": "The job was stopped by a user.",
+        "submitTime": datetime(2026, 11, 22, 6, 1, tzinfo=UTC),
+        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": uri}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": uri}},
+        "totalRecordCount": 120,
+        "processedRecordCount": 70,
+        "successRecordCount": 70,
+        "errorRecordCount": 0,
+    }

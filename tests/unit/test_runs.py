@@ -97,15 +97,28 @@ def test_a_folder_key_is_ignored_without_a_run(cloud):
     assert not run.duplicate and cloud.store.get_run(run.run_id) is None
 
 
-def test_url_encoded_keys_are_decoded(cloud):
+@pytest.mark.parametrize(
+    ("stored", "delivered"),
+    [
+        ("input_data/calls 2024+Q1 é.csv", "input_data/calls 2024+Q1 é.csv"),  # as given
+        ("input_data/calls 2024+Q1 é.csv", "input_data/calls+2024%2BQ1+%C3%A9.csv"),  # S3 notification encoding
+        ("input_data/calls 2024+Q1 é.csv", "input_data/calls%202024%2BQ1%20%C3%A9.csv"),  # URL encoding
+        ("input_data/a+b 100%25.csv", "input_data/a+b 100%25.csv"),  # a raw '+' and '%' are read as they are
+    ],
+)
+def test_a_key_is_read_as_given_then_as_decoded(cloud, stored, delivered):
     body = conversations_csv(3)
-    put = cloud.s3.put_object(Bucket=CUSTOMER, Key="input_data/calls 2024+Q1 é.csv", Body=body)
-    event = ObjectCreated(
-        bucket=CUSTOMER, key="input_data/calls+2024%2BQ1+%C3%A9.csv", size=len(body), etag=put["ETag"].strip('"')
-    )
+    put = cloud.s3.put_object(Bucket=CUSTOMER, Key=stored, Body=body)
+    event = ObjectCreated(bucket=CUSTOMER, key=delivered, size=len(body), etag=put["ETag"].strip('"'))
     run = register_run(event, cloud.store, cloud.settings)
-    assert run.key == "input_data/calls 2024+Q1 é.csv"
     assert convert_input(run, cloud.s3, cloud.store, cloud.settings)["rows"] == 3
+
+
+def test_a_missing_object_is_a_named_input_error(cloud):
+    event = ObjectCreated(bucket=CUSTOMER, key="input_data/gone+away.csv", size=10, etag="abc")
+    run = register_run(event, cloud.store, cloud.settings)
+    with pytest.raises(InputNotFoundError, match=r"gone\+away\.csv is not there any more"):
+        convert_input(run, cloud.s3, cloud.store, cloud.settings)
 
 
 def test_an_upload_too_large_for_one_run_is_a_named_error_before_anything_is_paid(cloud):

@@ -1,5 +1,5 @@
 """`batch-classifier serve` used the way a user would: the AWS CLI copies a file into input_data/ and then sees
-the execution it started succeed."""
+the execution it started succeed; a file that fails is redriven with `aws stepfunctions redrive-execution`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def served(tmp_path: Path):
 
 
 @pytest.mark.skipif(not Path(AWS_CLI).exists(), reason="the AWS CLI is not installed (make test installs it)")
-def test_the_aws_cli_drops_a_file_and_sees_its_execution_succeed(served, tmp_path):
+def test_the_aws_cli_drops_files_sees_their_executions_and_redrives_one(served, tmp_path):
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "local",
@@ -83,3 +83,74 @@ def test_the_aws_cli_drops_a_file_and_sees_its_execution_succeed(served, tmp_pat
     assert "status   SUCCEEDED" in shown and "FinalizeRun" in shown
     counted = cli("query", "SELECT count(*) AS n FROM results")
     assert counted.split() == ["n", "223"]
+
+    # RedriveExecution: a succeeded execution is refused, as Step Functions refuses it.
+    succeeded = executions[0]["executionArn"]
+    refused = subprocess.run(
+        [AWS_CLI, "--endpoint-url", endpoint, "stepfunctions", "redrive-execution", "--execution-arn", succeeded],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and "ExecutionNotRedrivable" in refused.stderr, refused.stderr
+
+    # A file the product cannot read fails in RunFailed; `batch-classifier redrive` refuses it (it would fail the
+    # same way), while the AWS CLI's redrive does what Step Functions does: the same execution replays RunFailed.
+    unreadable = tmp_path / "unreadable.csv"
+    unreadable.write_text("ticket,body\n1,hello\n", encoding="utf-8")
+    aws("s3", "cp", str(unreadable), f"s3://{bucket}/input_data/unreadable.csv")
+
+    def described(arn: str) -> dict:
+        return json.loads(aws("stepfunctions", "describe-execution", "--execution-arn", arn))
+
+    deadline = time.monotonic() + 120
+    while True:
+        listed = json.loads(aws("stepfunctions", "list-executions", "--state-machine-arn", machine))["executions"]
+        failed = [e for e in listed if e["executionArn"] != succeeded and e["status"] == "FAILED"]
+        if failed:
+            break
+        assert time.monotonic() < deadline, f"no failed execution: {listed}"
+        time.sleep(1)
+    arn, name = failed[0]["executionArn"], failed[0]["name"]
+    assert described(arn)["error"] == "MissingColumnError"
+    by_cli = subprocess.run(
+        [sys.executable, "-m", "batch_classifier_cli", "redrive", name],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert by_cli.returncode != 0
+    assert "failed on its input (MissingColumnError)" in by_cli.stderr and "upload it again" in by_cli.stderr
+    assert described(arn)["redriveCount"] == 0
+    assert "redriveDate" in json.loads(aws("stepfunctions", "redrive-execution", "--execution-arn", arn))
+    deadline = time.monotonic() + 60
+    while (after := described(arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the redriven execution is still running"
+        time.sleep(0.5)
+    assert (after["status"], after["error"], after["redriveCount"]) == ("FAILED", "MissingColumnError", 1)
+    events = json.loads(aws("stepfunctions", "get-execution-history", "--execution-arn", arn))["events"]
+    redriven = [i for i, e in enumerate(events) if e["type"] == "ExecutionRedriven"]
+    assert len(redriven) == 1
+    assert [e["type"] for e in events[redriven[0] :]] == [
+        "ExecutionRedriven",
+        "FailStateEntered",
+        "ExecutionFailed",
+    ]
+
+    # Fault plans from the command line: set, show what is left, refuse a bad one, clear.
+    plan = {"job_statuses": {"shard-00001": "Failed"}, "functions": {"FinalizeRun": {"crash": 1}}}
+    shown = json.loads(cli("faults", "set", json.dumps(plan)))
+    assert shown["job_statuses"] == plan["job_statuses"] and shown["functions"]["finalizerun"]["crash"] == 1
+    assert json.loads(cli("faults", "show")) == shown
+    bad = subprocess.run(
+        [sys.executable, "-m", "batch_classifier_cli", "faults", "set", '{"functions": {"FinalizeRun": {"boom": 1}}}'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode != 0 and "unknown fields ['boom']" in bad.stderr, bad.stderr
+    cleared = json.loads(cli("faults", "clear"))
+    assert cleared["job_statuses"] == {} and cleared["functions"] == {}

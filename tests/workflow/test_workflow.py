@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import SAMPLE, SEED, results_rows, state_names, write_calls
+from workflow_helpers import (
+    SAMPLE,
+    SEED,
+    results_rows,
+    run_id_of_execution,
+    shard_items,
+    state_names,
+    wait_for_run_status,
+    write_calls,
+)
 
-from batch_classifier.runs import run_id_of
-from batch_classifier.workflow import ObjectCreated
 from batch_classifier_local.analytics import mirror, query
-from batch_classifier_local.bedrock_service import FaultPlan
-from batch_classifier_local.executions import format_execution, list_all, redrive
+from batch_classifier_local.executions import format_execution, list_all
+from batch_classifier_local.faults import FaultPlan
 from batch_classifier_local.runtime import LocalRuntime
 
 HAPPY = [
@@ -31,34 +37,6 @@ HAPPY = [
     "NotifyRunCompleted",
     "RunSucceeded",
 ]
-
-
-def shard_items(runtime: LocalRuntime, run_id: str) -> list[dict]:
-    """The run's shard items in the status table, as plain values."""
-    found = runtime.client("dynamodb").query(
-        TableName=runtime.stack.outputs["RunsTableName"],
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :shard)",
-        ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}, ":shard": {"S": "SHARD#"}},
-        ConsistentRead=True,
-    )["Items"]
-    return [{k: next(iter(v.values())) for k, v in item.items()} for item in found]
-
-
-def run_id_of_execution(described: dict) -> str:
-    return run_id_of(ObjectCreated.model_validate(json.loads(described["input"])))
-
-
-def wait_for_run_status(runtime: LocalRuntime, run_id: str, status: str) -> dict:
-    table = runtime.client("dynamodb")
-    deadline = time.monotonic() + 20
-    while True:
-        item = table.get_item(
-            TableName=runtime.stack.outputs["RunsTableName"], Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "RUN"}}
-        ).get("Item", {})
-        if item.get("run_status", {}).get("S") == status:
-            return {k: next(iter(v.values())) for k, v in item.items()}
-        assert time.monotonic() < deadline, f"run {run_id} is {item.get('run_status')}, not {status}"
-        time.sleep(0.2)
 
 
 def run(runtime: LocalRuntime, path: Path, key: str | None = None) -> tuple[str, dict]:
@@ -141,35 +119,6 @@ def test_a_console_folder_starts_no_run_and_no_failure_notice(runtime, tmp_path)
     _, described = run(runtime, folder, "input_data/new-folder/")
     assert described["status"] == "SUCCEEDED"
     assert json.loads(described["output"])["run"]["ignored"].startswith("input_data/new-folder/ is a folder")
-
-
-def test_a_failed_map_iteration_is_redriven_without_a_second_job(runtime, tmp_path):
-    ids = write_calls(tmp_path / "redrive.csv", 250, prefix="R")
-    # The iteration fails late, once the other iterations have succeeded (an early failure aborts them, and a
-    # redrive reruns aborted iterations too).
-    runtime.fail_next(
-        "ProcessShardFunction", when=lambda event: event["shard"]["name"] == "shard-00002", after_seconds=6
-    )
-    arn, described = run(runtime, tmp_path / "redrive.csv")
-    assert described["status"] == "FAILED"
-    # As on AWS, a failed child fails the Distributed Map (nothing is tolerated).
-    assert described["error"] == "States.ExceedToleratedFailureThreshold"
-    # RecordFailure (fired by the execution's status change) marks the run failed.
-    run_id = run_id_of_execution(described)
-    assert wait_for_run_status(runtime, run_id, "FAILED")["error"] == "States.ExceedToleratedFailureThreshold"
-    jobs_before = runtime.bedrock.stats.create_calls
-    sfn = runtime.client("stepfunctions")
-    again = redrive(sfn, arn)
-    final = runtime.wait(again)
-    assert final["status"] == "SUCCEEDED", final.get("cause")
-    names = state_names(runtime, again)
-    assert names[0] == "ProcessShards"
-    # The map runs its children again: shards already processed are not judged again, and no job is created.
-    assert runtime.bedrock.stats.create_calls == jobs_before
-    assert {s["shard_status"] for s in shard_items(runtime, run_id)} == {"PROCESSED"}
-    _, rows = results_rows(runtime, again)
-    assert sorted(r["id"] for r in rows) == sorted(ids)
-    assert wait_for_run_status(runtime, run_id, "SUCCEEDED")
 
 
 def test_console_views_and_sql_over_the_results(runtime, tmp_path):

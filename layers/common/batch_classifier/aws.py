@@ -15,8 +15,9 @@ from botocore.config import Config
 from .settings import settings
 from .status import StatusStore
 
-# Bedrock runtime calls are retried by our own backoff (per record); the SDK's adaptive mode smooths bursts.
-_RUNTIME_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 3}, read_timeout=120)
+# Bedrock runtime calls are retried by our own backoff (per record, within the invocation's time budget), so the
+# SDK makes one attempt: SDK retries under our retries would multiply the time one record can take.
+_RUNTIME_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=60)
 
 
 @cache

@@ -9,19 +9,24 @@ Batch jobs (the ``bedrock`` client):
 - :func:`check_job` is one turn of a shard's wait/poll loop: it submits a queued shard, or polls its job with
   GetModelInvocationJob and records status and counts in the status table, and says how long the shard's
   child workflow should wait before the next turn.
+- :func:`stop_job` asks Bedrock to stop a job (StopModelInvocationJob); RecordFailure stops the open jobs of an
+  aborted or timed-out execution with it.
 
 On-demand calls (the ``bedrock-runtime`` client): :func:`invoke_on_demand` answers batch-format input lines
-with InvokeModel or Converse, with bounded concurrency and retries (exponential backoff, full jitter).
+with InvokeModel or Converse, with bounded concurrency and retries (exponential backoff, full jitter), within the
+invocation's time (:class:`CallBudget`): records it has no time left for come back unsent, for a next round.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -33,6 +38,7 @@ from pydantic import BaseModel
 
 from .errors import BatchClassifierError, MalformedInputError
 from .outputs import ModelResult, is_retryable, model_result
+from .results import NOT_SENT, OUT_OF_TIME
 from .settings import Settings
 from .sharding import ShardKind
 from .status import TERMINAL_JOB_STATUSES, ShardStatus, StatusStore
@@ -55,6 +61,8 @@ _MAYBE_EXISTS = frozenset({"ConflictException", "ValidationException"})
 _REFUSED = frozenset({"ValidationException", "ResourceNotFoundException", "AccessDeniedException"})
 # GetModelInvocationJob failures that only postpone a status update to the next poll.
 _POLL_LATER = frozenset({"ThrottlingException", "InternalServerException"})
+# StopModelInvocationJob refusals that mean the job has already ended (or is gone): there is nothing to stop.
+_ALREADY_ENDED = frozenset({"ValidationException", "ResourceNotFoundException"})
 
 # Statuses of shards whose job has ended, and of shards that hold no job slot.
 # Hours past a job's timeoutDurationInHours after which CheckJob stops waiting for Bedrock to end it.
@@ -312,7 +320,93 @@ def _poll_job(bedrock: Any, store: StatusStore, run_id: str, shard: str, item: d
     return status.value
 
 
+# --- stopping -------------------------------------------------------------------------------------------
+
+#: Shard statuses whose job is still open and can be stopped (Stopping is already on its way to Stopped).
+STOPPABLE_JOB_STATUSES = frozenset(
+    {ShardStatus.SUBMITTED, ShardStatus.VALIDATING, ShardStatus.SCHEDULED, ShardStatus.IN_PROGRESS}
+)
+
+
+class StopOutcome(StrEnum):
+    """What :func:`stop_job` did for a job."""
+
+    STOPPING = "stopping"  # Bedrock accepted the stop: the job moves to Stopping, then Stopped
+    ENDED = "ended"  # the job had already ended (or no longer exists): nothing to stop
+
+
+def stop_job(bedrock: Any, job_arn: str) -> StopOutcome:
+    """Stop a batch job (StopModelInvocationJob). A job that has already ended is :attr:`StopOutcome.ENDED`;
+    any other refusal (throttling, access) is raised as the client's ``ClientError``."""
+    try:
+        bedrock.stop_model_invocation_job(jobIdentifier=job_arn)
+    except ClientError as exc:
+        if _error(exc)[0] in _ALREADY_ENDED:
+            return StopOutcome.ENDED
+        raise
+    return StopOutcome.STOPPING
+
+
 # --- on-demand calls ------------------------------------------------------------------------------------
+
+#: What an invocation keeps back from its remaining time for the work after its calls (judging the answers,
+#: writing the shard's results and retries to S3, one status update, each with its own SDK retries): the larger of
+#: a floor, for short timeouts, and a share of the time, so a long invocation keeps more for a slow tail.
+BUDGET_MARGIN_SECONDS = 10.0
+BUDGET_MARGIN_SHARE = 0.10
+#: Lambda's longest timeout: the time assumed when the invocation's context cannot tell what is left.
+LAMBDA_MAX_SECONDS = 900.0
+
+
+class CallBudget:
+    """The time an invocation may spend on on-demand calls, measured on a monotonic ``clock``.
+
+    A call (one attempt at a record) starts only while the time left exceeds the slowest call seen so far, so
+    the calls stop when one more is not expected to fit; :func:`invoke_on_demand` does not wait past the
+    deadline for a call that still runs. Calls report their durations from several threads.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.deadline = clock() + seconds
+        self.slowest = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_invocation(
+        cls, remaining_ms: Callable[[], int] | None, clock: Callable[[], float] = time.monotonic
+    ) -> CallBudget:
+        """The budget of an invocation with ``remaining_ms`` (the Lambda context's ``get_remaining_time_in_millis``)
+        left, less :func:`budget_margin`. It is read once, here: the budget then counts down on ``clock``. Without
+        it (a context that lacks the method, or a value that is not a number) the budget is Lambda's longest
+        timeout, 15 minutes."""
+        remaining = LAMBDA_MAX_SECONDS
+        if remaining_ms is not None:
+            try:
+                remaining = float(remaining_ms()) / 1000
+            except (TypeError, ValueError):
+                remaining = LAMBDA_MAX_SECONDS
+            if not math.isfinite(remaining):
+                remaining = LAMBDA_MAX_SECONDS
+        return cls(remaining - budget_margin(remaining), clock)
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self.deadline - self.clock()
+
+    def fits_a_call(self, pause: float = 0.0) -> bool:
+        """Whether a call started after ``pause`` seconds is expected to end before the deadline."""
+        return self.left() - pause > self.slowest
+
+    def observe(self, seconds: float) -> None:
+        """Note how long a call took."""
+        with self._lock:
+            self.slowest = max(self.slowest, seconds)
+
+
+def budget_margin(remaining: float) -> float:
+    """The seconds kept back from ``remaining`` seconds for the work after the calls."""
+    return max(BUDGET_MARGIN_SECONDS, BUDGET_MARGIN_SHARE * max(remaining, 0.0))
 
 
 def invoke_on_demand(
@@ -323,6 +417,7 @@ def invoke_on_demand(
     concurrency: int = 4,
     max_attempts: int = 5,
     sleep: Callable[[float], None] = time.sleep,
+    budget: CallBudget | None = None,
 ) -> Iterator[ModelResult]:
     """Answer batch input lines (``{"recordId", "modelInput"}``) with direct calls, in any order.
 
@@ -330,28 +425,65 @@ def invoke_on_demand(
     does not grow with the input. Throttling, timeouts and server errors are tried again up to
     ``max_attempts`` times; a record that still fails comes back as a failed :class:`ModelResult` (the AWS
     error code and message), never as an exception.
+
+    With a ``budget``, no call (and no retry) starts once it cannot be expected to fit, and the deadline is not
+    waited past: every line still comes back once, a record never sent with the error code ``NotSent``, one
+    whose call was still running with ``TimeBudgetExceeded`` (that call is left to end on its own; its answer
+    is not used).
     """
     kind = InvocationType(invocation_type)
     workers = max(1, concurrency)
 
     def call(rid: str, model_input: dict[str, Any]) -> ModelResult:
-        return _invoke_with_retries(runtime, model_id, kind, rid, model_input, max_attempts, sleep)
+        return _invoke_with_retries(runtime, model_id, kind, rid, model_input, max_attempts, sleep, budget)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="on-demand") as pool:
-        pending: set[Future[ModelResult]] = set()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="on-demand")
+    pending: dict[Future[ModelResult], str] = {}
+    cut_off = False
+    try:
         for number, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
             rid, model_input = _batch_line(raw, number)
-            pending.add(pool.submit(call, rid, model_input))
+            if budget is not None and not budget.fits_a_call():
+                yield _not_sent(rid)
+                continue
+            pending[pool.submit(call, rid, model_input)] = rid
             if len(pending) >= 2 * workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
+                cut_off = (yield from _settle(pending, budget)) or cut_off
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+            cut_off = (yield from _settle(pending, budget)) or cut_off
+    finally:
+        # Calls cut off by the deadline are not waited for; calls not yet started never start.
+        pool.shutdown(wait=not cut_off, cancel_futures=True)
+
+
+def _settle(pending: dict[Future[ModelResult], str], budget: CallBudget | None) -> Generator[ModelResult, None, bool]:
+    """Yield the results of the calls that end first; at the deadline, every pending record (and True)."""
+    timeout = None if budget is None else max(0.0, budget.left())
+    done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+    if done:
+        for future in done:
+            del pending[future]
+            yield future.result()
+        return False
+    cut_off = False
+    for future, rid in list(pending.items()):
+        if future.cancel():
+            yield _not_sent(rid)
+        elif future.done():
+            yield future.result()
+        else:
+            cut_off = True
+            yield ModelResult(
+                record_id=rid, error_code=OUT_OF_TIME, error_message="the call was still running at the deadline"
+            )
+    pending.clear()
+    return cut_off
+
+
+def _not_sent(rid: str) -> ModelResult:
+    return ModelResult(record_id=rid, error_code=NOT_SENT, error_message="no time left for another call")
 
 
 def _batch_line(raw: bytes, number: int) -> tuple[str, dict[str, Any]]:
@@ -376,9 +508,17 @@ def _invoke_with_retries(
     model_input: dict[str, Any],
     max_attempts: int,
     sleep: Callable[[float], None],
+    budget: CallBudget | None = None,
 ) -> ModelResult:
-    attempts = max(1, max_attempts)
-    for attempt in range(1, attempts + 1):
+    clock = budget.clock if budget is not None else time.monotonic
+    failed = _not_sent(rid)
+    pause = 0.0
+    for attempt in range(1, max(1, max_attempts) + 1):
+        if budget is not None and not budget.fits_a_call(pause):
+            return failed  # never sent, or the last attempt's error: a retry would not fit the budget
+        if pause:
+            sleep(pause)
+        started = clock()
         try:
             return _invoke(runtime, model_id, kind, rid, model_input)
         except ClientError as exc:
@@ -389,10 +529,14 @@ def _invoke_with_retries(
             code, message, retry = type(exc).__name__, str(exc), True
         except ParamValidationError as exc:
             code, message, retry = type(exc).__name__, str(exc), False
-        if not retry or attempt == attempts:
-            return ModelResult(record_id=rid, error_code=code, error_message=message)
-        sleep(random.uniform(0, min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))))
-    raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
+        finally:
+            if budget is not None:
+                budget.observe(clock() - started)
+        failed = ModelResult(record_id=rid, error_code=code, error_message=message)
+        if not retry:
+            break
+        pause = random.uniform(0, min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+    return failed
 
 
 def _invoke(runtime: Any, model_id: str, kind: InvocationType, rid: str, model_input: dict[str, Any]) -> ModelResult:

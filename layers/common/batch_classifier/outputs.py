@@ -26,6 +26,7 @@ _DECODER = json.JSONDecoder()
 
 # Codes worth another attempt: throttling, timeouts and server-side failures.
 _RETRYABLE = {
+    "408",
     "429",
     "500",
     "502",

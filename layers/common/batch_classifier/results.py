@@ -29,6 +29,14 @@ CORRECT_COLUMN = "correct"
 _RESERVED = frozenset(("id", *RESULT_COLUMNS, CORRECT_COLUMN))
 MISSING_REASON = "missing from the model output"
 
+# On-demand records the time budget of an invocation left without an answer (see ``bedrock.CallBudget``).
+#: Error code of a record that was never sent: the invocation's time could not fit one more call.
+NOT_SENT = "NotSent"
+#: Error code of a record whose call was still running when the invocation's time ran out.
+OUT_OF_TIME = "TimeBudgetExceeded"
+OUT_OF_TIME_REASON = "not answered before the time budget ran out"
+UNSENT_REASON = "not sent before the time budget ran out; sent again in the next round"
+
 
 class ResultsJoinError(BatchClassifierError):
     """Records and results cannot be joined (they come from different runs, or a file is incomplete)."""
@@ -82,9 +90,13 @@ def judge(result: ModelResult | None, matcher: LabelMatcher, task: Task) -> Verd
     """The verdict on one model result (None: the record never came back)."""
     if result is None:
         return judge_missing()
+    if result.error_code == NOT_SENT:
+        return Verdict(RowStatus.MODEL_ERROR, reason=f"{OUT_OF_TIME_REASON} (never sent)")
     if result.failed:
         message = f": {result.error_message}" if result.error_message else ""
-        return Verdict(RowStatus.MODEL_ERROR, reason=f"error {result.error_code}{message}", retryable=result.retryable)
+        # A call cut off by the time budget was sent: like a model timeout, it may be tried again.
+        retryable = result.retryable or result.error_code == OUT_OF_TIME
+        return Verdict(RowStatus.MODEL_ERROR, reason=f"error {result.error_code}{message}", retryable=retryable)
     answer = extract_answer(result.text or "", task.output_tags)
     rationale = " ".join(answer.explanation.split()) if answer.explanation else None
     if answer.label is None:
@@ -206,6 +218,12 @@ def join_verdicts(
 def judge_missing() -> Verdict:
     """The verdict on a record that never came back from the model."""
     return Verdict(RowStatus.MODEL_ERROR, reason=MISSING_REASON, retryable=True)
+
+
+def judge_unsent() -> Verdict:
+    """The verdict on an on-demand record left unsent by the time budget while another round can still send it:
+    not ``retryable`` (it was never tried, so it uses none of its retries), and replaced by the next round's."""
+    return Verdict(RowStatus.MODEL_ERROR, reason=UNSENT_REASON)
 
 
 def output_name(column: str) -> str:

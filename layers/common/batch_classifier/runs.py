@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import PurePosixPath
 from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
-from .bedrock import Submission, submit_shard
+from .bedrock import CallBudget, Submission, invoke_on_demand, submit_shard
 from .cost import PriceTable
 from .errors import InputChangedError, InputNotFoundError, InputTooLargeError, PriceNotFoundError, TaskError
 from .labels import LabelMatcher
@@ -26,9 +29,11 @@ from .outputs import MANIFEST_NAME, BadLine, ModelResult, parse_manifest, read_o
 from .pipeline import convert_file, estimate_job_bytes, keyed_text_line, text_lines
 from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
 from .results import (
+    NOT_SENT,
     JudgedOutputs,
     judge_missing,
     judge_results,
+    judge_unsent,
 )
 from .settings import Settings
 from .sharding import Shard, ShardKind, cut_shards, plan_shards
@@ -44,9 +49,20 @@ from .storage import (
     read_bytes,
 )
 from .tasks import Task, bundled_task_names, load_task, parse_task
-from .workflow import JobCheck, ObjectCreated, RoundPlan, RunRef, ShardRef, dump, run_id_for
+from .workflow import JobCheck, ObjectCreated, RoundPlan, RunRef, ShardRef, dump, key_candidates, run_id_for
 
 _INPUT_PREFIX = "input_data/"
+
+#: Rounds after ``max_retry_rounds`` in which records an on-demand shard's time budget left unsent may still be sent:
+#: they were never tried, so they have used none of their retries. Each such round means a whole invocation's time
+#: did not get through a shard of fewer records than a batch job's minimum; past this many, Bedrock is not serving
+#: the account, and the records end ``model_error`` ("not answered before the time budget ran out").
+UNSENT_EXTRA_ROUNDS = 3
+
+
+def last_round(settings: Settings) -> int:
+    """The last round a run can have: ``max_retry_rounds`` of retries, then rounds for unsent records only."""
+    return settings.max_retry_rounds + UNSENT_EXTRA_ROUNDS
 
 
 # --- RegisterRun ----------------------------------------------------------------------------------------
@@ -130,7 +146,7 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     task = load_run_task(s3, settings, run.task)
     files = RunFiles(run.run_id)
     bucket = settings.internal_bucket
-    source = _open_upload(s3, run)
+    source, key = _open_upload(s3, run)
     records = io.BufferedWriter(UploadFile(s3, bucket, files.records))
     texts = io.BufferedWriter(UploadFile(s3, bucket, files.texts))
     rejects = io.BufferedWriter(UploadFile(s3, bucket, files.rejects))
@@ -146,7 +162,7 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
             records_out,
             texts_out,
             rejects_out,
-            name=PurePosixPath(run.key).name,
+            name=PurePosixPath(key).name,
             progress=partial(_refuse_beyond, run, settings.max_rows_per_run),
         )
     if stats.duplicate_id_hashes:
@@ -156,7 +172,7 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     put_bytes(s3, bucket, files.shared, json.dumps(sorted(stats.shared)).encode(), "application/json")
     put_bytes(s3, bucket, files.task, task.to_yaml().encode(), "application/yaml")
     plan = {
-        "source": run.key,
+        "source": key,
         "task": task.name,
         "model_id": task.model_id,
         "invocation_type": task.invocation_type.value,
@@ -171,23 +187,26 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     return counts
 
 
-def _open_upload(s3: Any, run: RunRef) -> IO[bytes]:
-    """The upload as it was uploaded: its version when the bucket keeps versions, and only while its ETag is the
-    event's, so a run never classifies a later upload of the same key (that one has a run of its own)."""
-    try:
-        return open_object(s3, run.bucket, run.key, version_id=run.version_id, if_match=run.etag or None)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in {"NoSuchKey", "NoSuchVersion", "404"}:
-            raise InputNotFoundError(
-                f"s3://{run.bucket}/{run.key} is not there any more (deleted before it could be read); upload it again."
-            ) from None
-        if code in {"PreconditionFailed", "412"}:
-            raise InputChangedError(
-                f"s3://{run.bucket}/{run.key} was replaced by a newer upload before this one could be read; the "
-                "newer upload has a run of its own, so upload this file again under another name to classify it."
-            ) from None
-        raise
+def _open_upload(s3: Any, run: RunRef) -> tuple[IO[bytes], str]:
+    """The upload as it was uploaded, and the key it is stored under: its version when the bucket keeps versions,
+    and only while its ETag is the event's, so a run never classifies a later upload of the same key (that one has
+    a run of its own). The event's key is tried as given, then decoded (:func:`key_candidates`)."""
+    for key in key_candidates(run.key):
+        try:
+            return open_object(s3, run.bucket, key, version_id=run.version_id, if_match=run.etag or None), key
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in {"NoSuchKey", "NoSuchVersion", "404"}:
+                continue
+            if code in {"PreconditionFailed", "412"}:
+                raise InputChangedError(
+                    f"s3://{run.bucket}/{key} was replaced by a newer upload before this one could be read; the "
+                    "newer upload has a run of its own, so upload this file again under another name to classify it."
+                ) from None
+            raise
+    raise InputNotFoundError(
+        f"s3://{run.bucket}/{run.key} is not there any more (deleted before it could be read); upload it again."
+    )
 
 
 def _refuse_beyond(run: RunRef, limit: int, stage: str, rows: int) -> None:
@@ -325,6 +344,46 @@ def retries_key(files: RunFiles, shard: ShardRef) -> str:
     return files.key(f"retries/round-{shard.round:02d}/{shard.name}.json")
 
 
+@dataclass
+class ShardRetries:
+    """A shard's retries file: the records PlanRetries may send again, and the shard's counts.
+
+    ``retry``: sent, and failed with a retryable error (each such round uses one of the record's retries);
+    ``unsent``: never sent, because the invocation's time ran out first (they use none). ProcessShard writes the
+    file after the shard's results and before it marks the shard processed, with the counts of that mark, so an
+    invocation run again after the file was written finishes from it instead of judging (and paying) again.
+    """
+
+    retry: list[int] = field(default_factory=list)
+    unsent: list[int] = field(default_factory=list)
+    counts: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps({"retry": self.retry, "unsent": self.unsent, **(self.counts or {})}).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ShardRetries:
+        data = json.loads(raw)
+        if isinstance(data, list):  # the list of retryable records that earlier versions wrote
+            return cls(retry=[int(i) for i in data])
+        counts = {k: v for k, v in data.items() if k not in {"retry", "unsent"}}
+        return cls(retry=data.get("retry", []), unsent=data.get("unsent", []), counts=counts or None)
+
+
+def _read_retries(s3: Any, settings: Settings, files: RunFiles, shard: ShardRef) -> ShardRetries:
+    return ShardRetries.from_json(read_bytes(s3, settings.internal_bucket, retries_key(files, shard)))
+
+
+def _written_retries(s3: Any, settings: Settings, files: RunFiles, shard: ShardRef) -> ShardRetries | None:
+    """The shard's retries file when an earlier invocation wrote it, else None."""
+    try:
+        return _read_retries(s3, settings, files, shard)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            return None
+        raise
+
+
 def _shard_members(s3: Any, settings: Settings, shard: ShardRef) -> list[int]:
     """The record indexes of a shard: a range in round 0, the ids in its keyed texts in a retry round."""
     if not shard.keyed:
@@ -341,49 +400,104 @@ def process_shard(
     runtime: Any,
     store: StatusStore,
     settings: Settings,
+    remaining_ms: Callable[[], int] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Judge one shard's results (a batch job's output, or on-demand calls) and list its retryable records.
 
-    A shard already processed (a redriven map reruns its children) is not judged, or paid for, again.
+    An on-demand shard works to the invocation's time: ``remaining_ms`` (the Lambda context's
+    ``get_remaining_time_in_millis``, read once on entry, then counted down on ``clock``) less a margin for the
+    writes (:class:`CallBudget`). Every record answered in that time is kept; the records there was no time to
+    send are listed ``unsent`` for PlanRetries to send in the next round or, in the run's :func:`last_round`, end
+    ``model_error`` (not answered before the time budget ran out).
+
+    A shard already processed (a redriven map reruns its children) is not judged, or paid for, again; nor is one
+    whose retries file an earlier invocation wrote before it could mark the shard processed.
     """
+    budget = CallBudget.for_invocation(remaining_ms, clock) if shard.kind is not ShardKind.BATCH else None
     files = RunFiles(run.run_id)
     done = store.get_shard(run.run_id, shard.name) or {}
     if done.get("shard_status") == ShardStatus.PROCESSED.value:
         by_status = {k: int(v) for k, v in (done.get("by_status") or {}).items()}
-        return {"shard": shard.name, "records": shard.records, "by_status": by_status, "retryable": 0, "again": True}
+        return {
+            "shard": shard.name,
+            "records": shard.records,
+            "by_status": by_status,
+            "retryable": 0,
+            "unsent": 0,
+            "again": True,
+        }
+    written = _written_retries(s3, settings, files, shard)
+    if written is not None and written.counts is not None:
+        return _mark_processed(store, run, shard, written, written.counts)
     task = run_task(s3, settings, files)
     matcher = LabelMatcher(task)
     members = _shard_members(s3, settings, shard)
     member_set = set(members)
     bad: list[BadLine] = []
     manifest_tokens: tuple[int, int] | None = None
+    unsent: list[int] = []
     if shard.kind is ShardKind.BATCH:
+        results: Iterable[ModelResult]
         results, manifest_tokens = _batch_results(s3, settings, files, shard, bad)
     else:
-        from .bedrock import invoke_on_demand  # noqa: PLC0415 - only the on-demand path needs it
-
         lines = shard_lines(s3, settings, task, shard)
-        results = list(invoke_on_demand(runtime, task.model_id, task.invocation_type.value, lines))
+        answers = invoke_on_demand(runtime, task.model_id, task.invocation_type.value, lines, budget=budget)
+        results = _noting_unsent(answers, unsent)
     judged = judge_results(results, matcher, task, known=member_set.__contains__)
     for index in members:
         if index not in judged.verdicts:
             judged.verdicts[index] = judge_missing()
+    unsent = sorted(i for i in set(unsent) & member_set if judged.verdicts[i].status is RowStatus.MODEL_ERROR)
+    if shard.round >= last_round(settings):
+        unsent = []  # no round is left to send them in: their verdict stands, not answered in time
+    for index in unsent:
+        judged.verdicts[index] = judge_unsent()
     retry = sorted(i for i, v in judged.verdicts.items() if v.status is RowStatus.MODEL_ERROR and v.retryable)
     _write_lines(s3, settings.internal_bucket, results_key(files, shard), judged.sorted_lines())
-    put_bytes(s3, settings.internal_bucket, retries_key(files, shard), json.dumps(retry).encode())
     tokens_in, tokens_out = manifest_tokens or (judged.input_tokens, judged.output_tokens)
-    by_status = _count_statuses(judged)
+    counts = {
+        "by_status": _count_statuses(judged),
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "unreadable_lines": len(bad),
+        "records": len(members),
+    }
+    retries = ShardRetries(retry=retry, unsent=unsent, counts=counts)
+    put_bytes(s3, settings.internal_bucket, retries_key(files, shard), retries.to_json(), "application/json")
+    return _mark_processed(store, run, shard, retries, counts)
+
+
+def _noting_unsent(results: Iterable[ModelResult], unsent: list[int]) -> Iterator[ModelResult]:
+    """The results as they come, noting the records the time budget left unsent."""
+    for result in results:
+        if result.error_code == NOT_SENT and result.record_id[1:].isdigit():
+            unsent.append(record_index(result.record_id))
+        yield result
+
+
+def _mark_processed(
+    store: StatusStore, run: RunRef, shard: ShardRef, retries: ShardRetries, counts: dict[str, Any]
+) -> dict[str, Any]:
+    by_status = {k: int(v) for k, v in counts["by_status"].items()}
     store.set_shard_status(
         run.run_id,
         shard.name,
         ShardStatus.PROCESSED,
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
+        input_tokens=int(counts["input_tokens"]),
+        output_tokens=int(counts["output_tokens"]),
         by_status=by_status,
-        retryable=len(retry),
-        unreadable_lines=len(bad),
+        retryable=len(retries.retry),
+        unsent=len(retries.unsent),
+        unreadable_lines=int(counts["unreadable_lines"]),
     )
-    return {"shard": shard.name, "records": len(members), "by_status": by_status, "retryable": len(retry)}
+    return {
+        "shard": shard.name,
+        "records": int(counts["records"]),
+        "by_status": by_status,
+        "retryable": len(retries.retry),
+        "unsent": len(retries.unsent),
+    }
 
 
 def _batch_results(
@@ -421,13 +535,24 @@ def _write_lines(s3: Any, bucket: str, key: str, lines: Iterable[str]) -> None:
 
 def plan_retries(run: RunRef, plan: RoundPlan, s3: Any, store: StatusStore, settings: Settings) -> RoundPlan:
     """Send the round's retryable records again (a batch job when enough, else on-demand), within
-    ``max_retry_rounds``; otherwise their errors stand and the run moves on (``retry: false``)."""
+    ``max_retry_rounds``; otherwise their errors stand and the run moves on (``retry: false``).
+
+    Records an on-demand shard left unsent (its invocation's time ran out) go too, and use none of their retries:
+    a record goes again while it has been sent and failed in at most ``max_retry_rounds`` rounds, and the run
+    has rounds left (:func:`last_round`).
+    """
     files = RunFiles(run.run_id)
     retry: set[int] = set()
+    unsent: set[int] = set()
     for shard in _round_shards(s3, plan):
-        retry.update(json.loads(read_bytes(s3, settings.internal_bucket, retries_key(files, shard))))
+        found = _read_retries(s3, settings, files, shard)
+        retry.update(found.retry)
+        unsent.update(found.unsent)
     next_round = plan.round + 1
-    if not retry or next_round > settings.max_retry_rounds:
+    if retry and next_round > settings.max_retry_rounds:
+        retry = _with_retries_left(s3, settings, files, plan.round, retry)
+    send = retry | unsent
+    if not send or next_round > last_round(settings):
         return plan.model_copy(update={"retry": False})
     task = run_task(s3, settings, files)
     encoder = BatchLineEncoder(task)
@@ -440,10 +565,22 @@ def plan_retries(run: RunRef, plan: RoundPlan, s3: Any, store: StatusStore, sett
         io.BufferedWriter(UploadFile(s3, settings.internal_bucket, texts_key)) as out,
     ):
         for rid, text, _ in text_lines(texts, keyed=False):
-            if record_index(rid) in retry:
+            if record_index(rid) in send:
                 line = keyed_text_line(rid, text)
                 out.write(line)
                 sizes.append((rid, line_bytes + len(text), len(line)))
     shards = cut_shards(sizes, plan_shards(len(sizes), task.batch), task.batch, prefix=f"retry{next_round}-")
     refs = [_shard_ref(shard, next_round, texts_key, keyed=True) for shard in shards]
     return _publish_round(s3, store, settings, run, next_round, refs)
+
+
+def _with_retries_left(s3: Any, settings: Settings, files: RunFiles, last: int, retry: set[int]) -> set[int]:
+    """The records of ``retry`` sent and failed in at most ``max_retry_rounds`` of the rounds up to ``last`` (a
+    record sent in every round has used all its retries by then; one left unsent in some round has not)."""
+    failed: Counter[int] = Counter()
+    for round_ in range(last + 1):
+        items = json.loads(read_bytes(s3, settings.internal_bucket, files.round_plan(round_)))
+        for item in items:
+            found = _read_retries(s3, settings, files, ShardRef.model_validate(item))
+            failed.update(i for i in found.retry if i in retry)
+    return {i for i in retry if failed[i] <= settings.max_retry_rounds}

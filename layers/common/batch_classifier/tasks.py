@@ -216,8 +216,29 @@ def parse_task(text: str, origin: str = "task") -> Task:
     try:
         return Task.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'task'}: {err['msg']}" for err in exc.errors())
+        errors = exc.errors()
+        count = _too_few_categories(errors, data.get("categories"))
+        if count is not None and len(errors) == 1:  # pydantic's words: "Tuple should have at least 2 items ..."
+            raise TaskError(f"a task needs at least 2 categories; {origin} has {count}.") from None
+        problems = "; ".join(
+            f"categories: a task needs at least 2, not {count}"
+            if count is not None and err["loc"] == ("categories",)
+            else f"{'.'.join(str(p) for p in err['loc']) or 'task'}: {err['msg']}"
+            for err in errors
+        )
         raise TaskError(f"{origin} is not a valid task: {problems}.") from None
+
+
+def _too_few_categories(errors: list[Any], categories: Any) -> int | None:
+    """How many categories a task has when that is too few (an empty ``categories:`` is none), else None."""
+    for err in errors:
+        if err["loc"] != ("categories",):
+            continue
+        if err["type"] == "too_short":
+            return int((err.get("ctx") or {}).get("actual_length", 0))
+        if categories is None:
+            return 0
+    return None
 
 
 def _task_source(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,13 +38,20 @@ class ObjectCreated(_Payload):
 
     @property
     def object_key(self) -> str:
-        """The key as stored: EventBridge may deliver it URL-encoded (spaces as '+')."""
-        return decode_key(self.key)
+        """The key as the event gives it. AWS documents S3's notification keys (SQS, SNS, Lambda) as URL-encoded
+        but says nothing of EventBridge's (its examples show plain keys): ConvertInput reads the key as given,
+        then its decoded forms (:func:`key_candidates`), always checking the upload's ETag."""
+        return self.key
 
 
-def decode_key(key: str) -> str:
-    """Undo S3 event key encoding when the key carries any (``%xx`` escapes or '+' for spaces)."""
-    return unquote_plus(key) if ("%" in key or "+" in key) else key
+def key_candidates(key: str) -> list[str]:
+    """Where an event's key may be stored: as given, then URL-decoded (``%20`` for a space), then decoded as S3's
+    notifications encode keys (``+`` for a space). A key without ``%`` or ``+`` has one reading."""
+    found = [key]
+    for decoded in (unquote(key), unquote_plus(key)):
+        if decoded not in found:
+            found.append(decoded)
+    return found
 
 
 def run_id_for(bucket: str, key: str, etag: str) -> str:
