@@ -77,8 +77,9 @@ format: dev ## Format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: dev ## Benchmarks: throughput and peak memory of prepare and collect against a parse-only floor
+bench: dev ## Benchmarks: prepare and collect against parse and write floors; the local runtime's start
 	$(BIN)/python tests/bench/bench_pipeline.py
+	$(BIN)/python tests/bench/bench_start.py
 
 bench-scale: dev ## A 1M-row CSV end to end through `batch-classifier run`: time, memory, temp files; 5M planning
 	$(BIN)/python tests/bench/bench_scale.py
