@@ -49,6 +49,7 @@ from batch_classifier.records import RowStatus
 from batch_classifier.tasks import Task, bundled_task_names, load_task
 
 from .fault_commands import add_commands as add_fault_commands
+from .labelling_commands import add_commands as add_labelling_commands
 from .local_commands import add_commands
 from .progress import ProgressLine
 
@@ -400,6 +401,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(commands, _print_summary)
     add_fault_commands(commands)
+    add_labelling_commands(commands)
 
     cmd = commands.add_parser("tasks", help="list the bundled tasks, or show one")
     cmd.add_argument("action", nargs="?", choices=["list", "show"], default="list")
