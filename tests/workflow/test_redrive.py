@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from workflow_helpers import results_rows, run_id_of_execution, write_calls
+from workflow_helpers import (
+    results_rows,
+    run_id_of_execution,
+    run_item,
+    shard_items,
+    until,
+    write_calls,
+)
 
 from batch_classifier_cli import local_commands
 from batch_classifier_cli.local_commands import LocalRuntimeError, Remote
@@ -31,37 +38,6 @@ AFTER_THE_MAP = [
 def run(runtime: LocalRuntime, path: Path) -> tuple[str, dict]:
     arn = runtime.upload(path)
     return arn, runtime.wait(arn)
-
-
-def run_item(runtime: LocalRuntime, described: dict) -> dict:
-    """The run's item in the status table (plain values)."""
-    run_id = run_id_of_execution(described)
-    item = runtime.client("dynamodb").get_item(
-        TableName=runtime.stack.outputs["RunsTableName"],
-        Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "RUN"}},
-        ConsistentRead=True,
-    )["Item"]
-    return {k: next(iter(v.values())) for k, v in item.items()}
-
-
-def shard_statuses(runtime: LocalRuntime, described: dict) -> list[str]:
-    """The status of each of the run's shards in the status table."""
-    run_id = run_id_of_execution(described)
-    found = runtime.client("dynamodb").query(
-        TableName=runtime.stack.outputs["RunsTableName"],
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :shard)",
-        ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}, ":shard": {"S": "SHARD#"}},
-        ConsistentRead=True,
-    )["Items"]
-    return [item["shard_status"]["S"] for item in found]
-
-
-def wait_for(check, what: str, seconds: float = 20):
-    deadline = time.monotonic() + seconds
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"still waiting for {what}"
-        time.sleep(0.2)
-    return found
 
 
 def attempt_states(events: list[dict], attempt: int) -> list[str]:
@@ -113,7 +89,10 @@ def test_the_cli_redrives_a_failed_map_in_the_same_execution_without_a_second_jo
     assert described["error"] == "States.ExceedToleratedFailureThreshold"
     assert described["redriveCount"] == 0 and described["redriveStatus"] == "REDRIVABLE"
     # RecordFailure (fired by the execution's status change) marks the run failed.
-    wait_for(lambda: run_item(runtime, described)["run_status"] == "FAILED", "the run to be marked FAILED")
+    until(
+        lambda: run_item(runtime, run_id_of_execution(described)).get("run_status") == "FAILED",
+        "the run to be marked FAILED",
+    )
     sfn = runtime.client("stepfunctions")
     executions_before = sfn.list_executions(stateMachineArn=runtime.stack.state_machine_arn)["executions"]
     events_before = history(sfn, arn)
@@ -147,10 +126,13 @@ def test_the_cli_redrives_a_failed_map_in_the_same_execution_without_a_second_jo
     # In the map, only the child that failed ran again; its shard's job was submitted once, before.
     assert processed == ["shard-00002"]
     assert runtime.bedrock.stats.create_calls == jobs_before
-    assert set(shard_statuses(runtime, described)) == {"PROCESSED"}
+    assert {s["shard_status"] for s in shard_items(runtime, run_id_of_execution(described))} == {"PROCESSED"}
     _, rows = results_rows(runtime, arn)
     assert sorted(r["id"] for r in rows) == sorted(ids)
-    wait_for(lambda: run_item(runtime, described)["run_status"] == "SUCCEEDED", "the run to be SUCCEEDED")
+    until(
+        lambda: run_item(runtime, run_id_of_execution(described)).get("run_status") == "SUCCEEDED",
+        "the run to be SUCCEEDED",
+    )
 
 
 def test_a_redriven_execution_that_fails_again_is_announced_again(runtime, tmp_path, failure_notices):
@@ -158,16 +140,16 @@ def test_a_redriven_execution_that_fails_again_is_announced_again(runtime, tmp_p
     runtime.fail_next("ProcessShardFunction", times=2)  # the first attempt and the redrive
     arn, described = run(runtime, tmp_path / "twice-failed.csv")
     assert described["status"] == "FAILED"
-    wait_for(lambda: len(failure_notices(arn)) == 1, "RecordFailure's first notice")
+    until(lambda: len(failure_notices(arn)) == 1, "RecordFailure's first notice")
     sfn = runtime.client("stepfunctions")
     assert redrive(sfn, arn).count == 1
     again = runtime.wait(arn)
     assert again["status"] == "FAILED" and again["redriveCount"] == 1
     assert again["error"] == "States.ExceedToleratedFailureThreshold"
     # The second stop is a status change of its own: RecordFailure records and announces it too.
-    notices = wait_for(lambda: len(failure_notices(arn)) == 2 and failure_notices(arn), "RecordFailure's second notice")
+    notices = until(lambda: len(failure_notices(arn)) == 2 and failure_notices(arn), "RecordFailure's second notice")
     assert [n["error"] for n in notices] == ["States.ExceedToleratedFailureThreshold"] * 2
-    assert run_item(runtime, again)["run_status"] == "FAILED"
+    assert run_item(runtime, run_id_of_execution(again)).get("run_status") == "FAILED"
     # A second redrive goes on from the same state.
     assert redrive(sfn, arn).count == 2
     final = runtime.wait(arn)
