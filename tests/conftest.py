@@ -1,13 +1,40 @@
-"""The local runtime shared by the workflow tests and the fault suite: one per session (a process holds one)."""
+"""Fixtures of every test: the local runtime shared by the workflow tests and the fault suite (one per session: a
+process holds one), and the seed data of the tests marked ``seed``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from workflow_helpers import ROOT
+from workflow_helpers import ROOT, SEED
 
 from batch_classifier_local.runtime import LocalRuntime
+
+# Set to 1 to skip, rather than fail, the tests that need ../shared/data where that folder is absent.
+SKIP_SEED = "BATCH_CLASSIFIER_SKIP_SEED"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test of the seed data fails where ../shared/data is absent (CI has it beside the clone), unless
+    BATCH_CLASSIFIER_SKIP_SEED=1 asks to skip it."""
+    uses_seed = item.get_closest_marker("seed") is not None or "seed_data" in getattr(item, "fixturenames", ())
+    if not uses_seed or SEED.is_dir():
+        return
+    if os.environ.get(SKIP_SEED, "").strip().lower() in {"1", "true", "yes"}:
+        pytest.skip(f"the seed data folder ../shared/data is absent ({SKIP_SEED} is set)")
+    pytest.fail(
+        f"this test needs the seed data folder ../shared/data (looked for at {SEED}), which is absent: put the "
+        f"shared folder beside the clone, or set {SKIP_SEED}=1 to skip the tests that need it.",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def seed_data() -> Path:
+    """The sample inputs kept next to the repository, in ``../shared/data`` (see :func:`pytest_runtest_setup`)."""
+    return SEED
 
 
 @pytest.fixture(scope="session")

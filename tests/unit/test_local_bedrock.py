@@ -33,7 +33,7 @@ from batch_classifier.status import StatusStore
 from batch_classifier.storage import RunFiles, s3_uri
 from batch_classifier.tasks import load_task
 from batch_classifier.workflow import RunRef, ShardRef
-from batch_classifier_local import bedrock_service
+from batch_classifier_local import bedrock_job_files, bedrock_jobs
 from batch_classifier_local.bedrock_service import LocalBedrock
 from batch_classifier_local.faults import TERMINAL_STATUSES, FaultPlan
 from batch_classifier_local.models import Completion
@@ -586,7 +586,9 @@ def test_a_job_streams_its_input_and_output_and_holds_little_of_it(s3: Any, pref
     assert spy.reads and all(size is not None and 0 < size <= 1024 * 1024 for size in spy.reads)
     # While it answers its last record, the service holds a small part of the input, not its records.
     assert model.snapshot is not None
-    mine = model.snapshot.filter_traces([tracemalloc.Filter(True, bedrock_service.__file__, all_frames=True)])
+    mine = model.snapshot.filter_traces(
+        [tracemalloc.Filter(True, module.__file__, all_frames=True) for module in (bedrock_jobs, bedrock_job_files)]
+    )
     held = sum(stat.size for stat in mine.statistics("filename"))
     assert held < len(body) / 4, f"the service holds {held} bytes of a {len(body)}-byte input"
     # The output is uploaded from a file object, not built in memory, and holds every record, shuffled.
@@ -601,13 +603,13 @@ def test_a_job_streams_its_input_and_output_and_holds_little_of_it(s3: Any, pref
 
 def test_local_files_are_deleted_however_a_job_ends(s3: Any, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[Any] = []
-    original = bedrock_service._local_file
+    original = bedrock_job_files.local_file
 
     def local_file() -> Any:
         made.append(original())
         return made[-1]
 
-    monkeypatch.setattr(bedrock_service, "_local_file", local_file)
+    monkeypatch.setattr(bedrock_job_files, "local_file", local_file)
     source = put_input(s3, f"{prefix}/in.jsonl", 10)
     output = s3_uri(BUCKET, f"{prefix}/out/")
     empty = put_lines(s3, f"{prefix}/empty.jsonl", ["", "  "])
@@ -643,7 +645,7 @@ def test_input_lines_split_as_a_whole_body_would_in_any_chunks(seed: int) -> Non
     for _ in range(300):
         data = bytes(rng.choice(b'{"a\r\n ') for _ in range(rng.randrange(40)))
         size = rng.randrange(1, 9)
-        assert list(bedrock_service._lines(io.BytesIO(data), size)) == data.splitlines(), (data, size)
+        assert list(bedrock_job_files.lines(io.BytesIO(data), size)) == data.splitlines(), (data, size)
 
 
 def follow(bedrock: Any, arn: str, timeout: float = 30.0) -> tuple[dict[str, Any], dict[str, float]]:

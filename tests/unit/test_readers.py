@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import Workbook
 
-from batch_classifier import readers
 from batch_classifier.errors import (
     EmptyInputError,
     InputEncodingError,
@@ -24,7 +23,7 @@ from batch_classifier.errors import (
     MalformedInputError,
 )
 from batch_classifier.formats import FileFormat
-from batch_classifier.readers import Row, Table, detect_format, open_table
+from batch_classifier.readers import Row, Table, detect_format, json_reader, open_table, parquet_reader
 
 
 class OneWayStream(io.RawIOBase):
@@ -468,7 +467,7 @@ TRICKY_RECORDS: list[dict[str, Any]] = [
 def test_json_is_streamed_across_chunk_boundaries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, wrapped: bool
 ) -> None:
-    monkeypatch.setattr(readers, "_CHUNK", chunk)
+    monkeypatch.setattr(json_reader, "_CHUNK", chunk)
     document: Any = {"meta": {"x": [1, 2, "]"]}, "n": 12345, "items": TRICKY_RECORDS} if wrapped else TRICKY_RECORDS
     text = json.dumps(document, indent=1, ensure_ascii=False)
     table, rows = read_all(write(tmp_path, "tricky.json", text))
@@ -479,8 +478,8 @@ def test_json_is_streamed_across_chunk_boundaries(
 
 
 def test_json_value_that_never_ends_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "_CHUNK", 16)
-    monkeypatch.setattr(readers, "_MAX_JSON_VALUE", 200)
+    monkeypatch.setattr(json_reader, "_CHUNK", 16)
+    monkeypatch.setattr(json_reader, "_MAX_JSON_VALUE", 200)
     path = write(tmp_path, "endless.json", '[{"id": 1}, {"text": "' + "x" * 5000 + '"}]')
     with open_table(path) as table, pytest.raises(MalformedInputError, match="never ends"):
         list(table.rows())
@@ -570,7 +569,7 @@ def test_jsonl_from_a_stream_that_cannot_seek() -> None:
 
 
 def test_parquet_rows_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "_PARQUET_BATCH", 2)
+    monkeypatch.setattr(parquet_reader, "_PARQUET_BATCH", 2)
     path = tmp_path / "data.parquet"
     pq.write_table(
         pa.table({"id": [1, 2, 3, 4, 5], "text": ["a", None, "c", "d", "e"], "score": [0.5, 1.0, None, 2.0, 3.0]}),

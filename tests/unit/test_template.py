@@ -580,8 +580,9 @@ def test_layer_requirements_match_the_package_dependencies() -> None:
         for line in (ROOT / "layers" / "common" / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    # boto3 is the one dependency the Lambda runtime provides.
-    assert sorted(layer) == sorted(d for d in declared if not d.startswith("boto3"))
+    # boto3 and botocore too: the Lambda runtime's own may predate the APIs the functions call.
+    assert sorted(layer) == sorted(declared)
+    assert {"boto3", "botocore"} <= {d.split("==")[0] for d in layer}
 
 
 def test_the_log_level_never_filters_out_metrics(sam_template: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from workflow_helpers import (
     SAMPLE,
-    SEED,
     results_rows,
     run_id_of_execution,
     shard_items,
@@ -79,10 +78,10 @@ def test_a_small_file_takes_the_on_demand_path(runtime, tmp_path):
     assert [r["id"] for r in rows] == ids
 
 
-@pytest.mark.skipif(not SEED.is_dir(), reason="seed data folder ../shared/data is absent")
-def test_the_seed_workbook_gives_every_row_once(runtime, tmp_path):
+@pytest.mark.seed
+def test_the_seed_workbook_gives_every_row_once(runtime, tmp_path, seed_data):
     source = tmp_path / "travel_conversations_labeled.xlsx"
-    shutil.copy(SEED / source.name, source)
+    shutil.copy(seed_data / source.name, source)
     arn, described = run(runtime, source)
     assert described["status"] == "SUCCEEDED", described.get("cause")
     summary, rows = results_rows(runtime, arn)

@@ -1,0 +1,118 @@
+"""XLSX: every sheet (or one), each with its own header row, read with openpyxl in read-only mode."""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import ExitStack
+from typing import IO, Any
+
+from ..errors import EmptyInputError, InputFormatError, MalformedInputError
+from ..formats import FileFormat
+from .table import Row, Table, clean_names
+
+
+def open_xlsx(target: str | IO[bytes], label: str, sheet: str | None, resources: ExitStack) -> Table:
+    book = _load_workbook(target, label)
+    resources.callback(book.close)
+    worksheets = {ws.title: ws for ws in book.worksheets}
+    if sheet is not None and sheet not in worksheets:
+        listed = ", ".join(repr(title) for title in worksheets)
+        raise InputFormatError(f"{label!r} has no sheet {sheet!r}; its sheets are {listed}.")
+    chosen = [sheet] if sheet is not None else list(worksheets)
+    headers: list[tuple[str, list[str]]] = []
+    for title in chosen:
+        header = _sheet_header(worksheets[title])
+        if header is not None:
+            headers.append((title, header))
+    if not headers:
+        which = f"sheet {sheet!r} of {label!r} has" if sheet is not None else f"{label!r} has"
+        raise EmptyInputError(f"{which} no header row; the first row must name the columns.")
+    columns = list(dict.fromkeys(name for _, header in headers for name in header))
+    return _XlsxTable(label, columns, worksheets, headers, resources)
+
+
+def _load_workbook(target: str | IO[bytes], label: str) -> Any:
+    # Imported here so that only XLSX inputs pay for loading openpyxl.
+    import openpyxl  # noqa: PLC0415
+    from openpyxl.utils.exceptions import InvalidFileException  # noqa: PLC0415
+
+    try:
+        with warnings.catch_warnings():
+            # openpyxl warns about styles and extensions it ignores; they do not matter for values.
+            warnings.simplefilter("ignore", UserWarning)
+            return openpyxl.load_workbook(target, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError) as exc:
+        raise InputFormatError(
+            f"{label!r} is a zip archive but not a readable Excel workbook ({exc}); save it again as .xlsx."
+        ) from None
+
+
+def _sheet_values(worksheet: Any) -> Generator[Sequence[Any]]:
+    """The sheet's rows as value tuples, fully empty rows skipped."""
+    # Declared dimensions can be wrong (and would cut rows off); read what is really there.
+    worksheet.reset_dimensions()
+    for values in worksheet.iter_rows(values_only=True):
+        if values.count(None) != len(values):
+            yield values
+
+
+def _sheet_header(worksheet: Any) -> list[str] | None:
+    """The column names of the sheet's first non-empty row (trailing empty cells trimmed), or None."""
+    values = _sheet_values(worksheet)
+    try:
+        first = next(values, None)
+    finally:
+        values.close()
+    if first is None:
+        return None
+    cells = list(first)
+    while cells and cells[-1] is None:
+        cells.pop()
+    return clean_names(cells)
+
+
+class _XlsxTable(Table):
+    def __init__(
+        self,
+        name: str,
+        columns: list[str],
+        worksheets: dict[str, Any],
+        headers: list[tuple[str, list[str]]],
+        resources: ExitStack,
+    ) -> None:
+        super().__init__(name, FileFormat.XLSX, columns, resources)
+        self._worksheets = worksheets
+        self._headers = headers
+
+    def _iter_rows(self) -> Iterator[Row]:
+        number = 0
+        for title, header in self._headers:
+            # Columns that only other sheets have are None here, so every row has every column.
+            keys = header + [name for name in self.columns if name not in header]
+            width = len(header)
+            padding = (None,) * (len(keys) - width)
+            values = _sheet_values(self._worksheets[title])
+            next(values, None)  # the header row
+            for in_sheet, cells in enumerate(values, start=1):
+                fitted = cells if len(cells) == width else self._fit(cells, width, title, in_sheet)
+                if padding:
+                    fitted = (*fitted, *padding)
+                number += 1
+                yield Row(number, dict(zip(keys, fitted, strict=False)), title, _sheet_row=in_sheet)
+
+    def _fit(self, cells: Sequence[Any], width: int, title: str, in_sheet: int) -> Sequence[Any]:
+        """A row of the wrong length: padded with None when short; trimmed when the extra cells are
+        empty, else an error (a value without a column name)."""
+        if len(cells) < width:
+            return tuple(cells) + (None,) * (width - len(cells))
+        extra = next((i for i in range(width, len(cells)) if cells[i] is not None), None)
+        if extra is None:
+            return cells[:width]
+        from openpyxl.utils import get_column_letter  # noqa: PLC0415
+
+        raise MalformedInputError(
+            f"{self.name!r} sheet {title!r}, row {in_sheet} has a value in column {get_column_letter(extra + 1)}, "
+            "which has no header; name that column in the header row or clear the cell."
+        )
