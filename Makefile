@@ -27,13 +27,14 @@ BUILD_ENV := $(SAM_ENV) $(if $(PYENV_VERSIONS),PYENV_VERSION=$(PYENV_VERSIONS))
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(BIN)/batch-classifier: pyproject.toml
+# requirements/constraints.txt holds the versions the tests passed with (pip freeze of .venv), direct or not.
+$(BIN)/batch-classifier: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	@touch $@
 
-dev: $(BIN)/batch-classifier ## Create .venv with the package, the CLI and the dev tools
+dev: $(BIN)/batch-classifier ## Create .venv with the package, the CLI and the dev tools, at the tested versions
 
 demo: dev ## Set up, then classify the sample conversations end to end on the local runtime
 	$(BIN)/batch-classifier run $(DEMO_INPUT)
@@ -80,6 +81,7 @@ format: dev ## Format and fix what ruff can
 bench: dev ## Benchmarks: prepare and collect against parse and write floors; the local runtime's start
 	$(BIN)/python tests/bench/bench_pipeline.py
 	$(BIN)/python tests/bench/bench_start.py
+	$(BIN)/python tests/bench/bench_report.py
 
 bench-scale: dev ## A 1M-row CSV end to end through `batch-classifier run`: time, memory, temp files; 5M planning
 	$(BIN)/python tests/bench/bench_scale.py

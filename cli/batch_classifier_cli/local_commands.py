@@ -1,11 +1,11 @@
-"""The commands that drive the local runtime: run, executions, show, redrive, serve, query.
+"""The commands that drive the local runtime: run, executions, show, redrive, serve, console, query.
 
-``serve`` keeps a runtime up and writes where it listens (and the settings it was started with) to
-``.local-runtime/server.json``; the other commands use that runtime when it is up, and ``run`` otherwise starts one
-for the length of the run (its executions and files go away with it, so use ``serve`` to keep them for
-``executions``, ``show`` and ``redrive``). ``run`` and ``serve`` take the runtime's settings: template parameter
-overrides (as ``sam deploy --parameter-overrides``), the simulated duration of local Bedrock batch jobs, and the
-time scale of every wait.
+``serve`` keeps a runtime up, with its console in the browser, and writes where they listen (and the settings it
+was started with) to ``.local-runtime/server.json``; the other commands use that runtime when it is up, and
+``run`` otherwise starts one for the length of the run (its executions and files go away with it, so use
+``serve`` to keep them for ``executions``, ``show``, ``redrive`` and ``console``). ``run`` and ``serve`` take the
+runtime's settings: template parameter overrides (as ``sam deploy --parameter-overrides``), the simulated duration
+of local Bedrock batch jobs, and the time scale of every wait.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
+import webbrowser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,7 +55,10 @@ def project_root() -> Path:
 
 
 def state_dir() -> Path:
-    return project_root() / ".local-runtime"
+    """Where ``serve`` records itself (server.json) and ``query`` mirrors the results: ``.local-runtime`` in the project
+    folder, or the folder the environment variable ``BATCH_CLASSIFIER_STATE_DIR`` names."""
+    given = os.environ.get("BATCH_CLASSIFIER_STATE_DIR")
+    return Path(given) if given else project_root() / ".local-runtime"
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Remote:
     outputs: dict[str, str]
     state_machine_arn: str
     settings: dict[str, Any] = field(default_factory=dict)  # what serve was started with (see RunSettings)
+    console: str | None = None  # the URL of serve's console
 
     def client(self, service: str) -> Any:
         url = self.bedrock if service in {"bedrock", "bedrock-runtime"} else self.endpoint
@@ -113,7 +118,12 @@ def running_server() -> Remote | None:
     except OSError:
         return None
     return Remote(
-        info["endpoint"], info["bedrock"], info["outputs"], info["state_machine_arn"], info.get("settings", {})
+        info["endpoint"],
+        info["bedrock"],
+        info["outputs"],
+        info["state_machine_arn"],
+        info.get("settings", {}),
+        info.get("console"),
     )
 
 
@@ -456,7 +466,8 @@ def _download_results(runtime: Any, result: dict[str, Any], out: Path) -> dict[s
     bucket, summary_key = result["summary"].removeprefix("s3://").split("/", 1)
     folder = out / summary_key.rsplit("/", 2)[-2]
     folder.mkdir(parents=True, exist_ok=True)
-    for uri in [*result["outputs"], result["summary"]]:
+    report = [result["report"]] if result.get("report") else []  # report.html, when FinalizeRun could write it
+    for uri in [*result["outputs"], result["summary"], *report]:
         key = uri.removeprefix("s3://").split("/", 1)[1]
         s3.download_file(bucket, key, str(folder / key.rsplit("/", 1)[-1]))
     summary: dict[str, Any] = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
@@ -578,6 +589,7 @@ def _resolve(resolve: Callable[[Any, str], str], sfn: Any, name: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from batch_classifier_local.console import ConsoleServer  # noqa: PLC0415
     from batch_classifier_local.models import model_from_spec  # noqa: PLC0415
     from batch_classifier_local.runtime import LocalRuntime  # noqa: PLC0415
 
@@ -589,18 +601,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with runtime:
         assert runtime.stack is not None and runtime.bedrock is not None
         outputs = stack_outputs(runtime.client, runtime.stack.outputs)
+        try:
+            console = ConsoleServer(runtime.client, outputs, port=args.console_port)
+        except OSError as exc:
+            raise LocalRuntimeError(
+                f"the console cannot listen on 127.0.0.1:{args.console_port} ({exc.strerror or exc}): give another "
+                "--console-port, or none for a free one."
+            ) from None
+        console.start()
         info = {
             "endpoint": runtime.endpoint,
             "bedrock": runtime.bedrock.url,
+            "console": console.url,
             "outputs": outputs,
             "state_machine_arn": runtime.stack.state_machine_arn,
             "pid": os.getpid(),
             "settings": {**settings.to_json(), "time_scale": runtime.time_scale},
         }
-        path = root / ".local-runtime" / SERVER_FILE
+        path = state_dir() / SERVER_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(info, indent=2), encoding="utf-8")
         print(f"local runtime at {runtime.endpoint} (Bedrock at {runtime.bedrock.url})")
+        print(f"console at {console.url} (`batch-classifier console` opens it)")
         print(f"drop files into s3://{runtime.stack.customer_bucket}/input_data/")
         print(f"state machine {runtime.stack.state_machine_arn}")
         if settings.describe():
@@ -620,7 +642,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
             pass
         finally:
             path.unlink(missing_ok=True)
+            console.stop()
     return 0
+
+
+# --- console ----------------------------------------------------------------------------------------------------
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """Print the URL of the running serve's console, and open it in a browser when this machine has one."""
+    remote = _need_server()
+    if not remote.console:
+        raise LocalRuntimeError(
+            "the running `batch-classifier serve` has no console (it was started before there was one): restart it."
+        )
+    try:
+        urllib.request.urlopen(remote.console + "api/health", timeout=3).close()
+    except OSError as exc:
+        raise LocalRuntimeError(f"the console at {remote.console} does not answer ({exc}): restart serve.") from None
+    print(f"console at {remote.console}")
+    if args.no_browser:
+        return 0
+    if open_browser(remote.console):
+        print("opened in your browser")
+    else:
+        print("no browser here: open the URL in one (from another machine, forward the port first, e.g. ssh -L)")
+    return 0
+
+
+def open_browser(url: str) -> bool:
+    """Open a URL in a graphical browser when there is one; False (never an error) when there is none: no display
+    on Linux or BSD (unless $BROWSER names a browser), or no browser Python knows."""
+    graphical = sys.platform in {"darwin", "win32", "cygwin"} or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("BROWSER")
+    )
+    if not graphical:
+        return False
+    try:
+        webbrowser.get()
+        return bool(webbrowser.open(url, new=2))
+    except Exception:  # webbrowser.Error, or a launcher that cannot start
+        return False
 
 
 def stack_outputs(client: Callable[[str], Any], outputs: dict[str, str]) -> dict[str, str]:
@@ -709,11 +771,20 @@ def add_commands(commands: Any, print_summary: Callable[[dict[str, Any]], None])
     cmd.add_argument("execution", help="an execution name or ARN")
     cmd.set_defaults(run=cmd_redrive)
 
-    cmd = commands.add_parser("serve", help="keep the local runtime up and print how to reach it")
+    cmd = commands.add_parser("serve", help="keep the local runtime up, with its console, and print how to reach them")
     cmd.add_argument("--port", type=int, default=0, help="port of the AWS endpoint (default: a free one)")
+    cmd.add_argument(
+        "--console-port", type=int, default=0, help="port of the console on 127.0.0.1 (default: a free one)"
+    )
     cmd.add_argument("--model", help="offline (default) or openai:<base url>#<model>")
     _add_runtime_options(cmd)
     cmd.set_defaults(run=cmd_serve)
+
+    cmd = commands.add_parser(
+        "console", help="(with serve) print the URL of the console in the browser, and open it when a browser is here"
+    )
+    cmd.add_argument("--no-browser", action="store_true", help="only print the URL")
+    cmd.set_defaults(run=cmd_console)
 
     cmd = commands.add_parser("query", help="SQL over all results with DuckDB (table: results, as in Glue/Athena)")
     cmd.add_argument("sql", help='e.g. "SELECT class, count(*) FROM results GROUP BY class"')

@@ -1,7 +1,8 @@
 """``batch-classifier``: the command-line tool.
 
-Commands: ``prepare`` (input file → Bedrock batch job files), ``collect`` (batch outputs → classified file and
-summary), ``evaluate`` (metrics of a results file against its ground-truth column), ``estimate`` (tokens and
+Commands: ``prepare`` (input file → Bedrock batch job files), ``collect`` (batch outputs → classified file,
+summary and report), ``report`` (a run's HTML report, made again from its summary), ``evaluate`` (metrics of a
+results file against its ground-truth column), ``estimate`` (tokens and
 cost before a run), ``tasks`` (the bundled tasks), the local runtime's ``run``, ``executions``, ``show``,
 ``redrive``, ``serve`` and ``query`` (see local_commands.py), and ``faults`` (fault_commands.py). Errors end the
 command with one sentence and a non-zero exit code; ``--debug`` shows the traceback. Output cut short by its
@@ -22,10 +23,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from openpyxl import load_workbook
+
 from batch_classifier import __version__
-from batch_classifier.cost import PriceTable, estimate_cost
+from batch_classifier.cost import PriceTable
 from batch_classifier.errors import BatchClassifierError
 from batch_classifier.evaluation import evaluate, format_report
+from batch_classifier.formats import FileFormat
 from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows
 from batch_classifier.outputs import MANIFEST_NAME
 from batch_classifier.pipeline import (
@@ -36,17 +40,21 @@ from batch_classifier.pipeline import (
     RECORDS,
     REJECTS,
     SHARED,
+    SUMMARY,
     TASK,
     TEXTS,
     InputOptions,
     PreparedRun,
     collect,
-    estimated_input_tokens,
+    cost_estimates,
     prepare,
 )
 from batch_classifier.readers import open_table
 from batch_classifier.records import RowStatus
+from batch_classifier.report import REPORT_NAME, RowDigest, batch_savings, render_report, workbook_sheets
+from batch_classifier.results import output_columns
 from batch_classifier.tasks import Task, bundled_task_names, load_task
+from batch_classifier.writers import LocalTarget, open_sink, output_format_from_name, results_sheets
 
 from .fault_commands import add_commands as add_fault_commands
 from .labelling_commands import add_commands as add_labelling_commands
@@ -122,18 +130,59 @@ def _prepare(args: argparse.Namespace) -> int:
     if plan["duplicate_ids"]:
         examples = ", ".join(plan["duplicate_id_examples"])
         print(f"  duplicate ids   {plan['duplicate_ids']:>10,}   (for example {examples})")
+    print(f"  texts a request {task.texts_per_request:>10,}   (a record is a model request of up to this many texts)")
     print(f"  batch jobs      {plan['batch_jobs']:>10,}")
     for shard in plan["shards"]:
         where = "jobs" if shard["kind"] == "batch" else "on-demand"
-        print(f"    {where}/{shard['name']}.jsonl  {shard['records']:>8,} records  {shard['bytes'] / 1e6:>9.1f} MB")
+        texts = shard.get("texts", shard["records"])
+        print(
+            f"    {where}/{shard['name']}.jsonl  {shard['records']:>8,} records  {texts:>8,} texts  "
+            f"{shard['bytes'] / 1e6:>9.1f} MB"
+        )
     if plan["on_demand_records"]:
         print(
             f"  on-demand       {plan['on_demand_records']:>10,}   "
             f"(fewer than {task.batch.min_records_per_job} records for a batch job)"
         )
-    estimate = plan["estimate"]
-    print(f"  estimated cost  batch ${estimate['batch_usd']:,.4f}   on-demand ${estimate['on_demand_usd']:,.4f}")
+    print("  estimated")
+    _print_estimates(plan["estimates"], indent="    ")
     return 0
+
+
+def _print_estimates(estimates: list[dict[str, Any]], indent: str = "  ") -> None:
+    """Requests, tokens and cost at the task's texts a request (first column) beside another (second column)."""
+    chosen, other = estimates
+    compared = "one a request" if other["texts_per_request"] == 1 else "suggested"
+    rows = [
+        (
+            "texts a request",
+            f"{chosen['texts_per_request']} (task)",
+            f"{other['texts_per_request']} ({compared})",
+            "(texts_per_request in the task)",
+        ),
+        ("model requests", f"{chosen['requests']:,}", f"{other['requests']:,}", ""),
+        ("input tokens", f"{chosen['input_tokens']:,}", f"{other['input_tokens']:,}", "(about 4 characters a token)"),
+        (
+            "output tokens",
+            f"{chosen['output_tokens']:,}",
+            f"{other['output_tokens']:,}",
+            f"({ESTIMATED_OUTPUT_TOKENS} a text)",
+        ),
+        (
+            "batch",
+            f"${chosen['batch_usd']:,.4f}",
+            f"${other['batch_usd']:,.4f}",
+            f"(task: ${chosen['per_1000_batch_usd']:,.4f} per 1,000 records)",
+        ),
+        (
+            "on-demand",
+            f"${chosen['on_demand_usd']:,.4f}",
+            f"${other['on_demand_usd']:,.4f}",
+            f"(task: ${chosen['per_1000_on_demand_usd']:,.4f} per 1,000 records)",
+        ),
+    ]
+    for name, first, second, note in rows:
+        print(f"{indent}{name:<16}{first:>12} {second:>19}   {note}".rstrip())
 
 
 def _check_prepare_target(target: Path, given: str) -> None:
@@ -195,12 +244,105 @@ def _collect(args: argparse.Namespace) -> int:
             f"found no batch output files (*.out) in {args.outputs} or its subfolders: download each job's output "
             "folder (<outputUri>/<job id>/) into it, then collect again."
         )
+    out = Path(args.out)
+    fmt = output_format_from_name(out.name)
+    # The rows are joined into a JSONL file first, then written in the asked format in one more pass that also
+    # counts what the report shows of them; an XLSX then gets the summary's figures as sheets of its own.
+    joined = out.with_name(f".{out.name}.joined.jsonl")
     progress = ProgressLine()
-    summary = collect(Path(args.folder), Path(args.outputs), Path(args.out), progress=progress)
+    try:
+        summary = collect(Path(args.folder), outputs, joined, progress=progress)
+        try:
+            _write_results(joined, out, fmt, summary, PreparedRun.load(Path(args.folder)), progress)
+        except BaseException:
+            (out.parent / SUMMARY).unlink(missing_ok=True)  # it describes rows that were not written
+            raise
+    finally:
+        joined.unlink(missing_ok=True)
     progress.done()
-    print(f"Wrote {args.out} and {Path(args.out).parent / 'summary.json'}")
+    report = out.parent / REPORT_NAME
+    summary["report"] = report.name
+    (out.parent / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    report.write_text(render_report(summary), encoding="utf-8")
+    print(f"Wrote {args.out}, {out.parent / SUMMARY} and {report}")
     _print_summary(summary)
     return 0
+
+
+def _write_results(
+    joined: Path, out: Path, fmt: FileFormat, summary: dict[str, Any], run: PreparedRun, progress: ProgressLine
+) -> None:
+    """Write the joined rows to ``out`` in its format, counting them for the report; complete ``summary``."""
+    columns = output_columns(run.layout, labelled=run.plan.get("labelled", 0) > 0)
+    digest = RowDigest()
+    sink = open_sink(fmt, LocalTarget(out), columns)
+    try:
+        with joined.open("rb") as lines:
+            for number, line in enumerate(lines, start=1):
+                row = json.loads(line)
+                digest.add(row, number)
+                sink.write(row)
+                if number % 10_000 == 0:
+                    progress(f"writing {out.name}", number)
+        summary["results_file"] = out.name
+        summary["cost"].update(
+            batch_savings(summary["tokens"], summary["cost_usd"], run.task.model_id, PriceTable.load())
+        )
+        summary.update(digest.to_dict())
+        sink.add_sheets(workbook_sheets(summary))
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+
+
+def _report(args: argparse.Namespace) -> int:
+    given = Path(args.target)
+    path = given / SUMMARY if given.is_dir() else given
+    if not path.is_file():
+        raise BatchClassifierError(
+            f"{args.target} holds no {SUMMARY}: give a run's output folder (where collect or FinalizeRun wrote "
+            f"{SUMMARY}) or the {SUMMARY} itself."
+        )
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BatchClassifierError(f"{path} is not a summary ({exc}).") from None
+    if not isinstance(summary, dict) or "by_status" not in summary:
+        raise BatchClassifierError(f"{path} is not the summary of a run (it has no by_status).")
+    if "off_list_answers" not in summary:  # a summary written before it held the report's aggregates
+        results = _results_file(path.parent, summary)
+        if results is None:
+            print("note: no results file beside the summary: the report leaves out off-list answers and rejects")
+        else:
+            digest, number = RowDigest(), 0
+            for sheet in _rows_sheets(results):
+                with open_table(results, sheet=sheet) as table:
+                    for row in table.rows():
+                        number += 1
+                        digest.add(row.values, number)
+            summary.update(digest.to_dict())
+            print(f"note: off-list answers and rejects counted from {results.name}")
+    out = Path(args.out) if args.out else path.parent / REPORT_NAME
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    partial.write_text(render_report(summary), encoding="utf-8")
+    partial.replace(out)
+    print(f"Wrote {out}")
+    return 0
+
+
+#: The results files a run folder may hold, in the order the report reads them (the quickest to read first).
+_RESULTS_ORDER = (".jsonl", ".csv", ".parquet", ".json", ".xlsx")
+
+
+def _results_file(folder: Path, summary: dict[str, Any]) -> Path | None:
+    """The results file beside a summary: collect's ``results_file``, or one of FinalizeRun's ``outputs``."""
+    names = [str(summary.get("results_file") or "")]
+    names += [str(key).rsplit("/", 1)[-1] for key in summary.get("outputs") or []]
+    found = [folder / n for n in names if n and n != "rejects.csv" and (folder / n).is_file()]
+    found.sort(key=lambda p: _RESULTS_ORDER.index(p.suffix) if p.suffix in _RESULTS_ORDER else len(_RESULTS_ORDER))
+    return found[0] if found else None
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -244,32 +386,48 @@ def _read_pairs(
     path: Path, label_column: str, prediction_column: str
 ) -> tuple[str, list[tuple[str | None, str | None]], list[str]]:
     """(truth, prediction) per row; a row whose status is not ``classified`` has no prediction."""
-    with open_table(path) as table:
-        columns = table.columns
-        # The results file renames an input column that clashes with a result column (class → input_class).
-        truth = f"input_{label_column}" if f"input_{label_column}" in columns else label_column
-        for needed in (truth, prediction_column):
-            if needed not in columns:
+    pairs: list[tuple[str | None, str | None]] = []
+    seen: dict[str, None] = {}
+    truth = label_column
+    for sheet in _rows_sheets(path):
+        with open_table(path, sheet=sheet) as table:
+            columns = table.columns
+            # The results file renames an input column that clashes with a result column (class → input_class).
+            truth = f"input_{label_column}" if f"input_{label_column}" in columns else label_column
+            for needed in (truth, prediction_column):
+                if needed not in columns:
+                    raise BatchClassifierError(
+                        f"{path.name} has no column {needed!r}; its columns are: {', '.join(columns)}."
+                    )
+            if truth == prediction_column:
                 raise BatchClassifierError(
-                    f"{path.name} has no column {needed!r}; its columns are: {', '.join(columns)}."
+                    f"the ground truth and the prediction are the same column {truth!r} of {path.name}, which "
+                    "would score it against itself: give the ground-truth column with --label-column."
                 )
-        if truth == prediction_column:
-            raise BatchClassifierError(
-                f"the ground truth and the prediction are the same column {truth!r} of {path.name}, which would "
-                "score it against itself: give the ground-truth column with --label-column."
-            )
-        has_status = "status" in columns
-        pairs: list[tuple[str | None, str | None]] = []
-        seen: dict[str, None] = {}
-        for row in table.rows():
-            predicted = _cell(row.values.get(prediction_column))
-            if has_status and row.values.get("status") != RowStatus.CLASSIFIED.value:
-                predicted = None
-            label = _cell(row.values.get(truth))
-            pairs.append((label, predicted))
-            if label:
-                seen[label] = None
+            has_status = "status" in columns
+            for row in table.rows():
+                predicted = _cell(row.values.get(prediction_column))
+                if has_status and row.values.get("status") != RowStatus.CLASSIFIED.value:
+                    predicted = None
+                label = _cell(row.values.get(truth))
+                pairs.append((label, predicted))
+                if label:
+                    seen[label] = None
     return truth, pairs, sorted(seen)
+
+
+def _rows_sheets(path: Path) -> list[str | None]:
+    """The sheets to read rows from: a results workbook's ``results`` sheets (its ``summary`` and ``confusion``
+    sheets hold figures, not rows); any other file as a whole (``None``)."""
+    if path.suffix.lower() != ".xlsx":
+        return [None]
+    try:
+        book = load_workbook(path, read_only=True)
+        names = list(book.sheetnames)
+        book.close()
+    except Exception:  # not a workbook: open_table says what is wrong with it
+        return [None]
+    return list(results_sheets(names)) or [None]
 
 
 def _cell(value: Any) -> str | None:
@@ -294,27 +452,11 @@ def _estimate(args: argparse.Namespace) -> int:
             if stats.rows % 10_000 == 0:
                 progress("reading rows", stats.rows)
     progress.done()
-    input_tokens = estimated_input_tokens(task, stats.distinct_texts, stats.text_chars)
-    estimate = estimate_cost(
-        PriceTable.load(),
-        task.model_id,
-        input_tokens=input_tokens,
-        output_tokens=stats.distinct_texts * ESTIMATED_OUTPUT_TOKENS,
-        records=stats.rows,
-        distinct_texts=stats.distinct_texts,
-    )
+    estimates = cost_estimates(task, stats.rows, stats.distinct_texts, stats.text_chars, PriceTable.load())
     print(f"Estimate for {args.input} with task {task.name!r} ({task.model_id})")
     print(f"  records           {stats.rows:>12,}   ({stats.invalid:,} invalid)")
     print(f"  distinct texts    {stats.distinct_texts:>12,}")
-    print(f"  input tokens      {estimate.input_tokens:>12,}   (about 4 characters a token)")
-    print(f"  output tokens     {estimate.output_tokens:>12,}   ({ESTIMATED_OUTPUT_TOKENS} a reply)")
-    print(
-        f"  batch             ${estimate.batch_usd:>11,.4f}   (${estimate.per_1000_batch_usd:,.4f} per 1,000 records)"
-    )
-    print(
-        f"  on-demand         ${estimate.on_demand_usd:>11,.4f}   "
-        f"(${estimate.per_1000_on_demand_usd:,.4f} per 1,000 records)"
-    )
+    _print_estimates([e.to_dict() for e in estimates])
     return 0
 
 
@@ -384,8 +526,17 @@ def _parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("collect", help="join batch outputs with a prepared folder into a results file")
     cmd.add_argument("folder", help="the folder written by prepare")
     cmd.add_argument("--outputs", required=True, help="the folder holding the *.out files (any depth)")
-    cmd.add_argument("--out", required=True, help="the results file: .csv .json .jsonl .xlsx .parquet")
+    cmd.add_argument(
+        "--out",
+        required=True,
+        help="the results file: .csv .json .jsonl .xlsx .parquet (summary.json and report.html go beside it)",
+    )
     cmd.set_defaults(run=_collect)
+
+    cmd = commands.add_parser("report", help="write a run's HTML report from its summary.json")
+    cmd.add_argument("target", metavar="RUN_FOLDER_OR_SUMMARY", help="a run's output folder, or its summary.json")
+    cmd.add_argument("--out", help="the page to write (default: report.html beside the summary)")
+    cmd.set_defaults(run=_report)
 
     cmd = commands.add_parser("evaluate", help="metrics of a results file against its ground-truth column")
     cmd.add_argument("results", help="a results file written by collect")

@@ -42,6 +42,8 @@ class StateRun:
     cause: str | None = None
     input: str | None = None
     iterations: dict[str, int] = field(default_factory=dict)
+    output: str | None = None
+    retries: int = 0  # failures its Retry recovered from (the state went on and succeeded)
 
     @property
     def seconds(self) -> float | None:
@@ -72,7 +74,9 @@ def list_all(sfn: Any) -> list[dict[str, Any]]:
                 source = source.get("key") or source.get("input", {}).get("key") or ""
             except (ValueError, AttributeError):
                 source = ""
-            rows.append({**execution, "file": source, "state_machine": machine["name"]})
+            rows.append(
+                {**execution, "file": source, "state_machine": machine["name"], "input": described.get("input")}
+            )
     rows.sort(key=lambda r: r["startDate"], reverse=True)
     return rows
 
@@ -105,11 +109,21 @@ def state_runs(sfn: Any, execution_arn: str) -> list[StateRun]:
             if run.kind == "Map":
                 maps.append(run)
         elif kind.endswith("StateExited"):
-            exited = open_runs.pop(event["stateExitedEventDetails"]["name"], None)
+            name = event["stateExitedEventDetails"]["name"]
+            exited = open_runs.pop(name, None)
+            if exited is None:  # a failure its Catch caught: the state failed, and leaves with the error added
+                exited = next((run for run in reversed(runs) if run.name == name and run.status == "failed"), None)
             if exited is not None:
                 exited.exited = event["timestamp"]
+                exited.output = event["stateExitedEventDetails"].get("output")
                 if exited.status == "running":
                     exited.status = "succeeded"
+        elif kind in _TASK_SUCCEEDED:  # a Task whose earlier attempt failed and was retried: it goes on
+            retried = next((run for run in reversed(runs) if run.kind == "Task"), None)
+            if retried is not None and retried.status == "failed" and retried.name not in open_runs:
+                retried.status, retried.exited, retried.error, retried.cause = "running", None, None, None
+                retried.retries += 1
+                open_runs[retried.name] = retried
         elif kind.startswith("MapIteration") and maps:
             state = kind.removeprefix("MapIteration").lower()
             maps[-1].iterations[state] = maps[-1].iterations.get(state, 0) + 1
@@ -127,6 +141,9 @@ def state_runs(sfn: Any, execution_arn: str) -> list[StateRun]:
         if run.status == "running" and run.kind == "Fail":
             run.status = "failed"
     return runs
+
+
+_TASK_SUCCEEDED = {"TaskSucceeded", "LambdaFunctionSucceeded", "ActivitySucceeded"}
 
 
 def _innermost_open(runs: list[StateRun], open_runs: dict[str, StateRun]) -> StateRun | None:
@@ -238,6 +255,18 @@ def redrive(sfn: Any, execution_arn: str) -> Redrive:
         len(events),
     )
     return Redrive(execution_arn, count, stopped_in[0] if stopped_in else "?", before)
+
+
+def redrive_refusal(sfn: Any, execution_arn: str) -> str | None:
+    """Why :func:`redrive` would refuse this execution now (Step Functions' reason, or that it would fail the same
+    way), or None when it can be redriven: what a console says beside its Redrive button."""
+    described = sfn.describe_execution(executionArn=execution_arn)
+    if described["status"] not in TERMINAL_FAILURES:
+        return f"{described['name']} is {described['status']}: only a failed, timed-out or aborted one is redriven."
+    if described.get("redriveStatus") == "NOT_REDRIVABLE":
+        reason = described.get("redriveStatusReason") or "Step Functions refuses"
+        return f"{described['name']} cannot be redriven: {reason}"
+    return _fails_the_same_way(described, unsuccessful_state(sfn, execution_arn))
 
 
 def unsuccessful_state(sfn: Any, execution_arn: str) -> tuple[str, str] | None:

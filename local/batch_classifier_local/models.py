@@ -4,8 +4,11 @@
   knows from the request itself, as a Bedrock model would: the categories (names, descriptions, aliases, good
   and bad examples) from the XML of the system prompt, the record from the user message. It answers in the
   tags the prompt asks for, so the rest of the pipeline cannot tell it from a model, except by its accuracy.
+  A packed request (several ``<text number="N">`` elements in one message) gets one numbered ``<answer>`` per
+  text, each text classified on its own.
 - :class:`OpenAICompatibleModel` forwards each request to ``POST {base_url}/chat/completions`` of any server
-  speaking the OpenAI chat API (vLLM, llama.cpp, Ollama, LM Studio, ...).
+  speaking the OpenAI chat API (vLLM, llama.cpp, Ollama, LM Studio, ...); a packed request goes as it is, and the
+  model answers it as the prompt asks.
 
 :func:`model_from_spec` and :func:`model_from_env` pick one from a short spec string.
 """
@@ -391,6 +394,24 @@ def parse_prompt(system: str) -> ParsedPrompt:
     return ParsedPrompt(tuple(categories), label_tag, explanation_tag)
 
 
+_NUMBERED_TEXT = re.compile(r'<text number="(\d+)">\n')
+
+
+def numbered_texts(user_message: str) -> list[tuple[int, str]]:
+    """The ``(number, text)`` of a packed request's ``<text number="N">`` elements, in order; [] for a message of
+    one text. Each text runs to the ``</text>`` before the next element (or the message's last ``</text>``)."""
+    marks = list(_NUMBERED_TEXT.finditer(user_message))
+    if not marks:
+        return []
+    found = []
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        end = following.start() if following is not None else len(user_message)
+        body = user_message[mark.end() : end]
+        close = body.rfind("</text>")
+        found.append((int(mark[1]), (body[:close] if close >= 0 else body).strip()))
+    return found
+
+
 def record_text(user_message: str) -> str:
     """The record inside the prompt's ``<text>...</text>`` wrapper, or the whole message when unwrapped."""
     start = user_message.find("<text>")
@@ -462,19 +483,29 @@ class OfflineClassifier:
         scorer = self._scorer(system)
         user = next((m for m in reversed(messages) if m.get("role", "user") == "user"), None)
         user_text = message_text(user.get("content")) if user else ""
-        label, cues = self._classify(scorer, record_text(user_text))
+        packed = numbered_texts(user_text)
+        if packed:
+            reply = "\n".join(
+                f'<answer number="{number}">\n{self._answer(scorer, text)}\n</answer>' for number, text in packed
+            )
+        else:
+            reply = self._answer(scorer, record_text(user_text))
+        seen = system + "".join(message_text(m.get("content")) for m in messages)
+        stop = "end_turn"
+        if estimate_tokens(reply) > max_tokens:
+            reply, stop = reply[: max(1, max_tokens) * 4], "max_tokens"
+        return Completion(reply, estimate_tokens(seen), estimate_tokens(reply), stop)
+
+    def _answer(self, scorer: _Scorer, text: str) -> str:
+        """The answer to one text, in the tags the prompt asks for."""
+        label, cues = self._classify(scorer, text)
         shown = ", ".join(f'"{c}"' for c in cues)
         why = (
             f"strongest cues {shown} for {label}." if cues else f"no cue matched any category; {label} is listed first."
         )
         tags = scorer.prompt
         reply = f"<{tags.label_tag}>{label}</{tags.label_tag}>\n<{tags.explanation_tag}>Offline classifier: {why}"
-        reply += f"</{tags.explanation_tag}>"
-        seen = system + "".join(message_text(m.get("content")) for m in messages)
-        stop = "end_turn"
-        if estimate_tokens(reply) > max_tokens:
-            reply, stop = reply[: max(1, max_tokens) * 4], "max_tokens"
-        return Completion(reply, estimate_tokens(seen), estimate_tokens(reply), stop)
+        return reply + f"</{tags.explanation_tag}>"
 
     def classify(self, system: str, text: str) -> tuple[str, list[str]]:
         """The category for a record's text under a system prompt, and the words that decided it."""

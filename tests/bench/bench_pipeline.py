@@ -13,6 +13,12 @@ then runs, each in a fresh process so that peak memory is the step's own:
 It prints rows per second, peak RSS, and prepare's time as a multiple of the floor's, against the targets:
 prepare within 3x the floor and under 300 MB peak at 1M rows. Run with ``make bench`` (all sizes) or
 ``python tests/bench/bench_pipeline.py --sizes 10000``. This is a benchmark, not a test: it never fails CI.
+
+First it measures packed requests on the travel task: conversations as long as the travel call centre's (about
+1,700 characters, 400 tokens, beside a prompt of about 2,100 tokens) are prepared at the suggested
+``texts_per_request`` and at 1, every job line is answered by the local model as the local Bedrock answers it,
+and ``collect`` must find every text classified. It prints job-file bytes and billed input tokens (as the local
+Bedrock counts them) per text at each, and whether the packed figures are at most a third of one text a request's.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 TARGET_RATIO = 3.0
 TARGET_RSS_MB = 300
 TARGET_ROWS = 1_000_000
 FORMATS = ("csv", "jsonl", "parquet")
+PACKING_TARGET = 1 / 3  # packed job-file bytes and billed input tokens per text, as a share of one text a request's
 
 _OPENERS = [
     "Hi, I'm calling about",
@@ -73,6 +81,18 @@ def conversation(rng: random.Random, i: int) -> tuple[str, str]:
     for line in rng.sample(_FILLER, k=rng.randint(4, 8)):
         lines.append(
             line.format(ref=f"BK{i:07d}", days=rng.randint(2, 30), seat=f"{rng.randint(1, 40)}{'ABCDEF'[i % 6]}")
+        )
+    return "\n".join(lines), label
+
+
+def long_conversation(rng: random.Random, i: int) -> tuple[str, str]:
+    """A conversation as long as the travel call centre's (900 to 2,600 characters, about 1,700 on average)."""
+    text, label = conversation(rng, i)
+    target = rng.randint(900, 2600)
+    lines = [text]
+    while sum(len(line) + 1 for line in lines) < target:
+        lines.append(
+            rng.choice(_FILLER).format(ref=f"BK{i:07d}", days=rng.randint(2, 30), seat=f"{rng.randint(1, 40)}C")
         )
     return "\n".join(lines), label
 
@@ -224,12 +244,100 @@ def measure(step: str, source: Path, folder: Path) -> dict[str, float]:
     return result
 
 
+# --- packed requests: job-file bytes and billed input tokens per text ------------------------------------------
+
+
+def measure_packing(workdir: Path, rows: int, texts_per_request: int) -> dict[str, float]:
+    """Prepare ``rows`` travel conversations at ``texts_per_request``, answer every job line with the local model as the
+    local Bedrock does, collect; job-file bytes and billed input tokens per text, and the texts classified."""
+    from batch_classifier.pipeline import collect, prepare  # noqa: PLC0415
+    from batch_classifier.tasks import load_task  # noqa: PLC0415
+    from batch_classifier_local.bedrock_api import anthropic_reply, anthropic_request  # noqa: PLC0415
+    from batch_classifier_local.models import OfflineClassifier  # noqa: PLC0415
+
+    source = workdir / "travel-calls.csv"
+    if not source.exists():
+        rng = random.Random(9)
+        with source.open("w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["conversation_id", "conversation", "class"])
+            writer.writerows((f"T{i:06d}", *long_conversation(rng, i)) for i in range(1, rows + 1))
+    task = load_task("travel")
+    task = task.model_copy(
+        update={"texts_per_request": texts_per_request, "input": task.input.with_overrides(label_column="class")}
+    )
+    prepared, outputs = workdir / f"packed-{texts_per_request}", workdir / f"packed-{texts_per_request}-out"
+    plan = prepare(source, prepared, task).plan
+    model = OfflineClassifier()
+    billed = 0
+    job_bytes = 0
+    outputs.mkdir()
+    for folder in ("jobs", "on-demand"):
+        for job in sorted((prepared / folder).glob("*.jsonl")):
+            job_bytes += job.stat().st_size
+            with job.open("rb") as lines, (outputs / f"{job.name}.out").open("w", encoding="utf-8") as out:
+                for line in lines:
+                    record = json.loads(line)
+                    completion = model.complete(*anthropic_request(record["modelInput"]))
+                    billed += completion.input_tokens
+                    record["modelOutput"] = anthropic_reply(task.model_id, completion)
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    results = workdir / f"packed-{texts_per_request}.csv"
+    summary = collect(prepared, outputs, results)
+    texts = plan["distinct_texts"]
+    with results.open(newline="", encoding="utf-8-sig") as stream:
+        answers = {row["id"]: row["class"] for row in csv.DictReader(stream)}
+    return {
+        "texts": texts,
+        "requests": sum(s["records"] for s in plan["shards"]),
+        "bytes_per_text": job_bytes / texts,
+        "tokens_per_text": billed / texts,
+        "classified": summary["by_status"]["classified"],
+        "answers": answers,
+    }
+
+
+def report_packing(workdir: Path, rows: int) -> None:
+    from batch_classifier.tasks import DEFAULT_TEXTS_PER_REQUEST, SUGGESTED_TEXTS_PER_REQUEST  # noqa: PLC0415
+
+    packed_k = SUGGESTED_TEXTS_PER_REQUEST
+    print(
+        f"packed requests, travel task, {rows:,} conversations of travel-call length "
+        f"(texts_per_request: {packed_k} suggested; tasks default to {DEFAULT_TEXTS_PER_REQUEST})"
+    )
+    header = ("texts/request", 13), ("requests", 9), ("bytes/text", 11), ("tokens/text", 12), ("classified", 16)
+    print(" ".join(f"{name:>{width}}" for name, width in header))
+    found: dict[int, dict[str, Any]] = {}
+    for k in (packed_k, 1):
+        m = found[k] = measure_packing(workdir, rows, k)
+        print(
+            f"{k:>13} {m['requests']:>9,} {m['bytes_per_text']:>11,.0f} {m['tokens_per_text']:>12,.0f} "
+            f"{m['classified']:>7,} of {m['texts']:<,}",
+            flush=True,
+        )
+    packed, single = found[packed_k], found[1]
+    same = sum(packed["answers"][key] == answer for key, answer in single["answers"].items())
+    print(f"the local model's answers at {packed_k} a request equal its answers one at a time for {same:,} of {rows:,}")
+    bytes_share = packed["bytes_per_text"] / single["bytes_per_text"]
+    tokens_share = packed["tokens_per_text"] / single["tokens_per_text"]
+    met = bytes_share <= PACKING_TARGET and tokens_share <= PACKING_TARGET and packed["classified"] == packed["texts"]
+    print(
+        f"at {packed_k} texts a request: job-file bytes {bytes_share:.2f} and billed input tokens {tokens_share:.2f} "
+        f"of one text a request's per text; target (at most {PACKING_TARGET:.2f}, every text classified) "
+        f"{'met' if met else 'MISSED'}"
+    )
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
+    parser.add_argument(
+        "--sizes", default="10000,100000,1000000", help='comma-separated row counts ("": the packing figures only)'
+    )
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--workdir", default="bench-output", help="where generated files go (removed after)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--packing-rows", type=int, default=2000, help="conversations of the packed-requests figures")
     parser.add_argument("--worker", nargs=3, metavar=("STEP", "SOURCE", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -238,12 +346,21 @@ def main() -> None:
         return
 
     workdir = Path(args.workdir)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.packing_rows:
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        report_packing(workdir, args.packing_rows)
+        if not sizes and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if not sizes:
+        return
     print(
         f"{'rows':>9} {'format':<8} {'step':<8} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} "
         f"{'x parse':>8} {'x p+w':>7}  prepare targets"
     )
     verdicts = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in sizes:
         for fmt in args.formats.split(","):
             shutil.rmtree(workdir, ignore_errors=True)
             workdir.mkdir(parents=True)

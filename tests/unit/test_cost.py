@@ -134,6 +134,8 @@ def test_estimate_cost_hand_computed(bundled: PriceTable) -> None:
         "on_demand_usd": 0.625,
         "per_1000_batch_usd": 0.078125,
         "per_1000_on_demand_usd": 0.15625,
+        "texts_per_request": 1,
+        "requests": 3_000,  # one request per distinct text unless told otherwise
     }
 
 

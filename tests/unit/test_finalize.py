@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,6 +24,7 @@ from batch_classifier.formats import FileFormat
 from batch_classifier.labels import MatchMethod
 from batch_classifier.mapping import OutputLayout
 from batch_classifier.records import CanonicalRecord, RowStatus, record_id
+from batch_classifier.report import render_report
 from batch_classifier.results import Verdict
 from batch_classifier.sharding import ShardKind
 from batch_classifier.status import RunOutcome, RunStatus, ShardStatus, run_outcome
@@ -48,8 +50,9 @@ def put(s3, key: str, body: str | bytes) -> None:
     s3.put_object(Bucket=INTERNAL, Key=key, Body=body.encode() if isinstance(body, str) else body)
 
 
-def stage_run(cloud, rows: int, *, invalid: int = 0, score=lambda i: i) -> RunRef:
-    """What ConvertInput and ProcessShard leave for a run of ``rows`` labelled rows (the last ``invalid`` empty)."""
+def stage_run(cloud, rows: int, *, invalid: int = 0, score=lambda i: i, off_list=lambda i: None) -> RunRef:
+    """What ConvertInput and ProcessShard leave for a run of ``rows`` labelled rows (the last ``invalid`` empty;
+    a row ``i`` for which ``off_list(i)`` gives an answer was answered off the list)."""
     run = RunRef(run_id="r" * 12, task="travel", bucket=CUSTOMER, key="input_data/calls.csv", etag="e", size=1)
     assert cloud.store.register_run(run)
     files = RunFiles(run.run_id)
@@ -63,7 +66,10 @@ def stage_run(cloud, rows: int, *, invalid: int = 0, score=lambda i: i) -> RunRe
         else:
             record = CanonicalRecord(i, f"c-{i}", f"call {i}", rid=record_id(i), first=True, label=label, carry=carry)
             guess = label if i % 4 else CLASSES[0]
-            verdicts.append(Verdict(RowStatus.CLASSIFIED, guess, "because", MatchMethod.EXACT, guess).to_json(i))
+            verdict = Verdict(RowStatus.CLASSIFIED, guess, "because", MatchMethod.EXACT, guess)
+            if off_list(i) is not None:
+                verdict = Verdict(RowStatus.OFF_LIST, rationale="because", answer=off_list(i), reason="not a category")
+            verdicts.append(verdict.to_json(i))
         records.append(record.to_json())
     valid = rows - invalid
     put(cloud.s3, files.records, "".join(line + "\n" for line in records))
@@ -114,6 +120,7 @@ def test_every_format_summary_rejects_and_analytics_from_one_pass(cloud):
         "by_status",
         "outputs",
         "summary",
+        "report",
         "warnings",
     }
     assert (result["rows"], result["warnings"], result["status"]) == (40, [], RunStatus.SUCCEEDED.value)
@@ -145,6 +152,104 @@ def test_every_format_summary_rejects_and_analytics_from_one_pass(cloud):
     assert analytics.column("correct").to_pylist()[:4] == [True, True, True, False]
     assert cloud.store.get_run(run.run_id)["run_status"] == RunStatus.SUCCEEDED.value
     assert no_pending_uploads(cloud.s3)
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_the_report_is_written_beside_the_results_from_the_summary_alone(cloud):
+    answers = {5: SCRIPT, 9: SCRIPT, 13: "Hotel"}
+    run = stage_run(cloud, 40, invalid=2, off_list=answers.get)
+    result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=(FileFormat.CSV,)))
+
+    summary = json.loads(read(cloud.s3, result["summary"]))
+    prefix = result["summary"].rsplit("/", 1)[0]
+    assert result["report"] == f"{prefix}/report.html" and summary["report"].endswith("/report.html")
+    assert summary["off_list_answers"] == {
+        "rows": 3,
+        "distinct": 2,
+        "answers": [
+            {"answer": SCRIPT, "count": 2, "rows": [{"row": 5, "id": "c-5"}, {"row": 9, "id": "c-9"}]},
+            {"answer": "Hotel", "count": 1, "rows": [{"row": 13, "id": "c-13"}]},
+        ],
+        "not_listed": 0,
+    }
+    rejected = summary["not_classified"]["invalid_input"]
+    assert rejected["rows"] == 2 and rejected["reasons"] == [{"reason": "empty text", "count": 2}]
+    assert [x["id"] for x in rejected["examples"]] == ["c-39", "c-40"]
+    assert summary["cost"]["on_demand_equivalent_usd"] > summary["cost_usd"] > 0
+    assert summary["cost"]["batch_saved_usd"] == pytest.approx(
+        summary["cost"]["on_demand_equivalent_usd"] - summary["cost_usd"]
+    )
+    steps = summary["timings"]["steps"]
+    assert steps[-1]["step"] == "FinalizeRun" and summary["timings"]["total_seconds"] >= 0
+
+    bucket, key = result["report"].removeprefix("s3://").split("/", 1)
+    stored = cloud.s3.get_object(Bucket=bucket, Key=key)
+    page = stored["Body"].read().decode()
+    assert stored["ContentType"] == "text/html; charset=utf-8"
+    assert page == render_report(summary)  # made again from summary.json alone, it is the same page
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert no_pending_uploads(cloud.s3)
+
+
+def test_the_xlsx_results_are_a_workbook_to_work_in(cloud):
+    run = stage_run(cloud, 40, invalid=2, off_list={7: "Hotel"}.get)
+    result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=(FileFormat.XLSX,)))
+    summary = json.loads(read(cloud.s3, result["summary"]))
+
+    workbook = load_workbook(io.BytesIO(read(cloud.s3, output(result, ".xlsx"))))
+    assert workbook.sheetnames == ["results", "summary", "confusion"]
+    results = workbook["results"]
+    assert results.freeze_panes == "A2" and results.auto_filter.ref == results.dimensions == "A1:L41"
+    assert [c.value for c in results[1]][:3] == ["id", "conversation_id", "conversation"]
+    figures = {row[0]: row[1:] for row in workbook["summary"].iter_rows(values_only=True) if row and row[0]}
+    assert figures["rows"][0] == 40 and figures["accuracy"][0] == summary["evaluation"]["accuracy"]
+    assert figures["Hotel"][:2] == (1, "c-7")  # the off-list answer, its count and its first row
+    confusion = list(workbook["confusion"].iter_rows(values_only=True))
+    answers = confusion[0][1:]
+    matrix = {row[0]: dict(zip(answers, row[1:], strict=True)) for row in confusion[1:]}
+    for truth, cells in summary["evaluation"]["confusion"].items():
+        assert {a: n for a, n in matrix[truth].items() if n} == cells
+
+
+def test_a_report_that_cannot_be_written_is_a_warning(cloud, monkeypatch):
+    def broken(summary):
+        raise ValueError("no ink")
+
+    monkeypatch.setattr(finalize, "render_report", broken)
+    run = stage_run(cloud, 6)
+    result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=(FileFormat.CSV,)))
+    assert result["warnings"] == ["report.html not written: ValueError: no ink"] and result["report"] is None
+    assert "report" not in json.loads(read(cloud.s3, result["summary"]))
+    assert cloud.store.get_run(run.run_id)["run_status"] == RunStatus.SUCCEEDED.value
+
+
+def test_timings_split_the_run_at_what_the_status_table_recorded():
+    shards = [
+        {
+            "submitted_at": "2026-01-01T10:01:00+00:00",
+            "shard_status": "PROCESSED",
+            "updated_at": "2026-01-01T11:00:00+00:00",
+        },
+        {
+            "submitted_at": "2026-01-01T10:02:00+00:00",
+            "shard_status": "PROCESSED",
+            "updated_at": "2026-01-01T11:30:00+00:00",
+        },
+        {"shard_status": "QUEUED", "updated_at": "2026-01-01T12:00:00+00:00"},
+    ]
+    began = datetime(2026, 1, 1, 11, 31, tzinfo=UTC)
+    timings = finalize._timings("2026-01-01T10:00:00+00:00", shards, began, 12.5)
+    assert [(s["seconds"]) for s in timings["steps"]] == [60.0, 5340.0, 60.0, 12.5]
+    assert timings["total_seconds"] == 5472.5 == sum(s["seconds"] for s in timings["steps"])
+    on_demand = [{"shard_status": "PROCESSED", "updated_at": "2026-01-01T10:00:30+00:00"}]
+    timings = finalize._timings("2026-01-01T10:00:00+00:00", on_demand, began, 1.0)
+    assert [(s["step"], s["seconds"]) for s in timings["steps"]] == [
+        ("until the last shard", 30.0),
+        ("until FinalizeRun", 5430.0),
+        ("FinalizeRun", 1.0),
+    ]
 
 
 def test_the_analytics_parquet_has_the_glue_tables_columns_and_types():

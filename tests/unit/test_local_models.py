@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from batch_classifier.outputs import extract_answer
-from batch_classifier.prompts import render_prompt
+from batch_classifier.outputs import extract_answer, split_packed_reply
+from batch_classifier.prompts import PackedPrompt, render_prompt
 from batch_classifier.readers import open_table
+from batch_classifier.records import packed_model_input
 from batch_classifier.tasks import OutputTags, Task, load_task
 from batch_classifier_local.models import (
     Completion,
@@ -30,6 +31,7 @@ from batch_classifier_local.models import (
     measure_accuracy,
     model_from_env,
     model_from_spec,
+    numbered_texts,
     parse_prompt,
     record_text,
     split_turns,
@@ -423,3 +425,57 @@ def test_model_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCH_CLASSIFIER_MODEL", "nonsense")
     with pytest.raises(ValueError, match="Unknown model spec 'nonsense'"):
         model_from_env()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Packed requests: several numbered texts in one message
+# --------------------------------------------------------------------------------------------------------
+
+
+def _packed_body(task: Task, texts: list[str]) -> tuple[str, list[dict[str, Any]], int]:
+    body = packed_model_input(task, texts)
+    return body["system"], body["messages"], body["max_tokens"]
+
+
+def test_the_offline_classifier_answers_each_text_of_a_packed_request_as_if_alone() -> None:
+    task = load_task("travel")
+    rows = _labelled(SAMPLE)[:7]
+    texts = [text for text, _ in rows]
+    model = OfflineClassifier()
+    system, messages, max_tokens = _packed_body(task, texts)
+    reply = model.complete(system, messages, max_tokens)
+    split = split_packed_reply(reply.text, len(texts), reply.stop_reason)
+    assert split.unanswered == {} and sorted(split.answers) == list(range(1, 8))
+    for number, text in enumerate(texts, start=1):
+        alone = extract_answer(_ask(model, task, text).text, task.output_tags)
+        assert extract_answer(split.answers[number], task.output_tags) == alone
+    # Tokens as the local Bedrock counts them: everything the request holds, about 4 characters a token.
+    seen = system + messages[0]["content"][0]["text"]
+    assert reply.input_tokens == (len(seen) + 3) // 4 and reply.output_tokens == (len(reply.text) + 3) // 4
+
+
+def test_numbered_texts_keep_each_text_whole() -> None:
+    texts = ["User: one\nAgent: two", "a </text> inside", ""]
+    message = PackedPrompt(system="").user_message(texts)
+    assert numbered_texts(message) == [(1, texts[0]), (2, texts[1]), (3, "")]
+    assert numbered_texts("Classify the following text.\n<text>\nhi\n</text>") == []
+
+
+def test_openai_client_forwards_a_packed_request_and_its_reply_splits_by_number(fake_openai: _FakeOpenAI) -> None:
+    task = load_task("travel")
+    answers = "".join(
+        f'<answer number="{n}"><classification>{label}</classification><explanation>x</explanation></answer>'
+        for n, label in ((1, "Complaint"), (2, "Refund Issues"), (3, "Booking Inquiry"))
+    )
+    fake_openai.responses.append((200, _reply(answers, usage={"prompt_tokens": 2400, "completion_tokens": 60})))
+    model = OpenAICompatibleModel(fake_openai.base_url, "llama3", timeout=5)
+    system, messages, max_tokens = _packed_body(task, ["call one", "call two", "call three"])
+    reply = model.complete(system, messages, max_tokens)
+    [request] = fake_openai.requests
+    assert request["body"]["messages"][0] == {"role": "system", "content": system}
+    assert request["body"]["messages"][1]["content"].count("<text number=") == 3
+    assert request["body"]["max_tokens"] == 3 * task.max_tokens
+    split = split_packed_reply(reply.text, 3, reply.stop_reason)
+    labels = [extract_answer(split.answers[n], task.output_tags).label for n in (1, 2, 3)]
+    assert labels == ["Complaint", "Refund Issues", "Booking Inquiry"]
+    assert (reply.input_tokens, reply.output_tokens) == (2400, 60)

@@ -357,6 +357,84 @@ def test_xlsx_rows_beyond_a_sheet_continue_on_the_next(tmp_path: Path, monkeypat
     assert workbook["results-2"]["A1"].font.b is True
 
 
+def test_xlsx_sheets_have_a_frozen_filtered_header_sized_columns_and_wrapped_long_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writers, "XLSX_SAMPLE_ROWS", 3)
+    path = tmp_path / "out.xlsx"
+    long_text = "word " * 40
+    rows = [{"id": f"c-{i}", "text": long_text, "status": "classified", "n": i} for i in range(1, 6)]
+    rows.append({"id": "c-6-with-a-much-longer-id-than-the-sampled-rows", "text": "short", "n": 6})
+    assert write_table(path, ["id", "text", "status", "n"], rows) == 6
+
+    sheet = load_workbook(path)["results"]
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:D7"
+    assert all(cell.font.b for cell in sheet[1])
+    widths = {letter: sheet.column_dimensions[letter].width for letter in "ABCD"}
+    # From the header and the first 3 rows only (the long id of row 6 is not looked at); long text is capped.
+    assert widths == {
+        "A": 5.0 + 1,
+        "B": writers.XLSX_MAX_WIDTH,
+        "C": len("classified") + 1,
+        "D": writers.XLSX_MIN_WIDTH,
+    }
+    assert [sheet.cell(row, 2).alignment.wrap_text for row in (2, 6, 7)] == [True, True, True]
+    assert sheet.cell(2, 2).alignment.vertical == "top" and not sheet.cell(2, 1).alignment.wrap_text
+    assert [sheet.cell(row, 2).value for row in (2, 7)] == [long_text, "short"]  # a reused cell keeps each value
+    assert sheet.cell(7, 3).value is None
+
+
+def test_xlsx_every_sheet_of_a_split_table_is_sized_frozen_and_filtered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writers, "XLSX_SHEET_ROWS", 2)
+    path = tmp_path / "big.xlsx"
+    assert write_table(path, ["a", "b"], [{"a": i, "b": "x" * 80} for i in range(5)]) == 5
+    workbook = load_workbook(path)
+    sheets = [workbook[name] for name in ("results", "results-2", "results-3")]
+    assert [s.auto_filter.ref for s in sheets] == ["A1:B3", "A1:B3", "A1:B2"]
+    assert {s.freeze_panes for s in sheets} == {"A2"}
+    assert {s.column_dimensions["B"].width for s in sheets} == {writers.XLSX_MAX_WIDTH}
+    assert all(s.cell(2, 2).alignment.wrap_text for s in sheets)
+
+
+def test_xlsx_of_no_rows_still_has_its_header_and_filter(tmp_path: Path) -> None:
+    path = tmp_path / "empty.xlsx"
+    assert write_table(path, ["id", "class"], []) == 0
+    sheet = load_workbook(path)["results"]
+    assert [c.value for c in sheet[1]] == ["id", "class"] and sheet.auto_filter.ref == "A1:B1"
+
+
+def test_sheets_of_figures_go_after_the_rows_and_other_formats_ignore_them(tmp_path: Path) -> None:
+    figures = writers.Sheet(
+        "summary",
+        [[writers.Styled("figure", bold=True), "value"], ["accuracy", writers.Styled(0.875, number_format="0.0%")]],
+        freeze="A2",
+    )
+    path = tmp_path / "out.xlsx"
+    sink = open_sink(FileFormat.XLSX, LocalTarget(path), ["id"])
+    for i in range(250):  # past the sampled rows
+        sink.write({"id": i})
+    sink.add_sheets([figures])
+    assert sink.close() == 250
+    workbook = load_workbook(path)
+    assert workbook.sheetnames == ["results", "summary"]
+    summary = workbook["summary"]
+    assert summary["A1"].font.b and summary["B2"].value == 0.875 and summary["B2"].number_format == "0.0%"
+    assert summary.freeze_panes == "A2" and workbook["results"].max_row == 251
+    assert writers.results_sheets(workbook.sheetnames) == ["results"]
+    assert writers.results_sheets(["results", "summary", "results-2", "results-x", "confusion"]) == [
+        "results",
+        "results-2",
+    ]
+
+    csv_sink = open_sink(FileFormat.CSV, LocalTarget(tmp_path / "out.csv"), ["id"])
+    csv_sink.write({"id": 1})
+    csv_sink.add_sheets([figures])
+    csv_sink.close()
+    assert read_csv(tmp_path / "out.csv") == [["id"], ["1"]]
+
+
 def test_xlsx_sink_refuses_more_rows_than_its_cap(tmp_path: Path) -> None:
     spooled = set(ALL_TEMP_FILES)
     sink = open_sink(FileFormat.XLSX, LocalTarget(tmp_path / "big.xlsx"), ["a"], xlsx_max_rows=2)

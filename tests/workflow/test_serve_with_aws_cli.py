@@ -18,13 +18,23 @@ AWS_CLI = os.environ.get("AWS_CLI") or shutil.which("aws") or str(ROOT / ".venv-
 
 
 @pytest.fixture
-def served(tmp_path: Path):
-    """A `serve` process in a copy-free way: it runs from the project folder and writes .local-runtime/server.json."""
-    server_file = ROOT / ".local-runtime" / "server.json"
-    server_file.unlink(missing_ok=True)
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of the test's `batch-classifier` commands: a state folder of their own, so that the test's
+    `serve` records itself there and a `serve` the user keeps in the project folder is left alone."""
+    return {**os.environ, "BATCH_CLASSIFIER_STATE_DIR": str(tmp_path / "state")}
+
+
+@pytest.fixture
+def served(tmp_path: Path, cli_env: dict[str, str]):
+    """A `serve` process run from the project folder, recording itself in the test's state folder."""
+    server_file = Path(cli_env["BATCH_CLASSIFIER_STATE_DIR"]) / "server.json"
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "batch_classifier_cli", "serve"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "batch_classifier_cli", "serve"],
+        cwd=ROOT,
+        env=cli_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 240  # a busy two-core machine takes a while to import and deploy
@@ -41,7 +51,7 @@ def served(tmp_path: Path):
 
 
 @pytest.mark.skipif(not Path(AWS_CLI).exists(), reason="the AWS CLI is not installed (make test installs it)")
-def test_the_aws_cli_drops_files_sees_their_executions_and_redrives_one(served, tmp_path):
+def test_the_aws_cli_drops_files_sees_their_executions_and_redrives_one(served, tmp_path, cli_env):
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "local",
@@ -73,7 +83,12 @@ def test_the_aws_cli_drops_files_sees_their_executions_and_redrives_one(served, 
 
     def cli(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "batch_classifier_cli", *args], cwd=ROOT, capture_output=True, text=True, check=True
+            [sys.executable, "-m", "batch_classifier_cli", *args],
+            cwd=ROOT,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return done.stdout
 
@@ -117,6 +132,7 @@ def test_the_aws_cli_drops_files_sees_their_executions_and_redrives_one(served, 
     by_cli = subprocess.run(
         [sys.executable, "-m", "batch_classifier_cli", "redrive", name],
         cwd=ROOT,
+        env=cli_env,
         capture_output=True,
         text=True,
         check=False,
@@ -147,6 +163,7 @@ def test_the_aws_cli_drops_files_sees_their_executions_and_redrives_one(served, 
     bad = subprocess.run(
         [sys.executable, "-m", "batch_classifier_cli", "faults", "set", '{"functions": {"FinalizeRun": {"boom": 1}}}'],
         cwd=ROOT,
+        env=cli_env,
         capture_output=True,
         text=True,
         check=False,

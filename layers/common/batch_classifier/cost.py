@@ -172,7 +172,8 @@ def estimate_tokens(text: str) -> int:
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """What a run costs in batch and on demand, in total and per 1,000 records."""
+    """What a run costs in batch and on demand, in total and per 1,000 records, sending ``texts_per_request`` distinct
+    texts in each of its ``requests`` model requests."""
 
     records: int
     distinct_texts: int
@@ -182,6 +183,8 @@ class CostEstimate:
     on_demand_usd: float
     per_1000_batch_usd: float
     per_1000_on_demand_usd: float
+    texts_per_request: int = 1
+    requests: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields; amounts rounded to 6 decimals (millionths of a dollar)."""
@@ -199,8 +202,11 @@ def estimate_cost(
     output_tokens: int,
     records: int,
     distinct_texts: int,
+    texts_per_request: int = 1,
+    requests: int | None = None,
 ) -> CostEstimate:
-    """The cost of the tokens with ``model_id``; per-1,000 figures divide by ``records`` (all rows)."""
+    """The cost of the tokens with ``model_id``; per-1,000 figures divide by ``records`` (all rows). ``requests``:
+    the model requests the texts make (default: one per distinct text)."""
     batch = prices.cost(model_id, input_tokens, output_tokens, "batch")
     on_demand = prices.cost(model_id, input_tokens, output_tokens, "on_demand")
     return CostEstimate(
@@ -212,4 +218,6 @@ def estimate_cost(
         on_demand_usd=on_demand,
         per_1000_batch_usd=_per_1000(batch, records),
         per_1000_on_demand_usd=_per_1000(on_demand, records),
+        texts_per_request=texts_per_request,
+        requests=distinct_texts if requests is None else requests,
     )

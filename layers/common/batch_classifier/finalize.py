@@ -6,17 +6,24 @@ memory nor /tmp grows with the number of rows. XLSX is the exception: openpyxl s
 the workbook is saved, so it is written only up to ``XLSX_MAX_ROWS`` rows and skipped above (with a warning).
 
 A paid run never fails because of an output: a table that cannot be written is dropped (its upload aborted,
-so no half object is left) with a warning in the summary, and the other tables still land. Failing to read the
-run's own records or verdicts still fails the step, as does writing the summary.
+so no half object is left) with a warning in the summary, and the other tables still land; so is the report.
+Failing to read the run's own records or verdicts still fails the step, as does writing the summary.
+
+The summary holds what the report (``report.html``, :mod:`.report`) shows, so the report can be made again from
+it for any past run: the counts and the evaluation, the bounded aggregates of the rows counted in the same pass
+(:class:`~.report.RowDigest`), what the same tokens cost on demand, and ``timings``, the time of each part of the
+run as the status table recorded it. The XLSX results get the same figures as ``summary`` and ``confusion``
+sheets.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -27,6 +34,7 @@ from .errors import PriceNotFoundError
 from .formats import FileFormat
 from .mapping import OutputLayout
 from .records import CanonicalRecord
+from .report import REPORT_NAME, RowDigest, batch_savings, render_report, workbook_sheets
 from .results import (
     SummaryBuilder,
     cost_summary,
@@ -39,9 +47,10 @@ from .results import (
 from .runs import run_plan, run_task
 from .settings import Settings
 from .sharding import ShardKind
-from .status import NOTHING_CLASSIFIED, RunOutcome, RunStatus, StatusStore, run_outcome
+from .status import NOTHING_CLASSIFIED, RunOutcome, RunStatus, ShardStatus, StatusStore, run_outcome
 from .storage import (
     RunFiles,
+    UploadFile,
     analytics_key,
     list_keys,
     open_object,
@@ -83,7 +92,8 @@ _VERDICTS_BUFFER = 64 * 1024
 def finalize_run(
     run: RunRef, s3: Any, store: StatusStore, settings: Settings, prices: PriceTable | None = None
 ) -> dict[str, Any]:
-    """Merge every shard's verdicts in input order; write the results, summary, rejects and analytics."""
+    """Merge every shard's verdicts in input order; write the results, summary, report, rejects and analytics."""
+    began, clock = datetime.now(UTC), time.monotonic()
     files = RunFiles(run.run_id)
     plan = run_plan(s3, settings, files)
     task = run_task(s3, settings, files)
@@ -94,6 +104,7 @@ def finalize_run(
     prefix = output_prefix(run.key, run.run_id, day)
     stem = PurePosixPath(run.key).stem
     summary = SummaryBuilder(categories=task.category_names)
+    digest = RowDigest()
     tables = _Tables()
 
     for fmt in _results_formats(settings, plan["rows"], tables.warnings):
@@ -103,25 +114,32 @@ def finalize_run(
     analytics = S3Target(s3, settings.internal_bucket, analytics_key(day, run.run_id), CONTENT_TYPES[parquet])
     tables.open("analytics", parquet, analytics, ANALYTICS_COLUMNS, parquet_schema=ANALYTICS_SCHEMA, results=False)
     try:
-        _join_run(s3, settings, files, layout, shared, summary, tables, run, task)
+        _join_run(s3, settings, files, layout, shared, summary, digest, tables, run, task)
     except BaseException:
         tables.abort()
         raise
-    outputs = [t.target.key for t in tables.close() if t.results]  # the ones published, in the settings' order
 
+    shards = list(store.shards(run.run_id))
     result = summary.to_dict()
-    result.update(_costs(_run_tokens(store, run.run_id), task.model_id, prices, tables.warnings))
+    result.update(_costs(_run_tokens(shards), task.model_id, prices, tables.warnings))
     result.update({"run_id": run.run_id, "task": task.name, "model_id": task.model_id, "source": run.key})
+    result.update(digest.to_dict())
+    outcome = run_outcome(result["rows"], result["by_status"], settings.error_rows_percent)
+    result["outcome"] = outcome.value
+    result["headline"] = outcome.headline(result["rows"], result["by_status"])
+    result["warnings"] = tables.warnings
+    tables.add_sheets(result)
+    outputs = [t.target.key for t in tables.close() if t.results]  # the ones published, in the settings' order
     if plan.get("invalid"):
         rejects = S3Target(s3, run.bucket, f"{prefix}rejects.csv", CONTENT_TYPES[FileFormat.CSV])
         if _write_rejects(s3, settings, files, rejects, tables.warnings):
             outputs.append(rejects.key)
-    summary_key = f"{prefix}summary.json"
-    outcome = run_outcome(result["rows"], result["by_status"], settings.error_rows_percent)
-    result["outcome"] = outcome.value
-    result["headline"] = outcome.headline(result["rows"], result["by_status"])
     result["outputs"] = outputs
-    result["warnings"] = tables.warnings
+    result["timings"] = _timings(run.started_at, shards, began, time.monotonic() - clock)
+    report_key = f"{prefix}{REPORT_NAME}"
+    if _write_report(s3, run.bucket, report_key, result, tables.warnings):
+        result["report"] = report_key
+    summary_key = f"{prefix}summary.json"
     put_bytes(
         s3, run.bucket, summary_key, json.dumps(result, indent=2, ensure_ascii=False).encode(), "application/json"
     )
@@ -146,6 +164,7 @@ def finalize_run(
         "by_status": result["by_status"],
         "outputs": [f"s3://{run.bucket}/{k}" for k in outputs],
         "summary": f"s3://{run.bucket}/{summary_key}",
+        "report": f"s3://{run.bucket}/{report_key}" if "report" in result else None,
         "warnings": tables.warnings,
     }
 
@@ -206,6 +225,20 @@ class _Tables:
                 except Exception as error:
                     self._drop(table, error)
 
+    def add_sheets(self, summary: dict[str, Any]) -> None:
+        """The report's figures as sheets after the rows of the results tables (XLSX; other formats have none)."""
+        try:
+            sheets = workbook_sheets(summary)
+        except Exception as error:  # the results keep their rows
+            self._warn("summary sheets", error)
+            return
+        for table in self.tables:
+            if table.results and not table.failed:
+                try:
+                    table.sink.add_sheets(sheets)
+                except Exception as error:
+                    self._drop(table, error)
+
     def close(self) -> list[_Table]:
         """Publish every table still standing; the ones that were published."""
         for table in self.tables:
@@ -239,12 +272,13 @@ def _join_run(
     layout: OutputLayout,
     shared: set[int],
     summary: SummaryBuilder,
+    digest: RowDigest,
     tables: _Tables,
     run: RunRef,
     task: Task,
 ) -> None:
     """One pass over the records and the merged verdicts: each output row goes to every results table, its
-    analytics row to the analytics table, and both to the summary."""
+    analytics row to the analytics table, and both to the summary and the report's digest."""
     bucket = settings.internal_bucket
     keys = sorted(k for k in list_keys(s3, bucket, files.results_prefix) if k.endswith(".jsonl"))
     processed_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -260,6 +294,7 @@ def _join_run(
             for record, verdict in join_verdicts(records, verdicts, shared):
                 row = output_row(record, verdict, layout)
                 summary.add(record, row)
+                digest.add(row, record.row)
                 tables.write(results, row)
                 if analytics:
                     tables.write(analytics, _analytics_row(run, task, record, row, processed_at))
@@ -302,17 +337,73 @@ def _write_rejects(s3: Any, settings: Settings, files: RunFiles, target: S3Targe
     return bool(tables.close())
 
 
+def _write_report(s3: Any, bucket: str, key: str, summary: dict[str, Any], warnings: list[str]) -> bool:
+    """Write ``report.html`` (a multipart upload, aborted on failure); False, with a warning, if it could not be."""
+    try:
+        page = render_report(summary).encode()
+        with UploadFile(s3, bucket, key, "text/html; charset=utf-8") as upload:
+            upload.write(page)
+    except Exception as error:  # a report never fails a paid run
+        _log.warning("report not written", exc_info=error)
+        warnings.append(f"{REPORT_NAME} not written: {type(error).__name__}: {error}"[:_WARNING_CHARS])
+        return False
+    return True
+
+
+def _timings(started_at: str, shards: list[dict[str, Any]], began: datetime, finalize_seconds: float) -> dict[str, Any]:
+    """The run's time in consecutive parts, from what the status table recorded: from the upload's registration to
+    the first batch job submitted (ConvertInput, ShardRecords, SubmitJob), to the last shard processed (the jobs,
+    ProcessShard, retry rounds), to FinalizeRun's start (PlanRetries), and FinalizeRun itself."""
+    start = _instant(started_at) or began
+    submitted = [t for t in (_instant(s.get("submitted_at")) for s in shards) if t]
+    processed = [
+        t
+        for t in (_instant(s.get("updated_at")) for s in shards if s.get("shard_status") == ShardStatus.PROCESSED.value)
+        if t
+    ]
+    marks: list[tuple[str, datetime]] = []
+    if submitted:
+        marks.append(("until the first batch job", min(submitted)))
+    if processed:
+        marks.append(("batch jobs and their results" if submitted else "until the last shard", max(processed)))
+    marks.append(("until FinalizeRun", began))
+    steps, previous = [], start
+    for step, instant in marks:
+        steps.append({"step": step, "seconds": round(max((instant - previous).total_seconds(), 0.0), 1)})
+        previous = max(previous, instant)
+    steps.append({"step": "FinalizeRun", "seconds": round(finalize_seconds, 1)})
+    finished = began + timedelta(seconds=finalize_seconds)
+    return {
+        "started_at": start.isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "total_seconds": round(max((finished - start).total_seconds(), 0.0), 1),
+        "steps": steps,
+    }
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        instant = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
 def _costs(
     tokens: dict[str, dict[str, int]], model_id: str, prices: PriceTable | None, warnings: list[str]
 ) -> dict[str, Any]:
-    """Tokens and their cost; a model without a price costs ``None`` (with a warning), it never fails the run."""
+    """Tokens and their cost (and what the same tokens cost on demand); a model without a price costs ``None``
+    (with a warning), it never fails the run."""
+    table = prices or PriceTable.load()
     try:
-        return cost_summary(tokens, model_id, prices or PriceTable.load())
+        costs = cost_summary(tokens, model_id, table)
     except PriceNotFoundError:
         warnings.append(f"no price for model {model_id} in prices.yaml; cost unknown")
         unpriced = cost_summary(tokens, model_id, _NoPrices())
         unpriced.update({"cost_usd": None, "cost": {"batch_usd": None, "on_demand_usd": None}})
         return unpriced
+    costs["cost"].update(batch_savings(costs["tokens"], costs["cost_usd"], model_id, table))
+    return costs
 
 
 class _NoPrices(PriceTable):
@@ -325,9 +416,9 @@ class _NoPrices(PriceTable):
         return 0.0
 
 
-def _run_tokens(store: StatusStore, run_id: str) -> dict[str, dict[str, int]]:
+def _run_tokens(shards: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     tokens = {kind.value: {"input": 0, "output": 0} for kind in ShardKind}
-    for item in store.shards(run_id):
+    for item in shards:
         kind = tokens[str(item.get("kind", ShardKind.BATCH.value))]
         kind["input"] += int(item.get("input_tokens", 0))
         kind["output"] += int(item.get("output_tokens", 0))

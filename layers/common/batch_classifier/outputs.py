@@ -52,6 +52,8 @@ class ModelResult:
     input_tokens: int = 0
     output_tokens: int = 0
     stop_reason: str | None = None
+    # How many texts the request carried (above 1: a packed request; see :func:`split_packed_reply`).
+    texts: int = 1
 
     @property
     def failed(self) -> bool:
@@ -303,3 +305,64 @@ def _free_text(rest: str) -> str | None:
     cleaned = re.sub(r"<[^>]+>", " ", rest)
     cleaned = " ".join(cleaned.split()).lstrip(":-– ")
     return cleaned or None
+
+
+# --- the answers inside a packed reply ------------------------------------------------------------------
+
+_ANSWER_OPEN = re.compile(r"<\s*answer\b([^>]*)>", re.I)
+_ANSWER_CLOSE = re.compile(r"<\s*/\s*answer\s*>", re.I)
+_NUMBER = re.compile(r"\d+")
+_CUT_OFF = frozenset({"max_tokens", "length"})
+
+
+@dataclass(frozen=True, slots=True)
+class PackedReply:
+    """A packed reply split by text number: the answer of each text answered exactly once, and for every other
+    text of the request why it has none."""
+
+    answers: dict[int, str]
+    unanswered: dict[int, str]
+
+
+def split_packed_reply(text: str, count: int, stop_reason: str | None = None) -> PackedReply:
+    """The ``<answer number="N">`` blocks of a reply to a request of ``count`` texts, by number.
+
+    Nothing is guessed: a text is answered only when exactly one block carries its number. A text whose number no
+    block carries, or several do, is unanswered; so is the text of a last block the reply was cut off in
+    (``stop_reason`` ``max_tokens``). A block numbered outside 1..``count`` means the reply's numbering is not the
+    request's, so no block of it can be tied to a text: every text is unanswered.
+    """
+    found: dict[int, list[str]] = {}
+    stray: list[int] = []
+    opens = list(_ANSWER_OPEN.finditer(text))
+    for at, opening in enumerate(opens):
+        numbered = _NUMBER.search(opening[1])
+        end = opens[at + 1].start() if at + 1 < len(opens) else len(text)
+        closing = _ANSWER_CLOSE.search(text, opening.end(), end)
+        if closing is None and at + 1 == len(opens) and stop_reason in _CUT_OFF:
+            continue  # the reply stopped inside this answer: its text is unanswered, not half-read
+        body = text[opening.end() : closing.start() if closing else end]
+        if numbered is None:
+            stray.append(0)
+            continue
+        value = int(numbered[0])
+        if 1 <= value <= count:
+            found.setdefault(value, []).append(body)
+        else:
+            stray.append(value)
+    if stray:
+        shown = ", ".join(str(n) if n else "(none)" for n in stray[:5])
+        why = f"the reply numbers answers {shown}, which a request of {count} texts does not have, so none is kept"
+        return PackedReply(answers={}, unanswered=dict.fromkeys(range(1, count + 1), why))
+    answers: dict[int, str] = {}
+    unanswered: dict[int, str] = {}
+    cut = " (the reply was cut off at max_tokens)" if stop_reason in _CUT_OFF else ""
+    for number in range(1, count + 1):
+        bodies = found.get(number, [])
+        if len(bodies) == 1:
+            answers[number] = bodies[0]
+        elif bodies:
+            unanswered[number] = f"text {number} of {count} was answered {len(bodies)} times in its packed reply"
+        else:
+            unanswered[number] = f"text {number} of {count} was not answered in its packed reply{cut}"
+    return PackedReply(answers=answers, unanswered=unanswered)

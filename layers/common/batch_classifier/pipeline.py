@@ -7,7 +7,8 @@ for what each step produces. A prepared folder holds:
 - ``records.jsonl``: one canonical record per input row, in input order;
 - ``texts.jsonl``: each distinct text once, as a JSON string, in record-id order;
 - ``rejects.jsonl``: the rows that cannot be classified, with the reason;
-- ``jobs/*.jsonl``: one Bedrock batch input file per job, exactly as it would be uploaded;
+- ``jobs/*.jsonl``: one Bedrock batch input file per job, exactly as it would be uploaded (a record is a request
+  of one text, or of up to the task's ``texts_per_request`` texts, see :mod:`.packing`);
 - ``on-demand/*.jsonl``: records too few for a job, in the same line format, for direct model calls;
 - ``shared.json``: the record ids (as numbers) of texts that more than one row carries;
 - ``task.yaml`` and ``plan.json``: the task as used and the plan (counts, shards, estimate).
@@ -16,6 +17,7 @@ for what each step produces. A prepared folder holds:
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,12 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .cost import PriceTable, estimate_cost, tokens_for_chars
+from .cost import CostEstimate, PriceTable, estimate_cost, tokens_for_chars
 from .errors import BatchClassifierError, EmptyInputError
 from .labels import LabelMatcher
 from .mapping import ConvertStats, OutputLayout, RecordMapper, convert_rows, duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, Manifest, parse_manifest, read_output_lines
-from .prompts import render_prompt
+from .packing import Requests
+from .prompts import PackedPrompt, render_packed_prompt, render_prompt
 from .readers import open_table
 from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
 from .results import (
@@ -41,9 +44,10 @@ from .results import (
     output_columns,
     output_row,
     read_verdicts,
+    unpack_results,
 )
 from .sharding import Shard, ShardKind, plan_shards, write_shards
-from .tasks import Task, parse_task
+from .tasks import SUGGESTED_TEXTS_PER_REQUEST, Task, parse_task
 from .writers import write_table
 
 RECORDS = "records.jsonl"
@@ -147,9 +151,22 @@ def keyed_text_line(rid: str, escaped: bytes) -> bytes:
     return b"".join((rid.encode("ascii"), b'\t"', escaped, b'"\n'))
 
 
-def estimate_job_bytes(distinct: int, text_chars: int, encoder: BatchLineEncoder) -> int:
+def request_count(distinct: int, texts_per_request: int) -> int:
+    """Records (model requests) that ``distinct`` texts make, ``texts_per_request`` to a request."""
+    return math.ceil(distinct / texts_per_request)
+
+
+def _request_sizes(distinct: int, texts_per_request: int) -> list[tuple[int, int]]:
+    """``(texts in a request, how many such requests)`` for ``distinct`` texts, ``texts_per_request`` at a time."""
+    full, rest = divmod(distinct, texts_per_request)
+    return [(texts_per_request, full)] + ([(rest, 1)] if rest else [])
+
+
+def estimate_job_bytes(distinct: int, text_chars: int, encoder: BatchLineEncoder, texts_per_request: int = 1) -> int:
     """Bytes of all batch input lines, near enough to plan shards by (escaping adds a little)."""
-    return distinct * (encoder.overhead + len(record_id(1))) + text_chars
+    rid = len(record_id(1))
+    lines = sum(n * (encoder.request_overhead(size) + rid) for size, n in _request_sizes(distinct, texts_per_request))
+    return lines + text_chars
 
 
 @dataclass
@@ -220,8 +237,11 @@ def prepare(
             ids = (CanonicalRecord.from_json(line).id for line in lines)
             stats.duplicate_id_examples = duplicate_id_examples(ids, stats.duplicate_id_hashes)
     encoder = BatchLineEncoder(task)
+    k = task.texts_per_request
     shard_plan = plan_shards(
-        stats.distinct_texts, task.batch, estimate_job_bytes(stats.distinct_texts, stats.text_chars, encoder)
+        request_count(stats.distinct_texts, k),
+        task.batch,
+        estimate_job_bytes(stats.distinct_texts, stats.text_chars, encoder, k),
     )
 
     def open_shard(shard: Shard) -> IO[bytes]:
@@ -229,29 +249,25 @@ def prepare(
         return (folder / sub / f"{shard.name}.jsonl").open("wb")
 
     with (folder / TEXTS).open("rb") as texts:
-        shards = write_shards(distinct_texts(texts), shard_plan, encoder, task.batch, open_shard)
+        shards = write_shards(distinct_texts(texts), shard_plan, encoder, task.batch, open_shard, texts_per_request=k)
     progress("writing jobs", sum(s.records for s in shards))
 
-    estimate = estimate_cost(
-        prices or PriceTable.load(),
-        task.model_id,
-        input_tokens=estimated_input_tokens(task, stats.distinct_texts, stats.text_chars),
-        output_tokens=stats.distinct_texts * ESTIMATED_OUTPUT_TOKENS,
-        records=stats.rows,
-        distinct_texts=stats.distinct_texts,
-    )
+    estimates = cost_estimates(task, stats.rows, stats.distinct_texts, stats.text_chars, prices or PriceTable.load())
     plan: dict[str, Any] = {
         "source": Path(source).name,
         "task": task.name,
         "model_id": task.model_id,
         "invocation_type": task.invocation_type.value,
+        "texts_per_request": k,
         **stats.to_dict(),
         "label_column": layout.label_column,
         "output_layout": layout.to_dict(),
         "shards": [s.to_dict() for s in shards],
         "batch_jobs": sum(1 for s in shards if s.kind is ShardKind.BATCH),
         "on_demand_records": sum(s.records for s in shards if s.kind is ShardKind.ON_DEMAND),
-        "estimate": estimate.to_dict(),
+        "job_bytes": sum(s.bytes for s in shards),
+        "estimate": estimates[0].to_dict(),
+        "estimates": [e.to_dict() for e in estimates],
     }
     (folder / TASK).write_text(task.to_yaml(), encoding="utf-8")
     (folder / SHARED).write_text(json.dumps(sorted(stats.shared)), encoding="utf-8")
@@ -259,11 +275,43 @@ def prepare(
     return PreparedRun(folder=folder, task=task, plan=plan)
 
 
-def estimated_input_tokens(task: Task, distinct: int, text_chars: int) -> int:
-    """Input tokens of a run: the prompt for every distinct text, plus the texts themselves."""
-    prompt = render_prompt(task)
-    prompt_chars = len(prompt.system) + len(prompt.user_prefix) + len(prompt.user_suffix)
-    return distinct * tokens_for_chars(prompt_chars) + tokens_for_chars(text_chars)
+def estimated_input_tokens(task: Task, distinct: int, text_chars: int, texts_per_request: int | None = None) -> int:
+    """Input tokens of a run: the prompt of every request (one per ``texts_per_request`` distinct texts; default:
+    the task's), plus the texts themselves."""
+    k = texts_per_request or task.texts_per_request
+    return sum(n * tokens_for_chars(_request_prompt_chars(task, size)) for size, n in _request_sizes(distinct, k)) + (
+        tokens_for_chars(text_chars)
+    )
+
+
+def _request_prompt_chars(task: Task, count: int) -> int:
+    """Characters of a request of ``count`` texts beyond the texts: the system prompt and the message around them."""
+    if count == 1:
+        prompt = render_prompt(task)
+        return len(prompt.system) + len(prompt.user_prefix) + len(prompt.user_suffix)
+    packed = render_packed_prompt(task)
+    numbered = sum(len(packed.text_open(n)) for n in range(1, count + 1)) + count * len(PackedPrompt.TEXT_CLOSE)
+    return len(packed.system) + len(packed.intro(count)) + numbered
+
+
+def cost_estimates(task: Task, rows: int, distinct: int, text_chars: int, prices: PriceTable) -> list[CostEstimate]:
+    """The estimate at the task's ``texts_per_request``, then at one text a request to compare (or, for a task that
+    sends one text a request, at the suggested :data:`~.tasks.SUGGESTED_TEXTS_PER_REQUEST`)."""
+    chosen = task.texts_per_request
+    other = 1 if chosen > 1 else SUGGESTED_TEXTS_PER_REQUEST
+    return [
+        estimate_cost(
+            prices,
+            task.model_id,
+            input_tokens=estimated_input_tokens(task, distinct, text_chars, k),
+            output_tokens=distinct * ESTIMATED_OUTPUT_TOKENS,
+            records=rows,
+            distinct_texts=distinct,
+            texts_per_request=k,
+            requests=request_count(distinct, k),
+        )
+        for k in (chosen, other)
+    ]
 
 
 # --- collect ---------------------------------------------------------------------------------------------
@@ -288,6 +336,10 @@ def collect(
         raise PreparedRunError(f"{outputs} is not a folder of batch outputs.")
     matcher = LabelMatcher(run.task)
     shards = run.shards
+    requests = Requests(run.task.texts_per_request)
+    for shard in shards:
+        if shard.first_record_id and shard.last_record_id:
+            requests.add_range(record_index(shard.first_record_id), record_index(shard.last_record_id))
     kind_of = _kind_by_record(shards)
     known = max((record_index(s.last_record_id) for s in shards if s.last_record_id), default=0)
     tokens = {kind.value: {"input": 0, "output": 0} for kind in ShardKind}
@@ -305,7 +357,9 @@ def collect(
                 manifests.append(parse_manifest(path.read_bytes()))
                 continue
             with path.open("rb") as stream:
-                results = read_output_lines(stream, str(path.relative_to(outputs)), bad_lines)
+                results = unpack_results(
+                    read_output_lines(stream, str(path.relative_to(outputs)), bad_lines), requests.texts_of
+                )
                 judged = judge_results(results, matcher, run.task, lambda i: 0 < i <= known)
             unknown += judged.unknown_records
             lines += len(judged.verdicts)

@@ -6,16 +6,21 @@ label and carried columns, and its status. Records are stored as JSON Lines in i
 A batch input line is ``{"recordId": ..., "modelInput": {...}}`` where ``modelInput`` is the InvokeModel body
 of an Anthropic model or a Converse request. Record ids are our own short alphanumeric ids (one per distinct
 text) and are mapped back to the user's ids through the canonical records.
+
+A request carries one text (record id ``R`` + the text's index) or, when the task packs texts, several consecutive
+ones (``P`` + the index of its first text; which texts follow is known from the shard that wrote it, see
+:mod:`.packing`). Both are 11 alphanumeric characters, as Bedrock's record ids are.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .prompts import render_prompt
+from .prompts import PackedPrompt, render_packed_prompt, render_prompt
 from .tasks import InvocationType, Task
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -23,6 +28,11 @@ ANTHROPIC_VERSION = "bedrock-2023-05-31"
 _json_string = json.JSONEncoder(ensure_ascii=False).encode
 _json_value = json.JSONEncoder(ensure_ascii=False, default=str).encode
 _RECORD_ID_DIGITS = 10
+TEXT_ID_PREFIX = "R"
+PACK_ID_PREFIX = "P"
+#: A packed request's reply may take the task's ``max_tokens`` for each of its texts, up to this many tokens (the
+#: longest reply of the Claude 3 models) unless the task's own ``max_tokens`` is larger.
+PACKED_MAX_TOKENS = 4096
 
 
 class RowStatus(StrEnum):
@@ -43,6 +53,26 @@ def record_id(index: int) -> str:
 
 def record_index(rid: str) -> int:
     return int(rid[1:])
+
+
+def pack_id(first_index: int) -> str:
+    """The batch record id of a packed request whose first text is the ``first_index``-th: ``P`` and 10 digits."""
+    return f"{PACK_ID_PREFIX}{first_index:0{_RECORD_ID_DIGITS}d}"
+
+
+def request_id(first_index: int, count: int) -> str:
+    """The record id of a request of ``count`` texts starting at text ``first_index`` (one text: its own id)."""
+    return record_id(first_index) if count == 1 else pack_id(first_index)
+
+
+def is_text_id(rid: str) -> bool:
+    """Whether ``rid`` is the record id of one text (``R`` and digits)."""
+    return rid[:1] == TEXT_ID_PREFIX and rid[1:].isdigit()
+
+
+def is_pack_id(rid: str) -> bool:
+    """Whether ``rid`` is the record id of a packed request (``P`` and digits)."""
+    return rid[:1] == PACK_ID_PREFIX and rid[1:].isdigit()
 
 
 @dataclass(slots=True)
@@ -101,18 +131,40 @@ class CanonicalRecord:
 def model_input(task: Task, text: str) -> dict[str, Any]:
     """The ``modelInput`` of one record: the request body the task's invocation type expects."""
     prompt = render_prompt(task)
-    message = prompt.user_message(text)
+    return _body(task, prompt.system, prompt.user_message(text), task.max_tokens)
+
+
+def packed_model_input(task: Task, texts: Sequence[str]) -> dict[str, Any]:
+    """The ``modelInput`` of a packed request: the texts numbered in one message, the packed output format."""
+    if len(texts) < 2:
+        raise ValueError("a packed request carries at least 2 texts; send one text with model_input()")
+    prompt = render_packed_prompt(task)
+    return _body(task, prompt.system, prompt.user_message(texts), packed_max_tokens(task, len(texts)))
+
+
+def request_input(task: Task, texts: Sequence[str]) -> dict[str, Any]:
+    """The ``modelInput`` of a request of one text or of several."""
+    return model_input(task, texts[0]) if len(texts) == 1 else packed_model_input(task, texts)
+
+
+def packed_max_tokens(task: Task, count: int) -> int:
+    """The reply a packed request of ``count`` texts may take: ``max_tokens`` a text, within :data:`PACKED_MAX_TOKENS`
+    (never less than the task's own ``max_tokens``)."""
+    return min(task.max_tokens * count, max(task.max_tokens, PACKED_MAX_TOKENS))
+
+
+def _body(task: Task, system: str, message: str, max_tokens: int) -> dict[str, Any]:
     if task.invocation_type is InvocationType.CONVERSE:
         return {
-            "system": [{"text": prompt.system}],
+            "system": [{"text": system}],
             "messages": [{"role": "user", "content": [{"text": message}]}],
-            "inferenceConfig": {"maxTokens": task.max_tokens, "temperature": task.temperature},
+            "inferenceConfig": {"maxTokens": max_tokens, "temperature": task.temperature},
         }
     return {
         "anthropic_version": ANTHROPIC_VERSION,
-        "max_tokens": task.max_tokens,
+        "max_tokens": max_tokens,
         "temperature": task.temperature,
-        "system": prompt.system,
+        "system": system,
         "messages": [{"role": "user", "content": [{"type": "text", "text": message}]}],
     }
 
@@ -121,31 +173,72 @@ class BatchLineEncoder:
     """Encodes batch input lines fast: the JSON around the text is serialised once per task.
 
     ``encode(rid, text)`` returns exactly ``json.dumps({"recordId": rid, "modelInput": model_input(task, text)})``
-    (UTF-8, non-ASCII kept) plus a newline, without re-serialising the system prompt for every record.
+    (UTF-8, non-ASCII kept) plus a newline, without re-serialising the system prompt for every record;
+    ``encode_request(rid, texts)`` the same for a request of one text or several (:func:`request_input`).
     """
 
     _MARK = "\x00TEXT\x00"
 
     def __init__(self, task: Task) -> None:
-        template = json.dumps(
-            {"recordId": self._MARK, "modelInput": model_input(task, self._MARK)},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        marker = json.dumps(self._MARK, ensure_ascii=False)[1:-1]
-        head, middle, tail = template.split(marker)
-        self._head = head.encode()
-        self._middle = middle.encode()
-        self._tail = (tail + "\n").encode()
+        self._task = task
+        self._head, self._middle, self._tail = self._line_template(model_input(task, self._MARK))
+        # Per count of texts: the JSON around a packed request's numbered texts (its max_tokens depends on the count).
+        self._packed: dict[int, tuple[bytes, bytes, bytes]] = {}
+        self._opens: list[bytes] = [b""]  # the escaped opening of the n-th text, from 1
+        self._close = _escaped(PackedPrompt.TEXT_CLOSE)
+
+    def _line_template(self, body: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+        template = json.dumps({"recordId": self._MARK, "modelInput": body}, ensure_ascii=False, separators=(",", ":"))
+        head, middle, tail = template.split(_escaped(self._MARK).decode())
+        return head.encode(), middle.encode(), (tail + "\n").encode()
 
     def encode(self, rid: str, text: str) -> bytes:
-        return self.encode_escaped(rid, _json_string(text)[1:-1].encode())
+        return self.encode_escaped(rid, _escaped(text))
 
     def encode_escaped(self, rid: str, escaped: bytes) -> bytes:
         """The line for a text already escaped as the inside of a JSON string (UTF-8)."""
         return b"".join((self._head, rid.encode(), self._middle, escaped, self._tail))
 
+    def encode_request(self, rid: str, escaped: Sequence[bytes]) -> bytes:
+        """The line of a request of the texts ``escaped`` (each already escaped as the inside of a JSON string)."""
+        if len(escaped) == 1:
+            return self.encode_escaped(rid, escaped[0])
+        head, middle, tail = self._packed_template(len(escaped))
+        parts = [head, rid.encode(), middle]
+        for number, text in enumerate(escaped, start=1):
+            parts.extend((self._text_opening(number), text, self._close))
+        parts.append(tail)
+        return b"".join(parts)
+
+    def _packed_template(self, count: int) -> tuple[bytes, bytes, bytes]:
+        found = self._packed.get(count)
+        if found is None:
+            prompt = render_packed_prompt(self._task)
+            body = _body(
+                self._task, prompt.system, prompt.intro(count) + self._MARK, packed_max_tokens(self._task, count)
+            )
+            found = self._packed[count] = self._line_template(body)
+        return found
+
+    def _text_opening(self, number: int) -> bytes:
+        while len(self._opens) <= number:
+            self._opens.append(_escaped(PackedPrompt.text_open(len(self._opens))))
+        return self._opens[number]
+
     @property
     def overhead(self) -> int:
         """Bytes of a line beyond its record id and escaped text."""
         return len(self._head) + len(self._middle) + len(self._tail)
+
+    def request_overhead(self, count: int) -> int:
+        """Bytes of the line of a request of ``count`` texts beyond its record id and escaped texts."""
+        if count == 1:
+            return self.overhead
+        head, middle, tail = self._packed_template(count)
+        numbered = sum(len(self._text_opening(n)) for n in range(1, count + 1)) + count * len(self._close)
+        return len(head) + len(middle) + len(tail) + numbered
+
+
+def _escaped(text: str) -> bytes:
+    """``text`` as the inside of a JSON string (UTF-8, non-ASCII kept)."""
+    return _json_string(text)[1:-1].encode()

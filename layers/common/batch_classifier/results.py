@@ -1,8 +1,10 @@
 """From model results to output rows: the verdict on each distinct text, and the row each input row becomes.
 
 A :class:`Verdict` is decided once per distinct text (record id) and fanned out to every input row carrying
-that text. :func:`output_row` builds the row of the results file; :class:`SummaryBuilder` counts as rows go
-by, so a summary of a million rows needs no second pass.
+that text. The result of a packed request is first split into one result per text it carried
+(:func:`unpack_results`), so everything from the verdict on is per text, whatever the request carried.
+:func:`output_row` builds the row of the results file; :class:`SummaryBuilder` counts as rows go by, so a summary
+of a million rows needs no second pass.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from .errors import BatchClassifierError
 from .evaluation import evaluate
 from .labels import LabelMatcher, MatchMethod
 from .mapping import OutputLayout
-from .outputs import ModelResult, extract_answer
-from .records import CanonicalRecord, RowStatus, record_index
+from .outputs import ModelResult, extract_answer, split_packed_reply
+from .records import CanonicalRecord, RowStatus, is_text_id, record_id, record_index
 from .tasks import Task
 
 # Columns the product adds to every output row, after the id and the input's own columns.
@@ -36,6 +38,8 @@ NOT_SENT = "NotSent"
 OUT_OF_TIME = "TimeBudgetExceeded"
 OUT_OF_TIME_REASON = "not answered before the time budget ran out"
 UNSENT_REASON = "not sent before the time budget ran out; sent again in the next round"
+#: Error code of a text its packed reply did not answer exactly once (see ``outputs.split_packed_reply``).
+UNANSWERED_IN_PACK = "NotAnsweredInPackedReply"
 
 
 class ResultsJoinError(BatchClassifierError):
@@ -53,6 +57,8 @@ class Verdict:
     answer: str | None = None
     reason: str | None = None
     retryable: bool = False
+    # Sent again alone (not packed) when retried: the packed request is what may have failed it.
+    alone: bool = False
 
     def to_json(self, index: int) -> str:
         """One line of a results file: the record index and the verdict's set fields."""
@@ -92,11 +98,22 @@ def judge(result: ModelResult | None, matcher: LabelMatcher, task: Task) -> Verd
         return judge_missing()
     if result.error_code == NOT_SENT:
         return Verdict(RowStatus.MODEL_ERROR, reason=f"{OUT_OF_TIME_REASON} (never sent)")
+    if result.error_code == UNANSWERED_IN_PACK:
+        return Verdict(RowStatus.MODEL_ERROR, reason=result.error_message, retryable=True, alone=True)
     if result.failed:
         message = f": {result.error_message}" if result.error_message else ""
         # A call cut off by the time budget was sent: like a model timeout, it may be tried again.
         retryable = result.retryable or result.error_code == OUT_OF_TIME
-        return Verdict(RowStatus.MODEL_ERROR, reason=f"error {result.error_code}{message}", retryable=retryable)
+        reason = f"error {result.error_code}{message}"
+        if result.texts > 1 and not retryable:
+            # Refused as a request of several texts (too long, say): each text goes again on its own.
+            return Verdict(
+                RowStatus.MODEL_ERROR,
+                reason=f"{reason} (a request of {result.texts} texts)",
+                retryable=True,
+                alone=True,
+            )
+        return Verdict(RowStatus.MODEL_ERROR, reason=reason, retryable=retryable)
     answer = extract_answer(result.text or "", task.output_tags)
     rationale = " ".join(answer.explanation.split()) if answer.explanation else None
     if answer.label is None:
@@ -143,15 +160,47 @@ class JudgedOutputs:
 def judge_results(
     results: Iterable[ModelResult], matcher: LabelMatcher, task: Task, known: Callable[[int], bool]
 ) -> JudgedOutputs:
-    """Judge every result whose record id is one of ours (``known``); others are only counted."""
+    """Judge every result whose record id is one of our texts' (``known``); others are only counted.
+
+    Results of packed requests must have been split first (:func:`unpack_results`)."""
     judged = JudgedOutputs()
     for result in results:
-        index = record_index(result.record_id) if result.record_id[1:].isdigit() else 0
+        index = record_index(result.record_id) if is_text_id(result.record_id) else 0
         if not known(index):
             judged.unknown_records += 1
             continue
         judged.take(result, judge(result, matcher, task), index)
     return judged
+
+
+def unpack_results(
+    results: Iterable[ModelResult], texts_of: Callable[[str], tuple[int, ...] | None]
+) -> Iterator[ModelResult]:
+    """One result per text: a packed request's result becomes a result for each text it carried.
+
+    ``texts_of`` gives the indexes of the texts a request carried (None: not a request of ours; its result passes
+    through, to be counted as unknown). A text answered exactly once in the packed reply gets that answer; one left
+    unanswered gets the error :data:`UNANSWERED_IN_PACK`; an error of the request is every text's. The request's
+    tokens are counted once, on its first text.
+    """
+    for result in results:
+        indexes = texts_of(result.record_id)
+        if indexes is None or len(indexes) == 1:
+            yield result
+            continue
+        count = len(indexes)
+        reply = None if result.failed else split_packed_reply(result.text or "", count, result.stop_reason)
+        for number, index in enumerate(indexes, start=1):
+            # The request's tokens are its first text's; the others' are 0, so totals count them once.
+            tokens_in, tokens_out = (result.input_tokens, result.output_tokens) if number == 1 else (0, 0)
+            one = ModelResult(record_id(index), input_tokens=tokens_in, output_tokens=tokens_out, texts=count)
+            if reply is None:
+                one.error_code, one.error_message = result.error_code, result.error_message
+            elif number in reply.answers:
+                one.text, one.stop_reason = reply.answers[number], result.stop_reason
+            else:
+                one.error_code, one.error_message = UNANSWERED_IN_PACK, reply.unanswered[number]
+            yield one
 
 
 def read_verdicts(lines: Iterable[bytes | str]) -> Iterator[tuple[int, Verdict]]:

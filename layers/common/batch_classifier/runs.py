@@ -26,7 +26,8 @@ from .errors import InputChangedError, InputNotFoundError, InputTooLargeError, P
 from .labels import LabelMatcher
 from .mapping import duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, ModelResult, parse_manifest, read_output_lines
-from .pipeline import convert_file, estimate_job_bytes, keyed_text_line, text_lines
+from .packing import Requests, alone_id, goes_alone, group_texts
+from .pipeline import convert_file, estimate_job_bytes, keyed_text_line, request_count, text_lines
 from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
 from .results import (
     NOT_SENT,
@@ -34,6 +35,7 @@ from .results import (
     judge_missing,
     judge_results,
     judge_unsent,
+    unpack_results,
 )
 from .settings import Settings
 from .sharding import Shard, ShardKind, cut_shards, plan_shards
@@ -242,16 +244,37 @@ def shard_records(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     plan = run_plan(s3, settings, files)
     task = run_task(s3, settings, files)
     encoder = BatchLineEncoder(task)
-    job_bytes = estimate_job_bytes(plan["distinct_texts"], plan["text_chars"], encoder)
-    shard_plan = plan_shards(plan["distinct_texts"], task.batch, job_bytes)
-    line_bytes = encoder.overhead + len(record_id(1))
+    k = task.texts_per_request
+    job_bytes = estimate_job_bytes(plan["distinct_texts"], plan["text_chars"], encoder, k)
+    shard_plan = plan_shards(request_count(plan["distinct_texts"], k), task.batch, job_bytes)
     with open_object(s3, settings.internal_bucket, files.texts) as texts:
-        items = ((rid, line_bytes + len(text), size) for rid, text, size in text_lines(texts, keyed=False))
-        shards = cut_shards(items, shard_plan, task.batch)
+        sizes = ((rid, len(text), size) for rid, text, size in text_lines(texts, keyed=False))
+        shards = cut_shards(_request_items(sizes, encoder, k), shard_plan, task.batch)
     refs = [_shard_ref(shard, 0, files.texts, keyed=False) for shard in shards]
     round_plan = _publish_round(s3, store, settings, run, 0, refs)
     store.update_run(run.run_id, shards=round_plan.shards, batch_jobs=round_plan.batch_jobs)
     return round_plan
+
+
+def _request_items(
+    sizes: Iterable[tuple[str, int, int]], encoder: BatchLineEncoder, texts_per_request: int
+) -> Iterator[tuple[str, str, int, int, int]]:
+    """The requests texts make, for :func:`cut_shards`, from ``(text id, bytes of its escaped text, bytes of its line
+    in the texts file)``: ``(first text's record id, last's, texts, bytes of the batch line, bytes of the lines)``."""
+    rid_bytes = len(record_id(1))
+    overheads: dict[int, int] = {}
+    grouped = group_texts(((rid, (text, line)) for rid, text, line in sizes), texts_per_request)
+    for request, parts in grouped:
+        count = len(request.indexes)
+        if count not in overheads:
+            overheads[count] = encoder.request_overhead(count) + rid_bytes
+        yield (
+            record_id(request.indexes[0]),
+            record_id(request.indexes[-1]),
+            count,
+            overheads[count] + sum(text for text, _ in parts),
+            sum(line for _, line in parts),
+        )
 
 
 def _shard_ref(shard: Shard, round_: int, texts_key: str, *, keyed: bool) -> ShardRef:
@@ -294,7 +317,8 @@ def _round_shards(s3: Any, plan: RoundPlan) -> list[ShardRef]:
 
 
 def shard_texts(s3: Any, settings: Settings, shard: ShardRef) -> Iterator[tuple[str, bytes]]:
-    """``(record id, JSON-escaped text)`` of a shard, read from its range of its texts file."""
+    """``(record id, JSON-escaped text)`` of a shard, read from its range of its texts file (in a retry round, the id
+    of a text sent alone starts with ``S``: :func:`.packing.alone_id`)."""
     if shard.records == 0:
         return
     first = record_index(shard.first_record_id) if shard.first_record_id else 1
@@ -304,10 +328,11 @@ def shard_texts(s3: Any, settings: Settings, shard: ShardRef) -> Iterator[tuple[
 
 
 def shard_lines(s3: Any, settings: Settings, task: Task, shard: ShardRef) -> Iterator[bytes]:
-    """The batch input lines of a shard (its job input, or its on-demand requests)."""
+    """The batch input lines of a shard (its job input, or its on-demand requests): its texts in order, up to the
+    task's ``texts_per_request`` in each request (:func:`.packing.group_texts`)."""
     encoder = BatchLineEncoder(task)
-    for rid, text in shard_texts(s3, settings, shard):
-        yield encoder.encode_escaped(rid, text)
+    for request, escaped in group_texts(shard_texts(s3, settings, shard), task.texts_per_request):
+        yield encoder.encode_request(request.record_id, escaped)
 
 
 # --- SubmitJob ------------------------------------------------------------------------------------------
@@ -349,7 +374,9 @@ class ShardRetries:
     """A shard's retries file: the records PlanRetries may send again, and the shard's counts.
 
     ``retry``: sent, and failed with a retryable error (each such round uses one of the record's retries);
-    ``unsent``: never sent, because the invocation's time ran out first (they use none). ProcessShard writes the
+    ``unsent``: never sent, because the invocation's time ran out first (they use none); ``alone``: the records of
+    either to send alone, not packed (a packed reply did not answer them exactly once, or a request of several
+    texts failed for good, or they were sent alone already). ProcessShard writes the
     file after the shard's results and before it marks the shard processed, with the counts of that mark, so an
     invocation run again after the file was written finishes from it instead of judging (and paying) again.
     """
@@ -357,17 +384,24 @@ class ShardRetries:
     retry: list[int] = field(default_factory=list)
     unsent: list[int] = field(default_factory=list)
     counts: dict[str, Any] | None = None
+    alone: list[int] = field(default_factory=list)
 
     def to_json(self) -> bytes:
-        return json.dumps({"retry": self.retry, "unsent": self.unsent, **(self.counts or {})}).encode()
+        lists = {"retry": self.retry, "unsent": self.unsent, "alone": self.alone}
+        return json.dumps({**lists, **(self.counts or {})}).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> ShardRetries:
         data = json.loads(raw)
         if isinstance(data, list):  # the list of retryable records that earlier versions wrote
             return cls(retry=[int(i) for i in data])
-        counts = {k: v for k, v in data.items() if k not in {"retry", "unsent"}}
-        return cls(retry=data.get("retry", []), unsent=data.get("unsent", []), counts=counts or None)
+        counts = {k: v for k, v in data.items() if k not in {"retry", "unsent", "alone"}}
+        return cls(
+            retry=data.get("retry", []),
+            unsent=data.get("unsent", []),
+            counts=counts or None,
+            alone=data.get("alone", []),
+        )
 
 
 def _read_retries(s3: Any, settings: Settings, files: RunFiles, shard: ShardRef) -> ShardRetries:
@@ -384,13 +418,28 @@ def _written_retries(s3: Any, settings: Settings, files: RunFiles, shard: ShardR
         raise
 
 
-def _shard_members(s3: Any, settings: Settings, shard: ShardRef) -> list[int]:
-    """The record indexes of a shard: a range in round 0, the ids in its keyed texts in a retry round."""
+def _shard_members(s3: Any, settings: Settings, shard: ShardRef, requests: Requests) -> tuple[list[int], set[int]]:
+    """The record indexes of a shard, and those sent alone: a range in round 0, the ids in its keyed texts in a retry
+    round. The shard's requests are added to ``requests``, so that their results can be split by text."""
     if not shard.keyed:
         if not shard.first_record_id or not shard.last_record_id:
-            return []
-        return list(range(record_index(shard.first_record_id), record_index(shard.last_record_id) + 1))
-    return [record_index(rid) for rid, _ in shard_texts(s3, settings, shard)]
+            return [], set()
+        first, last = record_index(shard.first_record_id), record_index(shard.last_record_id)
+        requests.add_range(first, last)
+        return list(range(first, last + 1)), set()
+    members: list[int] = []
+    alone: set[int] = set()
+
+    def ids() -> Iterator[tuple[str, None]]:
+        for rid, _ in shard_texts(s3, settings, shard):
+            if goes_alone(rid):
+                alone.add(record_index(rid))
+            yield rid, None
+
+    for request, _ in group_texts(ids(), requests.per_request):
+        requests.add(request)
+        members.extend(request.indexes)
+    return members, alone
 
 
 def process_shard(
@@ -432,18 +481,20 @@ def process_shard(
         return _mark_processed(store, run, shard, written, written.counts)
     task = run_task(s3, settings, files)
     matcher = LabelMatcher(task)
-    members = _shard_members(s3, settings, shard)
+    requests = Requests(task.texts_per_request)
+    members, sent_alone = _shard_members(s3, settings, shard, requests)
     member_set = set(members)
     bad: list[BadLine] = []
     manifest_tokens: tuple[int, int] | None = None
     unsent: list[int] = []
     if shard.kind is ShardKind.BATCH:
-        results: Iterable[ModelResult]
-        results, manifest_tokens = _batch_results(s3, settings, files, shard, bad)
+        answered: Iterable[ModelResult]
+        answered, manifest_tokens = _batch_results(s3, settings, files, shard, bad)
+        results = unpack_results(answered, requests.texts_of)
     else:
         lines = shard_lines(s3, settings, task, shard)
         answers = invoke_on_demand(runtime, task.model_id, task.invocation_type.value, lines, budget=budget)
-        results = _noting_unsent(answers, unsent)
+        results = _noting_unsent(unpack_results(answers, requests.texts_of), unsent)
     judged = judge_results(results, matcher, task, known=member_set.__contains__)
     for index in members:
         if index not in judged.verdicts:
@@ -454,6 +505,8 @@ def process_shard(
     for index in unsent:
         judged.verdicts[index] = judge_unsent()
     retry = sorted(i for i, v in judged.verdicts.items() if v.status is RowStatus.MODEL_ERROR and v.retryable)
+    # Texts a packed request failed, or already sent alone, go alone again; the others may be packed again.
+    alone = sorted(i for i in {*retry, *unsent} if judged.verdicts[i].alone or i in sent_alone)
     _write_lines(s3, settings.internal_bucket, results_key(files, shard), judged.sorted_lines())
     tokens_in, tokens_out = manifest_tokens or (judged.input_tokens, judged.output_tokens)
     counts = {
@@ -463,7 +516,7 @@ def process_shard(
         "unreadable_lines": len(bad),
         "records": len(members),
     }
-    retries = ShardRetries(retry=retry, unsent=unsent, counts=counts)
+    retries = ShardRetries(retry=retry, unsent=unsent, counts=counts, alone=alone)
     put_bytes(s3, settings.internal_bucket, retries_key(files, shard), retries.to_json(), "application/json")
     return _mark_processed(store, run, shard, retries, counts)
 
@@ -544,10 +597,12 @@ def plan_retries(run: RunRef, plan: RoundPlan, s3: Any, store: StatusStore, sett
     files = RunFiles(run.run_id)
     retry: set[int] = set()
     unsent: set[int] = set()
+    alone: set[int] = set()
     for shard in _round_shards(s3, plan):
         found = _read_retries(s3, settings, files, shard)
         retry.update(found.retry)
         unsent.update(found.unsent)
+        alone.update(found.alone)
     next_round = plan.round + 1
     if retry and next_round > settings.max_retry_rounds:
         retry = _with_retries_left(s3, settings, files, plan.round, retry)
@@ -556,20 +611,24 @@ def plan_retries(run: RunRef, plan: RoundPlan, s3: Any, store: StatusStore, sett
         return plan.model_copy(update={"retry": False})
     task = run_task(s3, settings, files)
     encoder = BatchLineEncoder(task)
-    line_bytes = encoder.overhead + len(record_id(1))
     texts_key = files.round_texts(next_round)
     sizes: list[tuple[str, int, int]] = []
-    # The round's texts go to a keyed file of their own, so each retry shard is again a byte range of one file.
+    # The round's texts go to a keyed file of their own, so each retry shard is again a byte range of one file. A text
+    # to send alone is keyed as such (:func:`.packing.alone_id`); the others are packed again, as in round 0.
     with (
         open_object(s3, settings.internal_bucket, files.texts) as texts,
         io.BufferedWriter(UploadFile(s3, settings.internal_bucket, texts_key)) as out,
     ):
         for rid, text, _ in text_lines(texts, keyed=False):
-            if record_index(rid) in send:
-                line = keyed_text_line(rid, text)
+            index = record_index(rid)
+            if index in send:
+                key = alone_id(index) if index in alone else rid
+                line = keyed_text_line(key, text)
                 out.write(line)
-                sizes.append((rid, line_bytes + len(text), len(line)))
-    shards = cut_shards(sizes, plan_shards(len(sizes), task.batch), task.batch, prefix=f"retry{next_round}-")
+                sizes.append((key, len(text), len(line)))
+    items = list(_request_items(sizes, encoder, task.texts_per_request))
+    shard_plan = plan_shards(len(items), task.batch)
+    shards = cut_shards(items, shard_plan, task.batch, prefix=f"retry{next_round}-")
     refs = [_shard_ref(shard, next_round, texts_key, keyed=True) for shard in shards]
     return _publish_round(s3, store, settings, run, next_round, refs)
 

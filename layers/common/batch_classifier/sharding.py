@@ -4,6 +4,10 @@ Each job must hold between ``min_records_per_job`` and ``max_records_per_job`` r
 stay under ``max_bytes_per_file``. Shards are balanced (50,050 records with a 50,000 cap become two jobs of
 25,025, not 50,000 and 50). Records that cannot fill a job of the minimum size go to one on-demand shard,
 classified with direct model calls; nothing is ever padded with dummy records.
+
+A record is one model request: one text, or up to the task's ``texts_per_request`` texts packed together
+(:mod:`.packing`). Quotas count records, as Bedrock does; a shard also counts the texts its records carry, and its
+record id range is that of its texts (shards always hold whole requests).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from .records import BatchLineEncoder
+from .packing import group_texts
+from .records import BatchLineEncoder, record_id
 from .tasks import BatchLimits
 
 # Leave room under the byte cap for the estimate being an estimate.
@@ -41,7 +46,8 @@ class ShardPlan:
 
 @dataclass(slots=True)
 class Shard:
-    """A written shard: its name, kind, record count, size and record id range."""
+    """A written shard: its name, kind, record (request) count, text count, size and the record ids of its first and
+    last texts."""
 
     name: str
     kind: ShardKind
@@ -49,6 +55,7 @@ class Shard:
     bytes: int = 0
     first_record_id: str | None = None
     last_record_id: str | None = None
+    texts: int = 0
     # Where the shard's texts are in the file it was planned over (see :func:`cut_shards`).
     start: int = 0
     end: int = 0
@@ -58,6 +65,7 @@ class Shard:
             "name": self.name,
             "kind": self.kind.value,
             "records": self.records,
+            "texts": self.texts,
             "bytes": self.bytes,
             "first_record_id": self.first_record_id,
             "last_record_id": self.last_record_id,
@@ -72,6 +80,7 @@ class Shard:
             bytes=data["bytes"],
             first_record_id=data.get("first_record_id"),
             last_record_id=data.get("last_record_id"),
+            texts=data.get("texts", data["records"]),
         )
 
 
@@ -125,8 +134,9 @@ class _Cutter:
     def current(self) -> Shard:
         return self.shards[-1]
 
-    def add(self, rid: str, line_bytes: int) -> bool:
-        """Count one line of ``line_bytes``; True when it starts a new shard (the previous one is complete)."""
+    def add(self, first: str, last: str, texts: int, line_bytes: int) -> bool:
+        """Count one line of ``line_bytes``, a request of ``texts`` texts from record id ``first`` to ``last``; True
+        when it starts a new shard (the previous one is complete)."""
         started = not self.shards or _full(self.current, self._target, line_bytes, self._limits)
         if started:
             if self.shards and self.current.records < self._target:
@@ -134,12 +144,13 @@ class _Cutter:
             kind = ShardKind.BATCH if self._targets else ShardKind.ON_DEMAND
             self._target = self._targets.popleft() if self._targets else math.inf
             self.shards.append(
-                Shard(name=self._prefix + shard_name(len(self.shards) + 1), kind=kind, first_record_id=rid)
+                Shard(name=self._prefix + shard_name(len(self.shards) + 1), kind=kind, first_record_id=first)
             )
         shard = self.current
         shard.records += 1
+        shard.texts += texts
         shard.bytes += line_bytes
-        shard.last_record_id = rid
+        shard.last_record_id = last
         return started
 
 
@@ -150,8 +161,10 @@ def write_shards(
     limits: BatchLimits,
     open_shard: ShardOpener,
     prefix: str = "",
+    texts_per_request: int = 1,
 ) -> list[Shard]:
-    """Write ``(record id, JSON-escaped text)`` items into shard files following ``plan``; returns the shards written.
+    """Write ``(record id, JSON-escaped text)`` items, ``texts_per_request`` to a request, into shard files following
+    ``plan`` (counted in requests); returns the shards written.
 
     ``open_shard`` opens the destination of a shard (a local file, an S3 upload); it is closed when the shard
     is full. The byte cap is enforced while writing: a batch shard that would exceed it is closed early and
@@ -160,9 +173,10 @@ def write_shards(
     cutter = _Cutter(plan, limits, prefix)
     out: ShardSink | None = None
     try:
-        for rid, escaped in items:
-            line = encoder.encode_escaped(rid, escaped)
-            if cutter.add(rid, len(line)):
+        for request, escaped in group_texts(items, texts_per_request):
+            line = encoder.encode_request(request.record_id, escaped)
+            first, last = record_id(request.indexes[0]), record_id(request.indexes[-1])
+            if cutter.add(first, last, len(request.indexes), len(line)):
                 if out is not None:
                     out.close()
                 out = open_shard(cutter.current)
@@ -175,15 +189,16 @@ def write_shards(
 
 
 def cut_shards(
-    items: Iterable[tuple[str, int, int]], plan: ShardPlan, limits: BatchLimits, prefix: str = ""
+    items: Iterable[tuple[str, str, int, int, int]], plan: ShardPlan, limits: BatchLimits, prefix: str = ""
 ) -> list[Shard]:
-    """Plan shards over a texts file without writing them: ``items`` are ``(record id, bytes of its batch line,
-    bytes of its line in the texts file)``; each shard gets the byte range ``[start, end)`` of its texts, so
-    that its job input can be written later, by whoever handles that shard."""
+    """Plan shards over a texts file without writing them: ``items`` are the requests its texts make, in order, as
+    ``(record id of the first text, of the last, texts, bytes of the batch line, bytes of its texts' lines in the
+    texts file)``; each shard gets the byte range ``[start, end)`` of its texts, so that its job input can be written
+    later, by whoever handles that shard."""
     cutter = _Cutter(plan, limits, prefix)
     offset = 0
-    for rid, line_bytes, source_bytes in items:
-        if cutter.add(rid, line_bytes):
+    for first, last, texts, line_bytes, source_bytes in items:
+        if cutter.add(first, last, texts, line_bytes):
             cutter.current.start = offset
         offset += source_bytes
         cutter.current.end = offset

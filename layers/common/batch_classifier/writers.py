@@ -21,6 +21,12 @@ Value handling, the same for every writer unless said otherwise:
   are removed, strings are cut to Excel's 32,767 characters per cell, and a sheet holds 1,048,575 rows under
   its header: more rows continue on sheets ``results-2``, ``results-3``, ... A sink opened with ``xlsx_max_rows``
   raises ``OutputFormatError`` on the row after that many, before anything is saved.
+- XLSX sheets are made to work in: a bold, frozen header row with an autofilter over the sheet's rows, and
+  column widths taken from the header and the first ``XLSX_SAMPLE_ROWS`` rows (never from all of them; those
+  rows are held until the widths are known, as openpyxl writes widths before the first row). A column whose
+  sampled text is wider than ``XLSX_MAX_WIDTH`` characters (the text and rationale, typically) gets that width
+  and wrapped, top-aligned cells. Sheets of figures (:class:`Sheet`, e.g. a run's summary) can be added to a
+  workbook before it is closed (``TableSink.add_sheets``); the other formats have one table and ignore them.
 
 Parquet column types are inferred from the first batch of rows: a column whose non-empty values are all
 booleans is ``bool``, all integers ``int64``, integers and floats ``double``, and anything else (text,
@@ -43,6 +49,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -52,7 +59,9 @@ import pyarrow.parquet as pq
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
+from openpyxl.formatting.rule import ColorScaleRule
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
 
 from .errors import OutputFormatError
 from .formats import FileFormat, format_from_name
@@ -63,11 +72,14 @@ __all__ = [
     "OUTPUT_EXTENSIONS",
     "LocalTarget",
     "S3Target",
+    "Sheet",
+    "Styled",
     "TableSink",
     "Target",
     "neutralise_formula",
     "open_sink",
     "output_format_from_name",
+    "results_sheets",
     "write_table",
 ]
 
@@ -78,6 +90,9 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 SHEET_NAME = "results"
 XLSX_MAX_CELL_CHARS = 32_767
 XLSX_SHEET_ROWS = 1_048_575  # data rows in one Excel sheet (1,048,576 rows with the header)
+XLSX_SAMPLE_ROWS = 100  # rows the column widths are taken from
+XLSX_MAX_WIDTH = 60  # characters: a column with wider text gets this width and wrapped cells
+XLSX_MIN_WIDTH = 6
 PARQUET_BATCH_ROWS = 10_000
 _STREAM_BUFFER = 256 * 1024
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -300,6 +315,9 @@ class TableSink(ABC):
     def abort(self) -> None:
         """Drop the table; never raises."""
 
+    def add_sheets(self, sheets: Sequence[Sheet]) -> None:  # noqa: B027 (a hook: only XLSX has sheets)
+        """Add sheets of figures after the table (XLSX); formats that hold one table ignore them."""
+
 
 class _TextSink(TableSink):
     """A table written as text to a stream (CSV, JSON, JSONL)."""
@@ -372,8 +390,55 @@ class _JsonlSink(_TextSink):
 # --- XLSX ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Styled:
+    """A cell of a :class:`Sheet` with a style: bold, and/or an Excel number format (``"0.0%"``)."""
+
+    value: Any
+    bold: bool = False
+    number_format: str | None = None
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A small sheet of figures added to a workbook after its table (a run's summary, a confusion matrix).
+
+    ``rows`` hold plain values or :class:`Styled` cells; ``widths`` are column widths in characters (the rest are
+    sized from the values); ``freeze`` is the first cell that scrolls (``"B2"``: the first row and column stay);
+    ``heat_map`` is a range (``"B2:K11"``) shaded from white (0) to red (its largest value)."""
+
+    title: str
+    rows: Sequence[Sequence[Any]]
+    widths: Sequence[float] = ()
+    freeze: str | None = None
+    heat_map: str | None = None
+
+
+_BOLD = Font(bold=True)
+_WRAPPED = Alignment(wrap_text=True, vertical="top")
+
+
+def results_sheets(names: Iterable[str]) -> list[str]:
+    """The sheets of a results workbook that hold its rows (``results``, ``results-2``, ...), in workbook order; the
+    others (``summary``, ``confusion``) hold the run's figures, not rows to read back."""
+    prefix = f"{SHEET_NAME}-"
+    return [n for n in names if n == SHEET_NAME or (n.startswith(prefix) and n.removeprefix(prefix).isdigit())]
+
+
+def _text_width(value: Any) -> int:
+    """The width a cell's value needs, in characters: its longest line."""
+    if value is None:
+        return 0
+    text = value if isinstance(value, str) else str(value)
+    return max(map(len, text.split("\n"))) if "\n" in text else len(text)
+
+
 class _XlsxSink(TableSink):
-    """Rows spooled by openpyxl's write-only sheets (``XLSX_SHEET_ROWS`` a sheet), saved into the target at close."""
+    """Rows spooled by openpyxl's write-only sheets (``XLSX_SHEET_ROWS`` a sheet), saved into the target at close.
+
+    The first ``XLSX_SAMPLE_ROWS`` rows are held until the column widths are known (openpyxl writes them before
+    the first row); from then on each row goes straight to the sheet's spool file.
+    """
 
     def __init__(self, target: Target, columns: Sequence[str], max_rows: int | None = None) -> None:
         super().__init__(target, columns)
@@ -381,20 +446,69 @@ class _XlsxSink(TableSink):
         self._workbook = Workbook(write_only=True)
         self._sheets: list[Any] = []
         self._sheet_rows = 0
-        self._new_sheet()
+        self._header = [_xlsx_text(str(column)) for column in self.columns]
+        self._sample: list[list[Any]] | None = []  # None once the first sheet is started
+        self._widths: list[float] = []
+        self._wrapped: list[int] = []  # indexes of the columns with wrapped cells
+        self._wrap_cells: list[WriteOnlyCell] = []
+
+    def _size_columns(self) -> None:
+        """Widths from the header and the sampled rows; columns of wide text are capped and wrapped."""
+        sample = self._sample or []
+        for index, header in enumerate(self._header):
+            widest = max((_text_width(row[index]) for row in sample), default=0)
+            width = max(len(header) + 3, widest + 1, XLSX_MIN_WIDTH)  # + 3: room for the filter button
+            if widest > XLSX_MAX_WIDTH:
+                self._wrapped.append(index)
+            self._widths.append(min(width, XLSX_MAX_WIDTH))
 
     def _new_sheet(self) -> None:
+        self._close_sheet()
         number = len(self._sheets) + 1
         sheet = self._workbook.create_sheet(SHEET_NAME if number == 1 else f"{SHEET_NAME}-{number}")
-        bold = Font(bold=True)
+        for index, width in enumerate(self._widths, start=1):
+            sheet.column_dimensions[get_column_letter(index)].width = width
+        sheet.freeze_panes = "A2"
         header = []
-        for column in self.columns:
-            cell = WriteOnlyCell(sheet, value=_xlsx_text(str(column)))
-            cell.font = bold
+        for value in self._header:
+            cell = WriteOnlyCell(sheet, value=value)
+            cell.font = _BOLD
             header.append(cell)
         sheet.append(header)
+        # One styled cell per wrapped column, given each row's value in turn: openpyxl writes a row's cells as it
+        # is appended, so the cell can be reused (a new styled cell per value would cost a style lookup each).
+        self._wrap_cells = []
+        for _ in self._wrapped:
+            cell = WriteOnlyCell(sheet)
+            cell.alignment = _WRAPPED
+            self._wrap_cells.append(cell)
         self._sheets.append(sheet)
         self._sheet_rows = 0
+
+    def _close_sheet(self) -> None:
+        """Set the filter of the sheet being written over its header and rows (written when it is saved)."""
+        if self._sheets and self.columns:
+            last = get_column_letter(len(self.columns))
+            self._sheets[-1].auto_filter.ref = f"A1:{last}{self._sheet_rows + 1}"
+
+    def _start(self) -> None:
+        """Size the columns from the sample, start the first sheet and write the sampled rows to it."""
+        self._size_columns()
+        sample, self._sample = self._sample or [], None
+        self._new_sheet()
+        for cells in sample:
+            self._append(cells)
+
+    def _append(self, cells: list[Any]) -> None:
+        if self._sheet_rows >= XLSX_SHEET_ROWS:
+            self._new_sheet()
+        for index, cell in zip(self._wrapped, self._wrap_cells, strict=True):
+            value = cells[index]
+            if value is not None:
+                cell.value = value
+                cells[index] = cell
+        self._sheets[-1].append(cells)
+        self._sheet_rows += 1
 
     def write(self, row: Row) -> None:
         if self._max_rows is not None and self.rows >= self._max_rows:
@@ -402,16 +516,28 @@ class _XlsxSink(TableSink):
                 f"Cannot write {self.target.name!r}: the results have more than {self._max_rows:,} rows, "
                 "more than the XLSX output is allowed; write CSV, JSONL or Parquet instead."
             )
-        if self._sheet_rows >= XLSX_SHEET_ROWS:
-            self._new_sheet()
-        self._sheets[-1].append(_project(row, self.columns, _xlsx_cell))
-        self._sheet_rows += 1
+        cells = _project(row, self.columns, _xlsx_cell)
         self.rows += 1
+        if self._sample is None:
+            self._append(cells)
+            return
+        self._sample.append(cells)
+        if len(self._sample) >= XLSX_SAMPLE_ROWS:
+            self._start()
+
+    def add_sheets(self, sheets: Sequence[Sheet]) -> None:
+        if self._sample is not None:
+            self._start()
+        for spec in sheets:
+            _write_sheet(self._workbook.create_sheet(spec.title), spec)
 
     def close(self) -> int:
         upload = self.target.create()
         stream = io.BufferedWriter(upload, buffer_size=_STREAM_BUFFER)
         try:
+            if self._sample is not None:
+                self._start()
+            self._close_sheet()
             self._workbook.save(stream)  # a zip with data descriptors when the target cannot seek (S3)
             stream.close()
         except BaseException:
@@ -421,8 +547,45 @@ class _XlsxSink(TableSink):
         return self.rows
 
     def abort(self) -> None:
-        for sheet in self._sheets:
+        self._sample = None
+        for sheet in self._workbook.worksheets:
             _discard_sheet(sheet)
+
+
+def _write_sheet(sheet: Any, spec: Sheet) -> None:
+    """Write a small sheet of figures: widths, frozen panes and a heat map first, then its rows."""
+    columns = max((len(row) for row in spec.rows), default=0)
+    for index in range(columns):
+        if index < len(spec.widths):
+            width = spec.widths[index]
+        else:
+            widest = max((_text_width(_plain(row[index])) for row in spec.rows if index < len(row)), default=0)
+            width = max(XLSX_MIN_WIDTH, widest + 2)
+        sheet.column_dimensions[get_column_letter(index + 1)].width = min(width, XLSX_MAX_WIDTH)
+    if spec.freeze:
+        sheet.freeze_panes = spec.freeze
+    if spec.heat_map:
+        scale = ColorScaleRule(
+            start_type="num", start_value=0, start_color="FFFFFF", end_type="max", end_color="F8696B"
+        )
+        sheet.conditional_formatting.add(spec.heat_map, scale)
+    for row in spec.rows:
+        sheet.append([_sheet_cell(sheet, value) for value in row])
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Styled) else value
+
+
+def _sheet_cell(sheet: Any, value: Any) -> Any:
+    if not isinstance(value, Styled):
+        return _xlsx_cell(value)
+    cell = WriteOnlyCell(sheet, value=_xlsx_cell(value.value))
+    if value.bold:
+        cell.font = _BOLD
+    if value.number_format:
+        cell.number_format = value.number_format
+    return cell
 
 
 def _discard_sheet(sheet: Any) -> None:

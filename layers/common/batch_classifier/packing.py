@@ -1,0 +1,120 @@
+"""Packed requests: which texts travel together in one model request, and which texts a request carried.
+
+A task's ``texts_per_request`` (k) says how many distinct texts one request may carry. The texts of a shard are
+taken in order, k at a time: a request is one batch record (one line of the job input, one on-demand call) whose
+record id is ``P`` + the index of its first text, or ``R`` + the text's index when it carries one text only (the last
+of a shard, or a text sent alone). Nothing is stored to map a request back to its texts: they are found again from the
+shard, by the same grouping, when its results are judged (:class:`Requests`).
+
+In a retry round's keyed texts file, a text whose id starts with ``S`` (:func:`alone_id`) is sent alone: a packed
+reply left it unanswered, or answered it twice, or a request of several texts failed in a way the texts alone may
+not. The other texts of a retry round are packed again.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .records import is_pack_id, is_text_id, record_id, record_index, request_id
+
+T = TypeVar("T")
+
+#: The first letter of a keyed text id that is sent alone in its retry round.
+ALONE_PREFIX = "S"
+
+
+def alone_id(index: int) -> str:
+    """The id of the ``index``-th text in a keyed texts file when it must be sent alone."""
+    return ALONE_PREFIX + record_id(index)[1:]
+
+
+def goes_alone(text_id: str) -> bool:
+    return text_id[:1] == ALONE_PREFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One model request: its batch record id and the indexes of the texts it carries, in their numbered order."""
+
+    record_id: str
+    indexes: tuple[int, ...]
+
+
+def group_texts(items: Iterable[tuple[str, T]], per_request: int) -> Iterator[tuple[Request, list[T]]]:
+    """Requests of up to ``per_request`` consecutive items ``(text id, payload)``, with their payloads, in order.
+
+    A text whose id marks it to go alone (:func:`goes_alone`) ends the request being filled and is a request of its
+    own. The grouping depends only on the order of the items, so whoever reads a shard's texts again finds the same
+    requests.
+    """
+    indexes: list[int] = []
+    payloads: list[T] = []
+    for text_id, payload in items:
+        index = record_index(text_id)
+        if goes_alone(text_id):
+            if indexes:
+                yield _request(indexes), payloads
+                indexes, payloads = [], []
+            yield Request(record_id(index), (index,)), [payload]
+            continue
+        indexes.append(index)
+        payloads.append(payload)
+        if len(indexes) >= per_request:
+            yield _request(indexes), payloads
+            indexes, payloads = [], []
+    if indexes:
+        yield _request(indexes), payloads
+
+
+def _request(indexes: list[int]) -> Request:
+    return Request(request_id(indexes[0], len(indexes)), tuple(indexes))
+
+
+def requests_in_range(first: int, last: int, per_request: int) -> Iterator[Request]:
+    """The requests of the consecutive texts ``first``..``last`` (a round-0 shard), as :func:`group_texts` groups
+    them."""
+    for start in range(first, last + 1, per_request):
+        end = min(start + per_request - 1, last)
+        yield Request(request_id(start, end - start + 1), tuple(range(start, end + 1)))
+
+
+class Requests:
+    """The texts each request of a set of shards carried: ``texts_of(record id)``.
+
+    Built from shards of consecutive texts (``add_range``, arithmetic, nothing stored per request) or from the
+    requests a keyed shard's texts make (``add``)."""
+
+    def __init__(self, per_request: int) -> None:
+        self.per_request = per_request
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._listed: dict[str, tuple[int, ...]] = {}
+
+    def add_range(self, first: int, last: int) -> None:
+        """A shard of the consecutive texts ``first``..``last``, grouped from ``first``."""
+        at = bisect.bisect_left(self._starts, first)
+        self._starts.insert(at, first)
+        self._ends.insert(at, last)
+
+    def add(self, request: Request) -> None:
+        if len(request.indexes) > 1:
+            self._listed[request.record_id] = request.indexes
+
+    def texts_of(self, rid: str) -> tuple[int, ...] | None:
+        """The indexes of the texts the request ``rid`` carried; None when ``rid`` is not one of these requests'."""
+        if is_text_id(rid):
+            return (record_index(rid),)
+        if not is_pack_id(rid):
+            return None
+        listed = self._listed.get(rid)
+        if listed is not None:
+            return listed
+        first = record_index(rid)
+        at = bisect.bisect_right(self._starts, first) - 1
+        if at < 0 or first > self._ends[at] or (first - self._starts[at]) % self.per_request:
+            return None
+        end = min(first + self.per_request - 1, self._ends[at])
+        return tuple(range(first, end + 1)) if end > first else None
