@@ -1,7 +1,8 @@
 """The local Bedrock's wire format: requests checked as the service model constrains them, model requests and
 replies in the Anthropic and Converse shapes, paging tokens, and errors as botocore reads them (restJson1).
 
-:mod:`.bedrock_service` runs the jobs and serves these over HTTP; everything here is pure and stateless.
+:mod:`.bedrock_service` (with :mod:`.bedrock_jobs` and :mod:`.bedrock_http`) runs the jobs and serves these over
+HTTP; everything here is pure and stateless.
 """
 
 from __future__ import annotations
