@@ -749,3 +749,24 @@ def test_seed_json(seed_data: Path) -> None:
     assert table.columns == ["conversation_id", "conversation"]
     assert len(rows) == 783
     assert all(set(row.values) == {"conversation_id", "conversation"} for row in rows)
+
+
+def test_a_results_workbook_is_read_from_its_row_sheets_only(tmp_path):
+    book = Workbook()
+    book.active.title = "results"
+    book["results"].append(["id", "text"])
+    book["results"].append(["A1", "first"])
+    book.create_sheet("results-2").append(["id", "text"])
+    book["results-2"].append(["A2", "second"])
+    book.create_sheet("summary").append(["figure", "value"])
+    book["summary"].append(["rows", 2])
+    book.create_sheet("confusion").append(["label", "predicted"])
+    book.save(tmp_path / "results.xlsx")
+    with open_table(tmp_path / "results.xlsx") as table:
+        assert [row.values["id"] for row in table.rows()] == ["A1", "A2"]
+    # Another sheet beside them: not a workbook of this product's, every sheet is read.
+    book.create_sheet("notes").append(["id", "text"])
+    book["notes"].append(["N1", "a note"])
+    book.save(tmp_path / "mixed.xlsx")
+    with open_table(tmp_path / "mixed.xlsx") as table:
+        assert [row.values["id"] for row in table.rows()] == ["A1", "A2", "N1"]

@@ -64,7 +64,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 from .errors import OutputFormatError
-from .formats import FileFormat, format_from_name
+from .formats import RESULTS_SHEET, FileFormat, format_from_name, results_sheets
 from .storage import Upload, UploadFile, open_seekable
 
 __all__ = [
@@ -87,7 +87,7 @@ __all__ = [
 OUTPUT_EXTENSIONS: tuple[str, ...] = (".csv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq", ".xlsx")
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-SHEET_NAME = "results"
+SHEET_NAME = RESULTS_SHEET
 XLSX_MAX_CELL_CHARS = 32_767
 XLSX_SHEET_ROWS = 1_048_575  # data rows in one Excel sheet (1,048,576 rows with the header)
 XLSX_SAMPLE_ROWS = 100  # rows the column widths are taken from
@@ -416,13 +416,6 @@ class Sheet:
 
 _BOLD = Font(bold=True)
 _WRAPPED = Alignment(wrap_text=True, vertical="top")
-
-
-def results_sheets(names: Iterable[str]) -> list[str]:
-    """The sheets of a results workbook that hold its rows (``results``, ``results-2``, ...), in workbook order; the
-    others (``summary``, ``confusion``) hold the run's figures, not rows to read back."""
-    prefix = f"{SHEET_NAME}-"
-    return [n for n in names if n == SHEET_NAME or (n.startswith(prefix) and n.removeprefix(prefix).isdigit())]
 
 
 def _text_width(value: Any) -> int:

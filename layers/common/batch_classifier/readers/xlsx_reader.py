@@ -1,4 +1,5 @@
-"""XLSX: every sheet (or one), each with its own header row, read with openpyxl in read-only mode."""
+"""XLSX: every sheet (or one), each with its own header row, read with openpyxl in read-only mode. A results
+workbook of this product is read from its row sheets (`results`, `results-2`, ...), without its figure sheets."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import ExitStack
 from typing import IO, Any
 
 from ..errors import EmptyInputError, InputFormatError, MalformedInputError
-from ..formats import FileFormat
+from ..formats import FileFormat, data_sheets
 from .table import Row, Table, clean_names
 
 
@@ -20,7 +21,7 @@ def open_xlsx(target: str | IO[bytes], label: str, sheet: str | None, resources:
     if sheet is not None and sheet not in worksheets:
         listed = ", ".join(repr(title) for title in worksheets)
         raise InputFormatError(f"{label!r} has no sheet {sheet!r}; its sheets are {listed}.")
-    chosen = [sheet] if sheet is not None else list(worksheets)
+    chosen = [sheet] if sheet is not None else data_sheets(list(worksheets))  # a results workbook: its rows only
     headers: list[tuple[str, list[str]]] = []
     for title in chosen:
         header = _sheet_header(worksheets[title])
