@@ -769,4 +769,4 @@ def test_a_results_workbook_is_read_from_its_row_sheets_only(tmp_path):
     book["notes"].append(["N1", "a note"])
     book.save(tmp_path / "mixed.xlsx")
     with open_table(tmp_path / "mixed.xlsx") as table:
-        assert [row.values["id"] for row in table.rows()] == ["A1", "A2", "N1"]
+        assert [row.sheet for row in table.rows()] == ["results", "results-2", "summary", "notes"]
