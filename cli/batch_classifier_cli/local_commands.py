@@ -36,6 +36,8 @@ from batch_classifier.errors import BatchClassifierError
 from batch_classifier.storage import INPUT_PREFIX, TASKS_PREFIX
 from batch_classifier.tasks import bundled_task_names, load_task
 
+from .progress import ProgressLine
+
 SERVER_FILE = "server.json"
 
 
@@ -316,7 +318,7 @@ def cmd_run(args: argparse.Namespace, print_summary: Callable[[dict[str, Any]], 
         print(f"uploaded {source.name} to s3://{bucket}/{key}")
         print(f"execution {arn.rsplit(':', 1)[-1]}")
         sfn = runtime.client("stepfunctions")
-        described = _follow(sfn, arn, started)
+        described = _follow(sfn, arn, started, processed=_shards_processed(runtime))
         from batch_classifier_local.executions import finalize_result, format_execution  # noqa: PLC0415
 
         result = finalize_result(sfn, arn)
@@ -436,29 +438,97 @@ def _outputs(runtime: Any) -> dict[str, str]:
     return runtime.outputs if isinstance(runtime, Remote) else runtime.stack.outputs
 
 
-def _follow(sfn: Any, arn: str, started: float, seen: int = 0) -> dict[str, Any]:
+def _follow(
+    sfn: Any, arn: str, started: float, seen: int = 0, processed: Callable[[str], int] | None = None
+) -> dict[str, Any]:
     """Print each state as it finishes (the live view), until the execution ends; the first ``seen`` events of
-    the history (a redriven execution's earlier attempts) are not shown."""
+    the history (a redriven execution's earlier attempts) are not shown.
+
+    Below those lines, a bar of the shards processed (``processed(run_id)``, from the status table) out of the shards
+    planned (ShardRecords' and PlanRetries' outputs), named after the state running; plain lines every so often
+    when standard error is not a terminal."""
     entered: dict[str, float] = {}
-    while True:
-        described = sfn.describe_execution(executionArn=arn)
-        events = sfn.get_execution_history(executionArn=arn)["events"]
-        for event in events[seen:]:
-            kind = event["type"]
-            at = time.monotonic() - started
-            if kind.endswith("StateEntered"):
-                entered[event["stateEnteredEventDetails"]["name"]] = at
-            elif kind.endswith("StateExited"):
-                name = event["stateExitedEventDetails"]["name"]
-                took = at - entered.get(name, at)
-                print(f"  {at:6.1f}s  {name:<22} done in {took:.2f}s", flush=True)
-            elif kind in {"TaskFailed", "LambdaFunctionFailed", "MapIterationFailed", "ExecutionFailed"}:
-                details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
-                print(f"  {at:6.1f}s  {kind}: {details.get('error', '')}", flush=True)
-        seen = len(events)
-        if described["status"] != "RUNNING":
-            return dict(described)
-        time.sleep(0.1)
+    progress = ProgressLine(unit="shard")
+    run_id: str | None = None
+    planned: dict[int, int] = {}  # shards per round: ShardRecords' round, then PlanRetries' new rounds
+    scanned = done = 0
+    counted = 0.0
+    running = "starting"
+    try:
+        while True:
+            described = sfn.describe_execution(executionArn=arn)
+            events = sfn.get_execution_history(executionArn=arn)["events"]
+            for number, event in enumerate(events[scanned:], start=scanned):
+                kind = event["type"]
+                if kind.endswith("StateExited"):  # from the first event: a redrive goes on with the earlier plan
+                    output = _json_object(event["stateExitedEventDetails"].get("output"))
+                    run_id = run_id or (output.get("run") or {}).get("run_id")
+                    if event["stateExitedEventDetails"]["name"] in {"ShardRecords", "PlanRetries"}:
+                        plan = output.get("plan") or {}  # PlanRetries with nothing to retry gives the same round
+                        planned[int(plan.get("round") or 1)] = int(plan.get("shards") or 0)
+                if number < seen:
+                    continue
+                at = time.monotonic() - started
+                if kind.endswith("StateEntered"):
+                    running = event["stateEnteredEventDetails"]["name"]
+                    entered[running] = at
+                elif kind.endswith("StateExited"):
+                    name = event["stateExitedEventDetails"]["name"]
+                    took = at - entered.get(name, at)
+                    progress.write(f"  {at:6.1f}s  {name:<22} done in {took:.2f}s")
+                elif kind in {"TaskFailed", "LambdaFunctionFailed", "MapIterationFailed", "ExecutionFailed"}:
+                    details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+                    progress.write(f"  {at:6.1f}s  {kind}: {details.get('error', '')}")
+            scanned = len(events)
+            if described["status"] != "RUNNING":
+                return dict(described)
+            if processed is not None and run_id and planned and time.monotonic() - counted >= 1.0:
+                done, counted = processed(run_id), time.monotonic()
+            progress.update("shards", done, sum(planned.values()) or None, note=running)
+            time.sleep(0.1)
+    finally:
+        progress.done()
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        found = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _shards_processed(runtime: Any) -> Callable[[str], int]:
+    """How many of a run's shards are processed, read from the status table."""
+    from batch_classifier.status import SHARD_PREFIX, ShardStatus, run_key  # noqa: PLC0415
+
+    dynamodb = runtime.client("dynamodb")
+    table = _outputs(runtime)["RunsTableName"]
+
+    def count(run_id: str) -> int:
+        query: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "FilterExpression": "shard_status = :processed",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": run_key(run_id)["pk"]},
+                ":prefix": {"S": SHARD_PREFIX},
+                ":processed": {"S": ShardStatus.PROCESSED.value},
+            },
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            try:
+                page = dynamodb.query(**query)
+            except (BotoCoreError, ClientError):  # the bar is only a view: it waits for the next look
+                return total
+            total += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return total
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    return count
 
 
 def _download_results(runtime: Any, result: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -564,7 +634,8 @@ def _iso(moment: datetime | None) -> str | None:
 def cmd_redrive(args: argparse.Namespace) -> int:
     from batch_classifier_local.executions import ExecutionNotRedrivable, format_execution, redrive, resolve  # noqa: PLC0415
 
-    sfn = _need_server().client("stepfunctions")
+    server = _need_server()
+    sfn = server.client("stepfunctions")
     arn = _resolve(resolve, sfn, args.execution)
     started = time.monotonic()
     try:
@@ -573,7 +644,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         raise LocalRuntimeError(str(exc)) from None
     times = "once" if done.count == 1 else f"{done.count} times"
     print(f"redriving execution {arn.rsplit(':', 1)[-1]} at {done.resumes_at} (same execution ARN; redriven {times})")
-    described = _follow(sfn, arn, started, seen=done.events_before)
+    described = _follow(sfn, arn, started, seen=done.events_before, processed=_shards_processed(server))
     print(format_execution(sfn, arn))
     return 0 if described["status"] == "SUCCEEDED" else 1
 

@@ -238,7 +238,7 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 def _collect(args: argparse.Namespace) -> int:
     outputs = Path(args.outputs)
-    PreparedRun.load(Path(args.folder))  # "not a prepared folder" comes first
+    prepared = PreparedRun.load(Path(args.folder))  # "not a prepared folder" comes first
     if outputs.is_dir() and not any(p.name != MANIFEST_NAME for p in outputs.rglob("*.out")):
         raise BatchClassifierError(
             f"found no batch output files (*.out) in {args.outputs} or its subfolders: download each job's output "
@@ -249,11 +249,14 @@ def _collect(args: argparse.Namespace) -> int:
     # The rows are joined into a JSONL file first, then written in the asked format in one more pass that also
     # counts what the report shows of them; an XLSX then gets the summary's figures as sheets of its own.
     joined = out.with_name(f".{out.name}.joined.jsonl")
-    progress = ProgressLine()
+    # Rows are counted as they are written, so those stages know their total (the prepared run's rows) and show a
+    # percentage; output lines are counted against no total (a file's lines are known only once it is read).
+    rows = int(prepared.plan.get("rows", 0))
+    progress = ProgressLine(totals={"writing results": rows, f"writing {out.name}": rows})
     try:
         summary = collect(Path(args.folder), outputs, joined, progress=progress)
         try:
-            _write_results(joined, out, fmt, summary, PreparedRun.load(Path(args.folder)), progress)
+            _write_results(joined, out, fmt, summary, prepared, progress)
         except BaseException:
             (out.parent / SUMMARY).unlink(missing_ok=True)  # it describes rows that were not written
             raise

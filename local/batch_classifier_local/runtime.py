@@ -25,6 +25,7 @@ a local model.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import io
 import json
 import logging
@@ -434,6 +435,18 @@ class LocalRuntime:
             return None
         kind, error = fault
         return error if kind is FunctionFault.FAIL else kind
+
+    def update_function_environment(self, logical_id: str, **variables: str) -> None:
+        """Set environment variables of a deployed function, as ``aws lambda update-function-configuration`` (or a
+        ``sam deploy`` of a changed parameter) does: its next invocations run in new workers that have them."""
+        assert self.stack is not None and self.pool is not None
+        names = [name for name in self.stack.functions if f"-{logical_id}-" in name]
+        if not names:
+            raise KeyError(f"no function {logical_id} in the stack")
+        spec = self.stack.functions[names[0]]
+        updated = dataclasses.replace(spec, environment={**spec.environment, **variables})
+        self.stack.functions[names[0]] = self.pool.specs[names[0]] = updated
+        self.pool.retire(names[0])
 
     def fail_next(
         self,

@@ -165,9 +165,17 @@ class WorkerPool:
         return Worker(spec, log, stamp)
 
     def _give_back(self, worker: Worker) -> None:
-        if worker.alive:
+        if worker.alive and self.specs.get(worker.spec.name) is worker.spec:
             with self._lock:
                 self._idle.setdefault(worker.spec.name, []).append(worker)
+        else:
+            worker.stop()  # its function's spec changed while it ran (retire): it is not used again
+
+    def retire(self, function_name: str) -> None:
+        """Stop the idle workers of a function (its spec changed): its next invocations start new ones."""
+        with self._lock:
+            for worker in self._idle.pop(function_name, []):
+                worker.stop()
 
     def close(self) -> None:
         with self._lock:

@@ -479,3 +479,29 @@ def test_an_aborted_execution_stops_the_jobs_it_started_and_a_redrive_loses_no_r
     assert summary["by_status"]["classified"] == 250
     wait_for_run_status(runtime, run_id, "SUCCEEDED")
     check_notified(notifications, run_id, arn, "Batch classification run succeeded")
+
+
+def test_a_run_above_the_spend_cap_submits_nothing_and_a_redrive_after_raising_it_completes(
+    runtime: LocalRuntime, notifications: Any, tmp_path: Path
+) -> None:
+    ids = write_calls(tmp_path / "capped.csv", 150, prefix="CAP")
+    before = jobs_created(runtime)
+    runtime.update_function_environment("ShardRecordsFunction", MAX_RUN_COST_USD="0.0001")
+    try:
+        arn = runtime.upload(tmp_path / "capped.csv", "input_data/fault-capped.csv")
+        described = runtime.wait(arn, timeout=WAIT)
+        assert described["status"] == "FAILED" and described.get("error") == "SpendCapError", described.get("cause")
+        assert "above the cap of $0.00" in described["cause"] and "nothing was submitted" in described["cause"]
+        run_id = run_id_of_execution(described)
+        item = wait_for_run_status(runtime, run_id, "FAILED")
+        assert float(item["preflight"]["estimated_usd"]["N"]) > 0.0001  # a map keeps its typed values
+        assert jobs_created(runtime) == before and shard_items(runtime, run_id) == []
+        check_notified(notifications, run_id, arn, "Batch classification run failed")
+    finally:
+        runtime.update_function_environment("ShardRecordsFunction", MAX_RUN_COST_USD="0")  # the cap lifted
+    described = redrive(runtime, arn)
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    summary = check_results(runtime, arn, ids, None, "succeeded")
+    assert summary["cost"]["estimated_usd"] > 0 and summary["cost"]["cap_usd"] is None
+    assert 0.2 < summary["cost"]["billed_to_estimate"] < 5
+    check_billing(runtime, run_id, before)

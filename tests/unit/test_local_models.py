@@ -15,11 +15,14 @@ from typing import Any
 
 import pytest
 
-from batch_classifier.outputs import extract_answer, split_packed_reply
+from batch_classifier.labels import LabelMatcher
+from batch_classifier.outputs import ModelResult, extract_answer, split_packed_reply
 from batch_classifier.prompts import PackedPrompt, render_prompt
 from batch_classifier.readers import open_table
-from batch_classifier.records import packed_model_input
+from batch_classifier.records import RowStatus, packed_model_input
+from batch_classifier.results import judge
 from batch_classifier.tasks import OutputTags, Task, load_task
+from batch_classifier_local.lexicon import GROUPS
 from batch_classifier_local.models import (
     Completion,
     ModelError,
@@ -28,6 +31,7 @@ from batch_classifier_local.models import (
     ModelUnavailable,
     OfflineClassifier,
     OpenAICompatibleModel,
+    measure,
     measure_accuracy,
     model_from_env,
     model_from_spec,
@@ -35,14 +39,16 @@ from batch_classifier_local.models import (
     parse_prompt,
     record_text,
     split_turns,
+    stem,
 )
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample-data" / "travel_calls.csv"
 SEED_FILE = "travel_conversations_labeled.xlsx"
 
-# Floors a little under the accuracies measured when the scorer was tuned (sample 0.892, seed 0.967).
-SAMPLE_FLOOR = 0.85
-SEED_FLOOR = 0.93
+# Floors a little under the accuracies measured with the lexicon of general English (sample 0.776, seed 0.880).
+# These sets are not held out (the scorer's weights were tuned on them): the floors catch regressions, nothing more.
+SAMPLE_FLOOR = 0.74
+SEED_FLOOR = 0.85
 
 CALL = (
     "User: Hi, I booked a hotel in Porto for next week and my card was declined twice when I tried to pay the "
@@ -191,10 +197,99 @@ def test_reports_token_counts_like_bedrock() -> None:
     assert short.stop_reason == "max_tokens" and short.output_tokens <= 5
 
 
-def test_empty_text_still_gets_an_answer_from_the_list() -> None:
+@pytest.mark.parametrize("text", ["", "Hello there, thanks a lot.", "xyzzy qwerty 12345"])
+def test_a_text_without_evidence_gets_no_category(text: str) -> None:
     task = load_task("travel")
-    reply = _ask(OfflineClassifier(), task, "")
-    assert extract_answer(reply.text, task.output_tags).label == task.category_names[0]
+    reply = _ask(OfflineClassifier(), task, text)
+    answer = extract_answer(reply.text, task.output_tags)
+    assert answer.label == "none" and answer.label not in task.category_names
+    assert answer.explanation == "Offline classifier: abstains: no word of the text matches any category."
+
+
+def test_an_abstention_ends_off_list_with_its_answer_kept_and_counts_as_unanswered() -> None:
+    task = load_task("travel")
+    reply = _ask(OfflineClassifier(), task, "Hello there.")
+    result = ModelResult(record_id="R0000000001", text=reply.text, stop_reason=reply.stop_reason)
+    verdict = judge(result, LabelMatcher(task), task)
+    assert verdict.status is RowStatus.OFF_LIST and verdict.category is None and verdict.answer == "none"
+    assert verdict.rationale is not None and "abstains" in verdict.rationale
+    assert not verdict.retryable
+
+
+def test_categories_that_tie_get_no_category() -> None:
+    system = (
+        "<categories>\n<category>\n<name>Alpha</name><description>Trains and timetables.</description>\n</category>\n"
+        "<category>\n<name>Beta</name><description>Trains and timetables.</description>\n</category>\n</categories>"
+    )
+    model = OfflineClassifier()
+    assert model.classify(system, "the trains") == (None, ["trains"])
+    assert model.classify(system, "something about alpha trains") == ("Alpha", ["alpha", "trains"])
+    reply = model.complete(system, [{"role": "user", "content": "the trains"}], 100)
+    assert reply.text == (
+        "<classification>none</classification>\n"
+        '<explanation>Offline classifier: abstains: the cues "trains" favour no category over another.</explanation>'
+    )
+
+
+def test_abstains_with_another_word_when_a_category_is_called_none() -> None:
+    system = (
+        "<categories>\n<category>\n<name>None</name><description>Nothing to do.</description>\n</category>\n"
+        "<category>\n<name>Rail</name><description>Trains.</description>\n</category>\n</categories>"
+    )
+    reply = OfflineClassifier().complete(system, [{"role": "user", "content": "hello"}], 100)
+    assert reply.text.startswith("<classification>no category</classification>")
+
+
+@pytest.mark.parametrize("task_name", ["travel", "support-root-cause"])
+def test_a_text_that_names_a_category_is_classified(task_name: str) -> None:
+    # The fault suite's generated texts (tests/workflow_helpers.py, write_calls) read like this one.
+    task = load_task(task_name)
+    model = OfflineClassifier()
+    for number, name in enumerate(task.category_names):
+        answer = extract_answer(_ask(model, task, f"User: ticket {number} is about my {name}.").text, task.output_tags)
+        assert answer.label == name
+
+
+# --------------------------------------------------------------------------------------------------------
+# The lexicon: general English, not the labelled sets
+# --------------------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def _tokens(text: str) -> set[str]:
+    return set(_TOKEN.findall(text.lower().replace("\u2019", "'")))
+
+
+@pytest.mark.seed
+def test_the_lexicon_holds_no_word_of_the_labelled_sets_that_no_prompt_uses(seed_data: Path) -> None:
+    """A lexicon word that the labelled sets use (as written or by its stem) must be a word of a bundled task's
+    prompt: otherwise the sets' own wording would have leaked into the classifier."""
+    prompts: set[str] = set()
+    for name in ("travel", "support-root-cause"):
+        prompts |= _tokens(render_prompt(load_task(name)).system)
+    labelled: set[str] = set()
+    for path in (SAMPLE, seed_data / SEED_FILE):
+        for text, _ in _labelled(path):
+            labelled |= _tokens(text)
+    prompt_stems = {stem(w, inflections=True) for w in prompts}
+    labelled_stems = {stem(w, inflections=True) for w in labelled}
+    leaked = sorted(
+        word
+        for members in GROUPS.values()
+        for word in members.split()
+        if (word in labelled or stem(word, inflections=True) in labelled_stems)
+        and word not in prompts
+        and stem(word, inflections=True) not in prompt_stems
+    )
+    assert leaked == []
+
+
+def test_the_lexicon_is_small_and_names_no_category() -> None:
+    words = [w for members in GROUPS.values() for w in members.split()]
+    assert len(words) == len(set(words)) <= 120
+    names = {n.casefold() for t in ("travel", "support-root-cause") for n in load_task(t).category_names}
+    assert not names & {g.casefold() for g in GROUPS}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -221,9 +316,9 @@ def test_sample_file_is_well_formed() -> None:
 
 
 def test_accuracy_on_the_sample_file() -> None:
-    accuracy = measure_accuracy(OfflineClassifier(), load_task("travel"), _labelled(SAMPLE))
-    print(f"\noffline classifier accuracy on {SAMPLE.name}: {accuracy:.3f}")
-    assert accuracy >= SAMPLE_FLOOR
+    measured = measure(OfflineClassifier(), load_task("travel"), _labelled(SAMPLE))
+    print(f"\noffline classifier on {SAMPLE.name} (not held out): {measured}")
+    assert measured.accuracy >= SAMPLE_FLOOR and measured.accuracy > 3 * measured.baseline
 
 
 @pytest.mark.seed
@@ -231,9 +326,9 @@ def test_accuracy_on_the_seed_file(seed_data: Path) -> None:
     path = seed_data / SEED_FILE
     if not path.is_file():
         pytest.skip(f"{SEED_FILE} is absent")
-    accuracy = measure_accuracy(OfflineClassifier(), load_task("travel"), _labelled(path))
-    print(f"\noffline classifier accuracy on {SEED_FILE}: {accuracy:.3f}")
-    assert accuracy >= SEED_FLOOR
+    measured = measure(OfflineClassifier(), load_task("travel"), _labelled(path))
+    print(f"\noffline classifier on {SEED_FILE} (not held out): {measured}")
+    assert measured.accuracy >= SEED_FLOOR and measured.accuracy > 3 * measured.baseline
 
 
 def test_measure_accuracy_counts_aliases_and_handles_no_rows() -> None:
@@ -241,6 +336,10 @@ def test_measure_accuracy_counts_aliases_and_handles_no_rows() -> None:
     rows = [("User: I need to cancel my cruise next month.\nAgent: I can cancel it.", "Cancellation")]
     assert measure_accuracy(OfflineClassifier(), task, rows) == 1.0
     assert measure_accuracy(OfflineClassifier(), task, []) == 0.0
+    rows += [("Hello there.", "Complaint"), ("User: my card was declined.", "Cancellation Request")]
+    measured = measure(OfflineClassifier(), task, rows)
+    assert (measured.rows, measured.answered, measured.correct, measured.majority) == (3, 2, 1, 2)
+    assert measured.coverage == pytest.approx(2 / 3) and measured.accuracy_answered == 0.5
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -452,6 +551,17 @@ def test_the_offline_classifier_answers_each_text_of_a_packed_request_as_if_alon
     # Tokens as the local Bedrock counts them: everything the request holds, about 4 characters a token.
     seen = system + messages[0]["content"][0]["text"]
     assert reply.input_tokens == (len(seen) + 3) // 4 and reply.output_tokens == (len(reply.text) + 3) // 4
+
+
+def test_each_text_of_a_packed_request_abstains_on_its_own() -> None:
+    task = load_task("travel")
+    texts = ["User: I want to cancel my cruise.", "", "Hello there.", "User: my card was declined when I paid."]
+    system, messages, max_tokens = _packed_body(task, texts)
+    reply = OfflineClassifier().complete(system, messages, max_tokens)
+    split = split_packed_reply(reply.text, len(texts), reply.stop_reason)
+    assert split.unanswered == {}
+    labels = [extract_answer(split.answers[n], task.output_tags).label for n in (1, 2, 3, 4)]
+    assert labels == ["Cancellation Request", "none", "none", "Payment Problem"]
 
 
 def test_numbered_texts_keep_each_text_whole() -> None:

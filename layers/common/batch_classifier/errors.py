@@ -58,3 +58,7 @@ class PriceNotFoundError(BatchClassifierError):
 
 class PriceFileError(BatchClassifierError):
     """A prices file is missing, is not YAML, or does not have the expected structure."""
+
+
+class SpendCapError(BatchClassifierError):
+    """A run's estimated cost is above the cap (MaxRunCostUsd or the task's max_cost_usd): nothing was submitted."""

@@ -122,6 +122,7 @@ def finalize_run(
     shards = list(store.shards(run.run_id))
     result = summary.to_dict()
     result.update(_costs(_run_tokens(shards), task.model_id, prices, tables.warnings))
+    result["cost"].update(_against_estimate(store.get_run(run.run_id), result["cost_usd"]))
     result.update({"run_id": run.run_id, "task": task.name, "model_id": task.model_id, "source": run.key})
     result.update(digest.to_dict())
     outcome = run_outcome(result["rows"], result["by_status"], settings.error_rows_percent)
@@ -404,6 +405,19 @@ def _costs(
         return unpriced
     costs["cost"].update(batch_savings(costs["tokens"], costs["cost_usd"], model_id, table))
     return costs
+
+
+def _against_estimate(item: dict[str, Any] | None, billed_usd: float | None) -> dict[str, Any]:
+    """The pre-flight estimate ShardRecords stored on the run, and what was billed as a share of it."""
+    estimate = (item or {}).get("preflight") or {}
+    if not estimate:
+        return {}
+    usd = float(estimate["estimated_usd"])
+    cap = estimate.get("cap_usd")
+    found: dict[str, Any] = {"estimated_usd": round(usd, 6), "cap_usd": None if cap is None else float(cap)}
+    if billed_usd is not None and usd > 0:
+        found["billed_to_estimate"] = round(billed_usd / usd, 3)
+    return found
 
 
 class _NoPrices(PriceTable):

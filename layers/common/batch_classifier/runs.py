@@ -39,6 +39,7 @@ from .results import (
 )
 from .settings import Settings
 from .sharding import Shard, ShardKind, cut_shards, plan_shards
+from .spending import enforce, preflight
 from .status import ShardStatus, StatusStore
 from .storage import (
     TASKS_PREFIX,
@@ -250,6 +251,11 @@ def shard_records(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     with open_object(s3, settings.internal_bucket, files.texts) as texts:
         sizes = ((rid, len(text), size) for rid, text, size in text_lines(texts, keyed=False))
         shards = cut_shards(_request_items(sizes, encoder, k), shard_plan, task.batch)
+    requests = sum(shard.records for shard in shards) or 1
+    on_demand = sum(shard.records for shard in shards if shard.kind is ShardKind.ON_DEMAND)
+    found = preflight(task, plan, on_demand / requests, settings.max_run_cost_usd)
+    store.update_run(run.run_id, preflight=found.to_dict())
+    enforce(found, task.model_id)  # above the cap: nothing is listed, so nothing is submitted
     refs = [_shard_ref(shard, 0, files.texts, keyed=False) for shard in shards]
     round_plan = _publish_round(s3, store, settings, run, 0, refs)
     store.update_run(run.run_id, shards=round_plan.shards, batch_jobs=round_plan.batch_jobs)

@@ -39,6 +39,8 @@ class Settings:
     max_upload_bytes: int = 10 * 1024**3
     max_rows_per_run: int = 5_000_000
     error_rows_percent: float = 5.0
+    #: A run whose estimated cost is above this many US dollars is refused before anything is submitted (0: no cap).
+    max_run_cost_usd: float = 0.0
     bedrock_role_arn: str = ""
     stage: str = "sandbox"
     run_events_topic_arn: str = ""
@@ -80,6 +82,7 @@ class Settings:
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 10 * 1024**3),
             max_rows_per_run=_int(env, "MAX_ROWS_PER_RUN", 5_000_000),
             error_rows_percent=_int(env, "ERROR_ROWS_PERCENT", 5),
+            max_run_cost_usd=_number(env, "MAX_RUN_COST_USD", 0.0),
             bedrock_role_arn=_text(env, "BEDROCK_ROLE_ARN", ""),
             stage=_text(env, "STAGE", "sandbox"),
             run_events_topic_arn=_text(env, "RUN_EVENTS_TOPIC_ARN", ""),
@@ -113,3 +116,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"the environment variable {name} must be a whole number, not {raw!r}.") from None
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"the environment variable {name} must be a number, not {raw!r}.") from None
+    if not value >= 0:
+        raise ConfigurationError(f"the environment variable {name} must be 0 or more, not {raw!r}.")
+    return value

@@ -162,6 +162,8 @@ class Task(_Strict):
     # Texts a model request carries (numbered in one message; the categories and examples sent once). 1: a request
     # per text. Texts a packed reply leaves unanswered are sent again alone, never guessed.
     texts_per_request: int = Field(default=DEFAULT_TEXTS_PER_REQUEST, ge=1, le=MAX_TEXTS_PER_REQUEST)
+    # A run of this task whose estimated cost (USD) is above this is refused before anything is submitted.
+    max_cost_usd: float | None = Field(default=None, gt=0)
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     output_tags: OutputTags = OutputTags()
     system_template: str = Field(default=DEFAULT_SYSTEM_TEMPLATE, min_length=1)
