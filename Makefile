@@ -48,7 +48,7 @@ $(AWSCLI): requirements/awscli.txt
 	$(AWSCLI_VENV)/bin/pip install --quiet -r requirements/awscli.txt
 	@touch $@
 
-lint: dev validate ## ruff (check and format), mypy (shared package, local runtime, handlers), then `validate`
+lint: dev validate ## ruff (check and format), mypy (shared package, local runtime, CLI, handlers), then `validate`
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -428,7 +428,7 @@ def _earlier_run(runtime: Any, output: dict[str, Any], out: str) -> list[str]:
 def _model_name(runtime: Any) -> str:
     if isinstance(runtime, Remote):
         return "the model of the running `batch-classifier serve`"
-    name = runtime.bedrock.model.name
+    name = str(runtime.bedrock.model.name)
     if name == "offline-classifier":
         return "the offline classifier: a deterministic local stand-in built from the task's categories, not an LLM"
     return name
@@ -477,7 +477,7 @@ def _follow(
                     took = at - entered.get(name, at)
                     progress.write(f"  {at:6.1f}s  {name:<22} done in {took:.2f}s")
                 elif kind in {"TaskFailed", "LambdaFunctionFailed", "MapIterationFailed", "ExecutionFailed"}:
-                    details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+                    details: dict[str, Any] = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
                     progress.write(f"  {at:6.1f}s  {kind}: {details.get('error', '')}")
             scanned = len(events)
             if described["status"] != "RUNNING":
