@@ -27,12 +27,13 @@ def mirror(s3: Any, bucket: str, folder: Path) -> list[Path]:
 
 
 def query(files: list[Path], sql: str, table: str = "results") -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run ``sql`` with ``table`` as a view over the files; returns the column names and rows."""
+    """Run ``sql`` with ``table`` as a view over the files; returns the column names and rows. Files written before a
+    column was added read it as NULL, as Athena reads them."""
     import duckdb  # noqa: PLC0415 - only the local runtime's query command needs it
 
     connection = duckdb.connect()
     paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    connection.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{paths}], hive_partitioning = true)')
+    connection.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{paths}], hive_partitioning = true, union_by_name = true)')
     result = connection.execute(sql)
     columns = [d[0] for d in result.description or []]
     return columns, result.fetchall()

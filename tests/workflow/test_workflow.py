@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from workflow_helpers import (
+    ROOT,
     SAMPLE,
     results_rows,
     run_id_of_execution,
@@ -18,10 +19,12 @@ from workflow_helpers import (
     write_calls,
 )
 
+from batch_classifier.tasks import load_task
 from batch_classifier_local.analytics import mirror, query
 from batch_classifier_local.executions import format_execution, list_all
 from batch_classifier_local.faults import FaultPlan
 from batch_classifier_local.runtime import LocalRuntime
+from batch_classifier_local.template import load_template
 
 HAPPY = [
     "RegisterRun",
@@ -173,3 +176,33 @@ def test_a_run_whose_jobs_all_fail_is_a_failed_run_with_every_row_out(runtime, t
     summary, rows = results_rows(runtime, arn)
     assert sorted(r["id"] for r in rows) == sorted(ids)
     assert {r["status"] for r in rows} == {"model_error"} and summary["outcome"] == "failed"
+
+
+def test_runs_record_their_task_version_and_the_named_query_gives_accuracy_by_version(runtime, tmp_path):
+    """Each run records its task's version (label @ content hash) in the status table, summary.json and the
+    analytics table; the template's "Accuracy by task version" query, run locally, tells the versions apart."""
+    s3 = runtime.client("s3")
+    bucket = runtime.stack.customer_bucket
+    base = load_task("travel")
+    hashes = {}
+    for label, persona in (("v1", base.persona), ("v2", base.persona + " Be brief.")):
+        task = base.model_copy(update={"name": "versioned", "version": label, "persona": persona})
+        s3.put_object(Bucket=bucket, Key="config/tasks/versioned.yaml", Body=task.to_yaml().encode())
+        write_calls(tmp_path / f"{label}.csv", 30, prefix=label.upper())
+        arn, described = run(runtime, tmp_path / f"{label}.csv", f"input_data/versioned/{label}.csv")
+        assert described["status"] == "SUCCEEDED", described.get("cause")
+        summary, _ = results_rows(runtime, arn)
+        assert summary["task_version"] == task.version_id == f"{label}@{task.content_hash}"
+        item = wait_for_run_status(runtime, run_id_of_execution(described), "SUCCEEDED")
+        assert item["task_version"] == task.version_id
+        hashes[label] = task.content_hash
+    assert hashes["v1"] != hashes["v2"]
+    template = load_template(ROOT / "template.yaml")
+    sql = template["Resources"]["AccuracyByTaskVersionQuery"]["Properties"]["QueryString"]["Fn::Sub"]
+    table = runtime.stack.outputs.get("AnalyticsTableName", "results")
+    sql = sql.replace('"${AnalyticsDatabase}"."${AnalyticsResultsTable}"', table)
+    files = mirror(s3, runtime.stack.internal_bucket, tmp_path / "mirror")
+    columns, rows = query(files, sql)
+    found = {row[1]: dict(zip(columns, row, strict=True)) for row in rows if row[0] == "versioned"}
+    assert set(found) == {f"v1@{hashes['v1']}", f"v2@{hashes['v2']}"}
+    assert all(r["runs"] == 1 and r["labelled_rows"] == 30 and 0 <= r["accuracy"] <= 1 for r in found.values())

@@ -81,6 +81,7 @@ ANALYTICS_SCHEMA = pa.schema(
         ("truncated", pa.bool_()),
         ("model_id", pa.string()),
         ("processed_at", pa.string()),
+        ("task_version", pa.string()),
     ]
 )
 ANALYTICS_COLUMNS = tuple(ANALYTICS_SCHEMA.names)
@@ -124,6 +125,7 @@ def finalize_run(
     result.update(_costs(_run_tokens(shards), task.model_id, prices, tables.warnings))
     result["cost"].update(_against_estimate(store.get_run(run.run_id), result["cost_usd"]))
     result.update({"run_id": run.run_id, "task": task.name, "model_id": task.model_id, "source": run.key})
+    result["task_version"] = task.version_id
     result.update(digest.to_dict())
     outcome = run_outcome(result["rows"], result["by_status"], settings.error_rows_percent)
     result["outcome"] = outcome.value
@@ -321,6 +323,7 @@ def _analytics_row(
         "truncated": record.truncated,
         "model_id": task.model_id,
         "processed_at": processed_at,
+        "task_version": task.version_id,
     }
 
 

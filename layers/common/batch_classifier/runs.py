@@ -186,7 +186,7 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     }
     put_bytes(s3, bucket, files.plan, json.dumps(plan, ensure_ascii=False).encode(), "application/json")
     counts = {k: plan[k] for k in ("rows", "invalid", "distinct_texts", "duplicate_texts", "truncated", "labelled")}
-    store.update_run(run.run_id, counts=counts, model_id=task.model_id)
+    store.update_run(run.run_id, counts=counts, model_id=task.model_id, task_version=task.version_id)
     return counts
 
 

@@ -6,6 +6,8 @@ users add their own as files; :func:`load_task` takes either a bundled name or a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from enum import StrEnum
 from importlib import resources
@@ -152,6 +154,8 @@ class Task(_Strict):
     """A complete, validated classification task."""
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # A label of the user's for this version of the task (the content hash tells versions apart without one).
+    version: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9._-]*$")
     description: str = ""
     persona: str = Field(min_length=1)
     categories: tuple[Category, ...] = Field(min_length=2)
@@ -209,6 +213,23 @@ class Task(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=110)
+
+    @property
+    def content_hash(self) -> str:
+        """12 hex digits of the SHA-256 of what shapes the answers (prompt, categories, examples, model, inference
+        settings): the same task classifies the same way; the batch limits, spend cap, output formats and the
+        ``version`` label are left out."""
+        shaping = self.model_dump(mode="json", exclude=_NOT_SHAPING)
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+
+    @property
+    def version_id(self) -> str:
+        """The task's version as runs record it: ``<version>@<hash>``, or the hash alone without a label."""
+        return f"{self.version}@{self.content_hash}" if self.version else self.content_hash
+
+
+# Fields of a task that do not change how it classifies.
+_NOT_SHAPING = {"version", "batch", "max_cost_usd", "output_formats"}
 
 
 def _is_anthropic(model_id: str) -> bool:
