@@ -33,7 +33,8 @@ def query(files: list[Path], sql: str, table: str = "results") -> tuple[list[str
 
     connection = duckdb.connect()
     paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    connection.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{paths}], hive_partitioning = true, union_by_name = true)')
+    options = "hive_partitioning = true, union_by_name = true"
+    connection.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{paths}], {options})')
     result = connection.execute(sql)
     columns = [d[0] for d in result.description or []]
     return columns, result.fetchall()
