@@ -227,6 +227,7 @@ class LocalRuntime:
             self._server = None
         if moto_patches.ACTIVE is self:
             moto_patches.ACTIVE = None
+            moto_patches.uninstall()  # moto as it was: the process may use plain moto, or start a runtime again
 
     def client(self, service: str) -> Any:
         """A boto3 client of this runtime's AWS (moto) or, for bedrock and bedrock-runtime, its local Bedrock."""

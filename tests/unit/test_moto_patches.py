@@ -5,7 +5,11 @@ from __future__ import annotations
 import types
 
 import pytest
+from moto.awslambda.models import LambdaFunction
+from moto.s3.models import FakeKey, FakeMultipart
+from moto.stepfunctions.responses import StepFunctionResponse
 
+from batch_classifier_local import moto_patches
 from batch_classifier_local.moto_patches.common import require
 
 
@@ -27,3 +31,40 @@ def test_a_missing_target_stops_the_runtime() -> None:
 def test_a_changed_signature_stops_the_runtime() -> None:
     with pytest.raises(RuntimeError, match=r"Target\.method\('self', 'seconds'\), but this moto has"):
         require(Target, "method", ("self", "seconds"))
+
+
+def test_install_then_uninstall_leaves_moto_as_it_was() -> None:
+
+    before = {
+        "invoke": LambdaFunction.__dict__["invoke"],
+        "value": FakeKey.__dict__["value"],
+        "complete": FakeMultipart.__dict__["complete"],
+        "describe": StepFunctionResponse.__dict__["describe_execution"],
+    }
+    assert "redrive_execution" not in StepFunctionResponse.__dict__
+    moto_patches.install()
+    try:
+        assert LambdaFunction.__dict__["invoke"] is not before["invoke"]
+        assert "redrive_execution" in StepFunctionResponse.__dict__
+    finally:
+        moto_patches.uninstall()
+    after = {
+        "invoke": LambdaFunction.__dict__["invoke"],
+        "value": FakeKey.__dict__["value"],
+        "complete": FakeMultipart.__dict__["complete"],
+        "describe": StepFunctionResponse.__dict__["describe_execution"],
+    }
+    assert after == before and "redrive_execution" not in StepFunctionResponse.__dict__
+
+
+def test_a_failed_check_undoes_the_patches_made_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    original = LambdaFunction.__dict__["invoke"]
+
+    def broken() -> None:
+        raise RuntimeError("this moto does not have what the redrive patch needs")
+
+    monkeypatch.setattr(moto_patches.redrive, "patch", broken)
+    with pytest.raises(RuntimeError, match="redrive patch"):
+        moto_patches.install()
+    assert LambdaFunction.__dict__["invoke"] is original and not moto_patches._PATCHED

@@ -9,6 +9,15 @@ otherwise compared exactly (predictions arrive already normalised to category na
 Macro averages are taken over the classes that occur (support or predictions above zero), so categories
 of a task that never appear in the data do not drag them down; weighted averages weight by support.
 A division by zero gives 0.0.
+
+Reviewed workbooks (the review columns of a results XLSX, see ``writers``): :func:`reviewed_truth` gives a row's
+ground truth from its reviewer. A ``review_label`` is the truth, as any label column. Without one, the
+``verdict`` says what it can: ``correct`` makes the prediction the truth; ``wrong`` says the prediction is not the
+truth without naming it, so the row gets the truth ``UNKNOWN_TRUTH``: it counts in the rows, against accuracy
+and against the precision of the class it was given, but in no class's support (recall, F1 support, the
+confusion matrix and the most-confused pairs leave it out, as its true class is not known). ``unsure``, an
+unknown verdict, a ``correct`` row without a prediction and a row with neither label nor verdict are left out
+(they count as ``unlabelled``).
 """
 
 from __future__ import annotations
@@ -16,11 +25,53 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-__all__ = ["NO_ANSWER", "Averages", "ClassMetrics", "ConfusedPair", "Evaluation", "evaluate", "format_report"]
+__all__ = [
+    "NO_ANSWER",
+    "REVIEW_COLUMNS",
+    "REVIEW_LABEL_COLUMN",
+    "REVIEW_NOTE_COLUMN",
+    "UNKNOWN_TRUTH",
+    "VERDICT_COLUMN",
+    "Averages",
+    "ClassMetrics",
+    "ConfusedPair",
+    "Evaluation",
+    "ReviewVerdict",
+    "TruthSource",
+    "evaluate",
+    "format_report",
+    "reviewed_truth",
+]
 
 NO_ANSWER = "(no answer)"
+#: The truth of a row its reviewer marked ``wrong`` without giving the right label.
+UNKNOWN_TRUTH = "(wrong, true label not given)"
+REVIEW_LABEL_COLUMN = "review_label"
+VERDICT_COLUMN = "verdict"
+REVIEW_NOTE_COLUMN = "review_note"
+#: The reviewer's columns of a review workbook, in their order.
+REVIEW_COLUMNS = (REVIEW_LABEL_COLUMN, VERDICT_COLUMN, REVIEW_NOTE_COLUMN)
+
+
+class ReviewVerdict(StrEnum):
+    """What a reviewer says of a prediction (the ``verdict`` drop-down of a review workbook)."""
+
+    CORRECT = "correct"
+    WRONG = "wrong"
+    UNSURE = "unsure"
+
+
+class TruthSource(StrEnum):
+    """Where a reviewed row's ground truth comes from: its review label, its verdict, or nowhere (left out)."""
+
+    LABEL = "label"
+    VERDICT = "verdict"
+    NONE = "none"
+
+
 MOST_CONFUSED = 10
 _DIGITS = 4
 
@@ -165,10 +216,23 @@ def _most_confused(cells: Counter[tuple[str, str]]) -> tuple[ConfusedPair, ...]:
     pairs = [
         ConfusedPair(truth, predicted, count)
         for (truth, predicted), count in cells.items()
-        if predicted not in (truth, NO_ANSWER) and count
+        if predicted not in (truth, NO_ANSWER) and truth != UNKNOWN_TRUTH and count
     ]
     pairs.sort(key=lambda p: (-p.count, p.truth, p.predicted))
     return tuple(pairs[:MOST_CONFUSED])
+
+
+def reviewed_truth(label: str | None, predicted: str | None, verdict: str | None) -> tuple[str | None, TruthSource]:
+    """The ground truth a reviewer gave a row, and where it comes from (see the module's notes)."""
+    truth = _clean(label)
+    if truth is not None:
+        return truth, TruthSource.LABEL
+    said = (verdict or "").strip().lower()
+    if said == ReviewVerdict.CORRECT and predicted:
+        return predicted, TruthSource.VERDICT
+    if said == ReviewVerdict.WRONG:
+        return UNKNOWN_TRUTH, TruthSource.VERDICT
+    return None, TruthSource.NONE
 
 
 def evaluate(pairs: Iterable[tuple[str | None, str | None]], classes: Sequence[str] | None = None) -> Evaluation:
@@ -182,7 +246,7 @@ def evaluate(pairs: Iterable[tuple[str | None, str | None]], classes: Sequence[s
             continue
         cells[(truth, raw_predicted or NO_ANSWER)] += 1
 
-    seen = {label for pair in cells for label in pair if label != NO_ANSWER}
+    seen = {label for pair in cells for label in pair if label not in (NO_ANSWER, UNKNOWN_TRUTH)}
     order = _class_order(classes, seen)
     support: Counter[str] = Counter()
     predicted: Counter[str] = Counter()

@@ -27,6 +27,15 @@ Value handling, the same for every writer unless said otherwise:
   sampled text is wider than ``XLSX_MAX_WIDTH`` characters (the text and rationale, typically) gets that width
   and wrapped, top-aligned cells. Sheets of figures (:class:`Sheet`, e.g. a run's summary) can be added to a
   workbook before it is closed (``TableSink.add_sheets``); the other formats have one table and ignore them.
+- XLSX review workbooks (``open_sink(..., review_categories=...)``): the reviewer's columns ``review_label``,
+  ``verdict`` and ``review_note`` come right after the prediction (``class``) and its ``rationale`` (at the end
+  when the table has neither), with a shaded header. ``review_label`` is a drop-down of the task's categories
+  and ``verdict`` one of ``correct`` / ``wrong`` / ``unsure`` (Excel data validations; other values are
+  refused); ``review_note`` is free text. One validation per column covers every row a sheet can hold, so
+  memory does not grow with the rows. A list longer than Excel's 255 characters for a list written in the
+  validation itself (or one with a comma or a double quote in a category) is read from a hidden sheet,
+  ``review-lists``. The other formats have no drop-downs: a sink opened with review categories for them raises
+  ``OutputFormatError``.
 
 Parquet column types are inferred from the first batch of rows: a column whose non-empty values are all
 booleans is ``bool``, all integers ``int64``, integers and floats ``double``, and anything else (text,
@@ -60,10 +69,12 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.formatting.rule import ColorScaleRule
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter, quote_sheetname
+from openpyxl.worksheet.datavalidation import DataValidation
 
 from .errors import OutputFormatError
+from .evaluation import REVIEW_COLUMNS, REVIEW_LABEL_COLUMN, VERDICT_COLUMN, ReviewVerdict
 from .formats import RESULTS_SHEET, FileFormat, format_from_name, results_sheets
 from .storage import Upload, UploadFile, open_seekable
 
@@ -80,6 +91,7 @@ __all__ = [
     "open_sink",
     "output_format_from_name",
     "results_sheets",
+    "with_review_columns",
     "write_table",
 ]
 
@@ -93,6 +105,10 @@ XLSX_SHEET_ROWS = 1_048_575  # data rows in one Excel sheet (1,048,576 rows with
 XLSX_SAMPLE_ROWS = 100  # rows the column widths are taken from
 XLSX_MAX_WIDTH = 60  # characters: a column with wider text gets this width and wrapped cells
 XLSX_MIN_WIDTH = 6
+XLSX_INLINE_LIST_CHARS = 255  # Excel's limit on a drop-down list written in the validation itself
+REVIEW_LISTS_SHEET = "review-lists"  # the hidden sheet holding a drop-down list too long to write inline
+REVIEW_AFTER = ("class", "rationale")  # the review columns come right after these (the prediction, its reasons)
+REVIEW_NOTE_WIDTH = 40
 PARQUET_BATCH_ROWS = 10_000
 _STREAM_BUFFER = 256 * 1024
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -416,6 +432,42 @@ class Sheet:
 
 _BOLD = Font(bold=True)
 _WRAPPED = Alignment(wrap_text=True, vertical="top")
+_REVIEW_FILL = PatternFill(fill_type="solid", start_color="FFF2CC", end_color="FFF2CC")  # the reviewer's columns
+
+
+def with_review_columns(columns: Sequence[str]) -> list[str]:
+    """``columns`` with the reviewer's columns right after the prediction and its rationale (at the end when
+    neither is there); review columns already among ``columns`` are moved there, not repeated."""
+    kept = [column for column in columns if column not in REVIEW_COLUMNS]
+    anchors = [index for index, column in enumerate(kept) if column in REVIEW_AFTER]
+    at = anchors[-1] + 1 if anchors else len(kept)
+    return [*kept[:at], *REVIEW_COLUMNS, *kept[at:]]
+
+
+def _inline_list(values: Sequence[str]) -> str | None:
+    """A drop-down list written in the validation itself (``"a,b,c"``), or None when Excel cannot hold it so."""
+    text = ",".join(values)
+    if len(text) > XLSX_INLINE_LIST_CHARS or any("," in v or '"' in v for v in values):
+        return None
+    return f'"{text}"'
+
+
+def _drop_down(formula: str, column: int, prompt: str) -> DataValidation:
+    """A list validation over every data row a sheet can hold in one column (one object, whatever the rows)."""
+    letter = get_column_letter(column)
+    validation = DataValidation(
+        type="list",
+        formula1=formula,
+        allow_blank=True,
+        showDropDown=False,  # False shows the arrow (the attribute means "hide the drop-down" in the file format)
+        showErrorMessage=True,
+        errorTitle="Not in the list",
+        error="Choose a value from the drop-down list.",
+        showInputMessage=True,
+        prompt=prompt,
+    )
+    validation.add(f"{letter}2:{letter}{XLSX_SHEET_ROWS + 1}")
+    return validation
 
 
 def _text_width(value: Any) -> int:
@@ -433,9 +485,18 @@ class _XlsxSink(TableSink):
     the first row); from then on each row goes straight to the sheet's spool file.
     """
 
-    def __init__(self, target: Target, columns: Sequence[str], max_rows: int | None = None) -> None:
-        super().__init__(target, columns)
+    def __init__(
+        self,
+        target: Target,
+        columns: Sequence[str],
+        max_rows: int | None = None,
+        review_categories: Sequence[str] | None = None,
+    ) -> None:
+        review = review_categories is not None
+        super().__init__(target, with_review_columns(columns) if review else columns)
         self._max_rows = max_rows
+        self._categories = [_xlsx_text(str(name)) for name in review_categories or ()] if review else None
+        self._category_list: str | None = None  # the review_label drop-down's formula, once known
         self._workbook = Workbook(write_only=True)
         self._sheets: list[Any] = []
         self._sheet_rows = 0
@@ -451,6 +512,10 @@ class _XlsxSink(TableSink):
         for index, header in enumerate(self._header):
             widest = max((_text_width(row[index]) for row in sample), default=0)
             width = max(len(header) + 3, widest + 1, XLSX_MIN_WIDTH)  # + 3: room for the filter button
+            if self._categories is not None and header == REVIEW_LABEL_COLUMN:
+                width = max([width, *(len(name) + 3 for name in self._categories)])  # + 3: the drop-down arrow
+            elif self._categories is not None and header in REVIEW_COLUMNS[2:]:
+                width = max(width, REVIEW_NOTE_WIDTH)
             if widest > XLSX_MAX_WIDTH:
                 self._wrapped.append(index)
             self._widths.append(min(width, XLSX_MAX_WIDTH))
@@ -466,8 +531,12 @@ class _XlsxSink(TableSink):
         for value in self._header:
             cell = WriteOnlyCell(sheet, value=value)
             cell.font = _BOLD
+            if self._categories is not None and value in REVIEW_COLUMNS:
+                cell.fill = _REVIEW_FILL
             header.append(cell)
         sheet.append(header)
+        if self._categories is not None:
+            self._add_drop_downs(sheet)
         # One styled cell per wrapped column, given each row's value in turn: openpyxl writes a row's cells as it
         # is appended, so the cell can be reused (a new styled cell per value would cost a style lookup each).
         self._wrap_cells = []
@@ -477,6 +546,27 @@ class _XlsxSink(TableSink):
             self._wrap_cells.append(cell)
         self._sheets.append(sheet)
         self._sheet_rows = 0
+
+    def _add_drop_downs(self, sheet: Any) -> None:
+        """The review columns' drop-downs (written when the sheet is saved); the first call writes a category list
+        too long to hold inline on a hidden sheet, which every results sheet then refers to."""
+        categories = self._categories or []
+        if self._category_list is None:
+            self._category_list = _inline_list(categories)
+        if self._category_list is None:
+            lists = self._workbook.create_sheet(REVIEW_LISTS_SHEET)
+            lists.sheet_state = "hidden"
+            for name in categories:
+                lists.append([name])
+            self._category_list = f"{quote_sheetname(REVIEW_LISTS_SHEET)}!$A$1:$A${max(len(categories), 1)}"
+        review_label = self.columns.index(REVIEW_LABEL_COLUMN) + 1
+        verdict = self.columns.index(VERDICT_COLUMN) + 1
+        verdicts = _inline_list([v.value for v in ReviewVerdict])
+        assert verdicts is not None
+        sheet.add_data_validation(
+            _drop_down(self._category_list, review_label, "The right category, if not the prediction")
+        )
+        sheet.add_data_validation(_drop_down(verdicts, verdict, "Is the prediction correct, wrong, or are you unsure?"))
 
     def _close_sheet(self) -> None:
         """Set the filter of the sheet being written over its header and rows (written when it is saved)."""
@@ -764,15 +854,22 @@ def open_sink(
     *,
     xlsx_max_rows: int | None = None,
     parquet_schema: pa.Schema | None = None,
+    review_categories: Sequence[str] | None = None,
 ) -> TableSink:
     """A sink writing ``columns`` of each row to ``target`` in ``fmt``.
 
     ``xlsx_max_rows``: an XLSX sink refuses (``OutputFormatError``) more rows than this. ``parquet_schema``: a
     Parquet sink writes exactly these column types (its names must be ``columns``) instead of inferring them.
+    ``review_categories``: a review workbook, with the reviewer's columns and drop-downs (XLSX only; the sink's
+    ``columns`` then include the review columns).
     """
     chosen = FileFormat(fmt)
+    if review_categories is not None and chosen is not FileFormat.XLSX:
+        raise OutputFormatError(
+            f"Cannot write review columns to {target.name!r}: their drop-downs need an .xlsx workbook."
+        )
     if chosen is FileFormat.XLSX:
-        return _XlsxSink(target, columns, xlsx_max_rows)
+        return _XlsxSink(target, columns, xlsx_max_rows, review_categories)
     if chosen is FileFormat.PARQUET:
         return _ParquetSink(target, columns, parquet_schema)
     text_sinks: dict[FileFormat, Callable[[Target, Sequence[str]], TableSink]] = {

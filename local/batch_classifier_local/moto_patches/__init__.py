@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 
 from . import awslambda, events, redrive, s3, stepfunctions
-from .common import Runtime
+from .common import Runtime, restore
 
 #: The runtime the patched moto code serves (one per process); set by LocalRuntime.start().
 ACTIVE: Runtime | None = None
@@ -31,19 +31,32 @@ _PATCH_LOCK = threading.Lock()
 
 
 def install() -> None:
-    """Patch moto, once per process (later calls do nothing); RuntimeError when this moto is not the one expected."""
+    """Patch moto, once per process (later calls do nothing); RuntimeError when this moto is not the one expected,
+    with whatever was patched before the failing check undone."""
     global _PATCHED  # noqa: PLW0603
     with _PATCH_LOCK:
         if _PATCHED:
             return
-        awslambda.patch(_active)
-        s3.patch_notifications()
-        s3.patch_large_objects()
-        events.patch(_active)
-        stepfunctions.patch_time(_active)
-        stepfunctions.patch_distributed_map()
-        redrive.patch()
+        try:
+            awslambda.patch(_active)
+            s3.patch_notifications()
+            s3.patch_large_objects()
+            events.patch(_active)
+            stepfunctions.patch_time(_active)
+            stepfunctions.patch_distributed_map()
+            redrive.patch()
+        except BaseException:
+            restore()
+            raise
         _PATCHED = True
+
+
+def uninstall() -> None:
+    """Put moto back as it was (LocalRuntime.stop): the process can use plain moto, or start a runtime again."""
+    global _PATCHED  # noqa: PLW0603
+    with _PATCH_LOCK:
+        restore()
+        _PATCHED = False
 
 
 def _active() -> Runtime | None:

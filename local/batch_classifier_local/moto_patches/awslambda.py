@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .common import Active, require
+from .common import Active, replace, require
 
 
 def patch(active: Active) -> None:
@@ -24,4 +24,4 @@ def patch(active: Active) -> None:
             response_headers["x-amz-function-error"] = "Unhandled"
         return payload
 
-    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+    replace(LambdaFunction, "invoke", invoke)

@@ -35,3 +35,26 @@ def require(owner: Any, name: str, parameters: tuple[str, ...]) -> Callable[...,
             f"the local runtime patches moto's {where}{parameters}, but this moto has {where}{found} (use moto 5.2.5)."
         )
     return target  # type: ignore[no-any-return]
+
+
+_ABSENT = object()
+#: What the patches replaced, in order: (owner, name, what it held before, or _ABSENT), for :func:`restore`.
+_REPLACED: list[tuple[Any, str, Any]] = []
+
+
+def replace(owner: Any, name: str, value: Any) -> None:
+    """Set ``owner.name`` to ``value``, remembering what it was (a class's own attribute, so a property or a method
+    is put back as it was) so that :func:`restore` undoes it."""
+    before = vars(owner).get(name, _ABSENT) if isinstance(owner, type) else getattr(owner, name, _ABSENT)
+    _REPLACED.append((owner, name, before))
+    setattr(owner, name, value)
+
+
+def restore() -> None:
+    """Undo every :func:`replace`, the last first: moto as it was before the runtime started."""
+    while _REPLACED:
+        owner, name, before = _REPLACED.pop()
+        if before is _ABSENT:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, before)

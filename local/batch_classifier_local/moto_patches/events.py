@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .common import Active, require
+from .common import Active, replace, require
 from .s3 import normalise_event
 
 
@@ -42,7 +42,7 @@ def patch(active: Active) -> None:
             finally:
                 self.targets = kept
 
-    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+    replace(Rule, "send_to_targets", send_to_targets)
 
 
 def _target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:

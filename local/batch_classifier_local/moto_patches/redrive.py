@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .common import require
+from .common import replace, require
 from .stepfunctions import redrive_map_run
 
 REDRIVABLE_PERIOD = timedelta(days=14)
@@ -192,10 +192,10 @@ def patch() -> None:
         result.result["executions"] = kept
         return result
 
-    StepFunctionsParserBackend.redrive_execution = redrive_execution  # type: ignore[attr-defined]
-    StepFunctionResponse.redrive_execution = redrive_response  # type: ignore[attr-defined]
-    StepFunctionResponse.describe_execution = describe_with_redrive  # type: ignore[method-assign]
-    StepFunctionResponse.list_executions = list_with_redrive  # type: ignore[method-assign]
+    replace(StepFunctionsParserBackend, "redrive_execution", redrive_execution)
+    replace(StepFunctionResponse, "redrive_execution", redrive_response)
+    replace(StepFunctionResponse, "describe_execution", describe_with_redrive)
+    replace(StepFunctionResponse, "list_executions", list_with_redrive)
 
 
 def _resume_point(events: list[dict[str, Any]], top_level: set[str]) -> tuple[str, Any] | None:

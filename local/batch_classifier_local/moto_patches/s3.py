@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from .common import require
+from .common import replace, require
 
 _OBJECT_GET = threading.local()  # set while moto answers a GET of an object: "whole" or "range"
 _CHUNK = 1024 * 1024
@@ -178,9 +178,9 @@ def patch_large_objects() -> None:
         etag = hashlib.md5(bytes(md5s), usedforsecurity=False).hexdigest()
         return _JoinedParts(chosen), f"{etag}-{len(chosen)}", checksum
 
-    S3Response.key_response = streamed_key_response  # type: ignore[method-assign]
-    FakeKey.value = property(content, store)  # type: ignore[method-assign,assignment]
-    FakeMultipart.complete = complete_on_disk  # type: ignore[method-assign,assignment]
+    replace(S3Response, "key_response", streamed_key_response)
+    replace(FakeKey, "value", property(content, store))
+    replace(FakeMultipart, "complete", complete_on_disk)
 
 
 # What S3 did, as moto names it → the ``reason`` of AWS's "Object Created" event.
@@ -225,9 +225,9 @@ def patch_notifications() -> None:
         finally:
             _S3_EVENT.completing = False
 
-    notifications.send_event = send_one_event
-    notifications._send_event_bridge_message = send_to_event_bridge
-    S3Backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
+    replace(notifications, "send_event", send_one_event)
+    replace(notifications, "_send_event_bridge_message", send_to_event_bridge)
+    replace(S3Backend, "complete_multipart_upload", complete_multipart_upload)
 
 
 def normalise_event(event: Any, iso_time: bool = True) -> Any:

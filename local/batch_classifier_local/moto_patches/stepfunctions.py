@@ -10,7 +10,7 @@ import time
 import types
 from typing import Any
 
-from .common import Active, require
+from .common import Active, replace, require
 
 
 def patch_time(active: Active) -> None:
@@ -35,13 +35,13 @@ def patch_time(active: Active) -> None:
         runtime = active()
         return seconds * (runtime.time_scale if runtime is not None else 1.0)
 
-    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: real_sleep(scaled(seconds)))  # type: ignore[assignment,attr-defined]
+    replace(retrier_decl, "time", types.SimpleNamespace(sleep=lambda seconds: real_sleep(scaled(seconds))))
 
     def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         if wait_seconds > 0:
             env.program_state_event.wait(scaled(wait_seconds))
 
-    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
+    replace(WaitFunction, "_wait_interval", wait_interval)
 
 
 # The children that succeeded in the last run of a Distributed Map that did not succeed, by (execution ARN, state
@@ -130,8 +130,8 @@ def patch_distributed_map() -> None:
         if successes is not None and isinstance(env.program_state(), ProgramEnded):
             successes[job.job_index] = (item, job.job_output)
 
-    DistributedIterationComponent._map_run = map_run  # type: ignore[method-assign]
-    DistributedItemProcessorWorker._eval_job = eval_job_once  # type: ignore[method-assign]
+    replace(DistributedIterationComponent, "_map_run", map_run)
+    replace(DistributedItemProcessorWorker, "_eval_job", eval_job_once)
 
 
 def redrive_map_run(execution_arn: str, state_name: str) -> None:
