@@ -1,4 +1,6 @@
-"""The labelling loop's commands: ``sample`` draws the rows a subject-matter expert reviews."""
+"""The labelling loop's commands: ``sample`` draws the rows a subject-matter expert reviews, ``review`` turns the
+results of classifying them into a workbook the expert marks (scored by ``evaluate --label-column review_label``).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +8,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from batch_classifier.formats import format_from_name
+from batch_classifier.errors import BatchClassifierError
+from batch_classifier.evaluation import REVIEW_COLUMNS
+from batch_classifier.formats import FileFormat, format_from_name
+from batch_classifier.readers import open_table
 from batch_classifier.sampling import draw_sample
-from batch_classifier.writers import write_table
+from batch_classifier.tasks import load_task
+from batch_classifier.writers import LocalTarget, open_sink, output_format_from_name, write_table
+
+from .workbooks import row_sheets
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -40,6 +48,38 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    source = Path(args.results)
+    out = Path(args.out) if args.out else source.with_name(f"{source.stem}-review.xlsx")
+    if output_format_from_name(out.name) is not FileFormat.XLSX:
+        raise BatchClassifierError(f"a review workbook is an .xlsx file (its drop-downs need one), not {out.name}.")
+    if out.resolve() == source.resolve():
+        raise BatchClassifierError(f"write the review workbook to a new file, not over {source.name}: give --out.")
+    categories = load_task(args.task).category_names
+    sink = None
+    try:
+        for sheet in row_sheets(source):
+            with open_table(source, sheet=sheet) as table:
+                if sink is None:
+                    if args.prediction_column not in table.columns:
+                        raise BatchClassifierError(
+                            f"{source.name} has no column {args.prediction_column!r} (the prediction a reviewer "
+                            f"checks); its columns are: {', '.join(table.columns)}. Give it with --prediction-column."
+                        )
+                    sink = open_sink(FileFormat.XLSX, LocalTarget(out), table.columns, review_categories=categories)
+                for row in table.rows():
+                    sink.write(row.values)
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    assert sink is not None  # open_table refuses a file without columns
+    written = sink.close()
+    print(f"wrote {written:,} rows to {out} with the reviewer's columns {', '.join(REVIEW_COLUMNS)}")
+    print(f"then: batch-classifier evaluate {out.name} --label-column review_label --task {args.task}")
+    return 0
+
+
 def add_commands(commands: Any) -> None:
     cmd = commands.add_parser(
         "sample",
@@ -57,3 +97,17 @@ def add_commands(commands: Any) -> None:
     cmd.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
     cmd.add_argument("--records-key", help="JSON key holding the list of records")
     cmd.set_defaults(run=cmd_sample)
+
+    cmd = commands.add_parser(
+        "review",
+        help="a review workbook from a results file: drop-downs for the right label and a verdict per row",
+        description="Copy the rows of a results file (CSV, XLSX, JSON, JSONL or Parquet, as collect or run "
+        "wrote it) into an XLSX workbook with the reviewer's columns right after the prediction and its rationale: "
+        "review_label (a drop-down of the task's categories), verdict (correct / wrong / unsure) and review_note. "
+        "Score the marked workbook with: batch-classifier evaluate REVIEWED.xlsx --label-column review_label.",
+    )
+    cmd.add_argument("results", help="a results file with the prediction (class) and rationale columns")
+    cmd.add_argument("--task", default="travel", help="the task whose categories the drop-down lists (default: travel)")
+    cmd.add_argument("--out", help="the workbook to write (default: <results>-review.xlsx beside it)")
+    cmd.add_argument("--prediction-column", default="class", help="the predicted column (default: class)")
+    cmd.set_defaults(run=cmd_review)

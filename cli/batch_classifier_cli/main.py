@@ -18,17 +18,24 @@ import shutil
 import sys
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from openpyxl import load_workbook
-
 from batch_classifier import __version__
 from batch_classifier.cost import PriceTable
 from batch_classifier.errors import BatchClassifierError
-from batch_classifier.evaluation import evaluate, format_report
+from batch_classifier.evaluation import (
+    REVIEW_LABEL_COLUMN,
+    UNKNOWN_TRUTH,
+    VERDICT_COLUMN,
+    TruthSource,
+    evaluate,
+    format_report,
+    reviewed_truth,
+)
 from batch_classifier.formats import FileFormat
 from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows
 from batch_classifier.outputs import MANIFEST_NAME
@@ -54,12 +61,13 @@ from batch_classifier.records import RowStatus
 from batch_classifier.report import REPORT_NAME, RowDigest, batch_savings, render_report, workbook_sheets
 from batch_classifier.results import output_columns
 from batch_classifier.tasks import Task, bundled_task_names, load_task
-from batch_classifier.writers import LocalTarget, open_sink, output_format_from_name, results_sheets
+from batch_classifier.writers import LocalTarget, open_sink, output_format_from_name
 
 from .fault_commands import add_commands as add_fault_commands
 from .labelling_commands import add_commands as add_labelling_commands
 from .local_commands import add_commands
 from .progress import ProgressLine
+from .workbooks import row_sheets
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -246,6 +254,11 @@ def _collect(args: argparse.Namespace) -> int:
         )
     out = Path(args.out)
     fmt = output_format_from_name(out.name)
+    if args.review and fmt is not FileFormat.XLSX:
+        raise BatchClassifierError(
+            f"--review adds drop-down columns for a reviewer, which only a workbook holds: write {out.stem}.xlsx, "
+            "or turn any results file into a review workbook with batch-classifier review."
+        )
     # The rows are joined into a JSONL file first, then written in the asked format in one more pass that also
     # counts what the report shows of them; an XLSX then gets the summary's figures as sheets of its own.
     joined = out.with_name(f".{out.name}.joined.jsonl")
@@ -256,7 +269,7 @@ def _collect(args: argparse.Namespace) -> int:
     try:
         summary = collect(Path(args.folder), outputs, joined, progress=progress)
         try:
-            _write_results(joined, out, fmt, summary, prepared, progress)
+            _write_results(joined, out, fmt, summary, prepared, progress, review=args.review)
         except BaseException:
             (out.parent / SUMMARY).unlink(missing_ok=True)  # it describes rows that were not written
             raise
@@ -273,12 +286,20 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _write_results(
-    joined: Path, out: Path, fmt: FileFormat, summary: dict[str, Any], run: PreparedRun, progress: ProgressLine
+    joined: Path,
+    out: Path,
+    fmt: FileFormat,
+    summary: dict[str, Any],
+    run: PreparedRun,
+    progress: ProgressLine,
+    review: bool = False,
 ) -> None:
-    """Write the joined rows to ``out`` in its format, counting them for the report; complete ``summary``."""
+    """Write the joined rows to ``out`` in its format, counting them for the report; complete ``summary``.
+    ``review``: with the reviewer's columns and drop-downs of the task's categories (XLSX)."""
     columns = output_columns(run.layout, labelled=run.plan.get("labelled", 0) > 0)
     digest = RowDigest()
-    sink = open_sink(fmt, LocalTarget(out), columns)
+    categories = run.task.category_names if review else None
+    sink = open_sink(fmt, LocalTarget(out), columns, review_categories=categories)
     try:
         with joined.open("rb") as lines:
             for number, line in enumerate(lines, start=1):
@@ -319,7 +340,7 @@ def _report(args: argparse.Namespace) -> int:
             print("note: no results file beside the summary: the report leaves out off-list answers and rejects")
         else:
             digest, number = RowDigest(), 0
-            for sheet in _rows_sheets(results):
+            for sheet in row_sheets(results):
                 with open_table(results, sheet=sheet) as table:
                     for row in table.rows():
                         number += 1
@@ -374,25 +395,53 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    truth_column, pairs, classes = _read_pairs(Path(args.results), args.label_column, args.prediction_column)
+    sources: Counter[str] = Counter()
+    truth_column, pairs, classes = _read_pairs(Path(args.results), args.label_column, args.prediction_column, sources)
     categories = load_task(args.task).category_names if args.task else classes
     result = evaluate(pairs, categories)
+    review = _review_counts(sources) if sources else None
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        figures = result.to_dict()
+        if review:
+            figures["review"] = review
+        print(json.dumps(figures, indent=2, ensure_ascii=False))
     else:
         print(f"Ground truth: column {truth_column!r}; prediction: column {args.prediction_column!r}")
+        if review:
+            print(
+                f"Reviewed rows: {review['from_labels']:,} scored from {REVIEW_LABEL_COLUMN}, "
+                f"{review['from_verdicts']:,} from {VERDICT_COLUMN} alone ({review['wrong_without_label']:,} of "
+                f"them wrong with no label: in accuracy, not in any class's recall), {review['left_out']:,} left "
+                "out (unsure or not reviewed)"
+            )
         print(format_report(result))
     return 0
 
 
+def _review_counts(sources: Counter[str]) -> dict[str, int]:
+    return {
+        "from_labels": sources[TruthSource.LABEL],
+        "from_verdicts": sources[TruthSource.VERDICT],
+        "wrong_without_label": sources[_WRONG_WITHOUT_LABEL],
+        "left_out": sources[TruthSource.NONE],
+    }
+
+
+_WRONG_WITHOUT_LABEL = "wrong without label"  # counted beside the truth sources, for the printed line
+
+
 def _read_pairs(
-    path: Path, label_column: str, prediction_column: str
+    path: Path, label_column: str, prediction_column: str, sources: Counter[str] | None = None
 ) -> tuple[str, list[tuple[str | None, str | None]], list[str]]:
-    """(truth, prediction) per row; a row whose status is not ``classified`` has no prediction."""
+    """(truth, prediction) per row; a row whose status is not ``classified`` has no prediction.
+
+    A review workbook scored on its ``review_label`` column takes a row's truth from its reviewer
+    (:func:`~batch_classifier.evaluation.reviewed_truth`: the label, else the verdict); ``sources`` then counts
+    where each row's truth came from."""
     pairs: list[tuple[str | None, str | None]] = []
     seen: dict[str, None] = {}
     truth = label_column
-    for sheet in _rows_sheets(path):
+    for sheet in row_sheets(path):
         with open_table(path, sheet=sheet) as table:
             columns = table.columns
             # The results file renames an input column that clashes with a result column (class → input_class).
@@ -408,29 +457,21 @@ def _read_pairs(
                     "would score it against itself: give the ground-truth column with --label-column."
                 )
             has_status = "status" in columns
+            reviewed = truth == REVIEW_LABEL_COLUMN and VERDICT_COLUMN in columns
             for row in table.rows():
                 predicted = _cell(row.values.get(prediction_column))
                 if has_status and row.values.get("status") != RowStatus.CLASSIFIED.value:
                     predicted = None
                 label = _cell(row.values.get(truth))
+                if reviewed:
+                    label, source = reviewed_truth(label, predicted, _cell(row.values.get(VERDICT_COLUMN)))
+                    if sources is not None:
+                        sources[source] += 1
+                        sources[_WRONG_WITHOUT_LABEL] += label == UNKNOWN_TRUTH
                 pairs.append((label, predicted))
-                if label:
+                if label and label != UNKNOWN_TRUTH:
                     seen[label] = None
     return truth, pairs, sorted(seen)
-
-
-def _rows_sheets(path: Path) -> list[str | None]:
-    """The sheets to read rows from: a results workbook's ``results`` sheets (its ``summary`` and ``confusion``
-    sheets hold figures, not rows); any other file as a whole (``None``)."""
-    if path.suffix.lower() != ".xlsx":
-        return [None]
-    try:
-        book = load_workbook(path, read_only=True)
-        names = list(book.sheetnames)
-        book.close()
-    except Exception:  # not a workbook: open_table says what is wrong with it
-        return [None]
-    return list(results_sheets(names)) or [None]
 
 
 def _cell(value: Any) -> str | None:
@@ -534,6 +575,11 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="the results file: .csv .json .jsonl .xlsx .parquet (summary.json and report.html go beside it)",
     )
+    cmd.add_argument(
+        "--review",
+        action="store_true",
+        help="add review_label, verdict and review_note columns with drop-downs for a reviewer (.xlsx only)",
+    )
     cmd.set_defaults(run=_collect)
 
     cmd = commands.add_parser("report", help="write a run's HTML report from its summary.json")
@@ -543,7 +589,11 @@ def _parser() -> argparse.ArgumentParser:
 
     cmd = commands.add_parser("evaluate", help="metrics of a results file against its ground-truth column")
     cmd.add_argument("results", help="a results file written by collect")
-    cmd.add_argument("--label-column", required=True, help="the ground-truth column")
+    cmd.add_argument(
+        "--label-column",
+        required=True,
+        help="the ground-truth column; review_label scores a review workbook (its verdict where no label was given)",
+    )
     cmd.add_argument("--prediction-column", default="class", help="the predicted column (default: class)")
     cmd.add_argument("--task", help="order classes as this task lists them")
     cmd.add_argument("--json", action="store_true", help="print the metrics as JSON")

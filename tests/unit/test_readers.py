@@ -761,6 +761,7 @@ def test_a_results_workbook_is_read_from_its_row_sheets_only(tmp_path):
     book.create_sheet("summary").append(["figure", "value"])
     book["summary"].append(["rows", 2])
     book.create_sheet("confusion").append(["label", "predicted"])
+    book.create_sheet("review-lists").append(["Refund Issues"])  # a review workbook's hidden drop-down list
     book.save(tmp_path / "results.xlsx")
     with open_table(tmp_path / "results.xlsx") as table:
         assert [row.values["id"] for row in table.rows()] == ["A1", "A2"]
@@ -769,4 +770,4 @@ def test_a_results_workbook_is_read_from_its_row_sheets_only(tmp_path):
     book["notes"].append(["N1", "a note"])
     book.save(tmp_path / "mixed.xlsx")
     with open_table(tmp_path / "mixed.xlsx") as table:
-        assert [row.sheet for row in table.rows()] == ["results", "results-2", "summary", "notes"]
+        assert [row.sheet for row in table.rows()] == ["results", "results-2", "summary", "review-lists", "notes"]

@@ -45,8 +45,10 @@ def format_from_name(name: str) -> FileFormat:
 
 #: The sheet of a results workbook that holds its rows; more rows continue on ``results-2``, ``results-3``, ...
 RESULTS_SHEET = "results"
-#: The sheets a results workbook adds beside its rows: the run's figures, not rows.
-FIGURE_SHEETS = frozenset({"summary", "confusion"})
+#: The hidden sheet of a review workbook holding a drop-down list too long to write inline.
+REVIEW_LISTS_SHEET = "review-lists"
+#: The sheets a results workbook adds beside its rows: the run's figures and the review lists, not rows.
+FIGURE_SHEETS = frozenset({"summary", "confusion", REVIEW_LISTS_SHEET})
 
 
 def results_sheets(names: Iterable[str]) -> list[str]:

@@ -75,7 +75,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from .errors import OutputFormatError
 from .evaluation import REVIEW_COLUMNS, REVIEW_LABEL_COLUMN, VERDICT_COLUMN, ReviewVerdict
-from .formats import RESULTS_SHEET, FileFormat, format_from_name, results_sheets
+from .formats import RESULTS_SHEET, REVIEW_LISTS_SHEET, FileFormat, format_from_name, results_sheets
 from .storage import Upload, UploadFile, open_seekable
 
 __all__ = [
@@ -106,7 +106,6 @@ XLSX_SAMPLE_ROWS = 100  # rows the column widths are taken from
 XLSX_MAX_WIDTH = 60  # characters: a column with wider text gets this width and wrapped cells
 XLSX_MIN_WIDTH = 6
 XLSX_INLINE_LIST_CHARS = 255  # Excel's limit on a drop-down list written in the validation itself
-REVIEW_LISTS_SHEET = "review-lists"  # the hidden sheet holding a drop-down list too long to write inline
 REVIEW_AFTER = ("class", "rationale")  # the review columns come right after these (the prediction, its reasons)
 REVIEW_NOTE_WIDTH = 40
 PARQUET_BATCH_ROWS = 10_000
@@ -563,10 +562,13 @@ class _XlsxSink(TableSink):
         verdict = self.columns.index(VERDICT_COLUMN) + 1
         verdicts = _inline_list([v.value for v in ReviewVerdict])
         assert verdicts is not None
-        sheet.add_data_validation(
+        # A write-only sheet has the list of validations (written with the sheet's tail) but not the method adding one.
+        sheet.data_validations.append(
             _drop_down(self._category_list, review_label, "The right category, if not the prediction")
         )
-        sheet.add_data_validation(_drop_down(verdicts, verdict, "Is the prediction correct, wrong, or are you unsure?"))
+        sheet.data_validations.append(
+            _drop_down(verdicts, verdict, "Is the prediction correct, wrong, or are you unsure?")
+        )
 
     def _close_sheet(self) -> None:
         """Set the filter of the sheet being written over its header and rows (written when it is saved)."""
