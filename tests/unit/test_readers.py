@@ -769,5 +769,5 @@ def test_a_results_workbook_is_read_from_its_row_sheets_only(tmp_path):
     book.create_sheet("notes").append(["id", "text"])
     book["notes"].append(["N1", "a note"])
     book.save(tmp_path / "mixed.xlsx")
-    with open_table(tmp_path / "mixed.xlsx") as table:
-        assert [row.sheet for row in table.rows()] == ["results", "results-2", "summary", "notes"]  # lists: a header only
+    with open_table(tmp_path / "mixed.xlsx") as table:  # review-lists holds a header only: no row of it
+        assert [row.sheet for row in table.rows()] == ["results", "results-2", "summary", "notes"]
