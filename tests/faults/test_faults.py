@@ -426,7 +426,8 @@ def _abort_while_jobs_run(runtime: LocalRuntime, path: Path) -> tuple[str, str, 
         return batch if len(batch) == 2 and all(s.get("shard_status") == "InProgress" for s in batch) else []
 
     jobs = until(running_jobs, "the run's two batch jobs to be InProgress")
-    time.sleep(2)  # the jobs answer some of their records before the stop
+    answered = runtime.bedrock.stats.records_answered
+    until(lambda: runtime.bedrock.stats.records_answered > answered, "the jobs to answer some of their records")
     stops_before = runtime.bedrock.stats.stop_calls
 
     stepfunctions.stop_execution(executionArn=arn, error="OperatorAborted", cause="aborted by the test")

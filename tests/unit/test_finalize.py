@@ -182,7 +182,8 @@ def test_the_report_is_written_beside_the_results_from_the_summary_alone(cloud):
         summary["cost"]["on_demand_equivalent_usd"] - summary["cost_usd"]
     )
     steps = summary["timings"]["steps"]
-    assert steps[-1]["step"] == "FinalizeRun" and summary["timings"]["total_seconds"] >= 0
+    total = summary["timings"]["total_seconds"]
+    assert steps[-1]["step"] == "FinalizeRun" and isinstance(total, float) and 0 <= total < 600
 
     bucket, key = result["report"].removeprefix("s3://").split("/", 1)
     stored = cloud.s3.get_object(Bucket=bucket, Key=key)

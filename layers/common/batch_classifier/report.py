@@ -354,7 +354,7 @@ def _status_section(summary: Mapping[str, Any]) -> str:
         (
             f'<span class="swatch" style="background:{p.colour}"></span>{escape(p.label)}',
             _int(p.value),
-            percent(p.value / rows),
+            percent(share(p.value, rows)),
         )
         for p in parts
     )

@@ -50,12 +50,9 @@ PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-# The report is a self-contained page another part of the product writes: it may use inline scripts and styles,
-# but runs sandboxed (an opaque origin: it cannot call this console) and offline.
-REPORT_POLICY = (
-    "sandbox allow-scripts allow-popups; default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
-    "style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
-)
+# The report is a self-contained page another part of the product writes (inline SVG and styles, no script): it is
+# served sandboxed (an opaque origin: it cannot call this console), offline, and with no script allowed.
+REPORT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:"
 _RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
@@ -126,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         wants_json = bool(segments) and segments[0] == "api"
         try:
             host = self.headers.get("Host")
-            if host is not None and host not in self.server.console.hosts:
+            if host not in self.server.console.hosts:  # missing (HTTP/1.0) or another name: a rebinding attempt
                 raise _Refused(HTTPStatus.FORBIDDEN, f"this console answers as {self.server.console.url} only")
             query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
             if method == "POST":
@@ -189,6 +186,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise NotFound(f"no page {'/' + '/'.join(segments)}")
 
     def _post(self, segments: list[str]) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(min(length, 1 << 20))  # a redrive takes no body: drain it, keep the connection in step
         match segments:
             case ["api", "executions", name, "redrive"]:
                 self._check_same_origin("redrive")
@@ -220,18 +220,17 @@ class _Handler(BaseHTTPRequestHandler):
             "Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}",
             "Content-Length": str(found.length),
         }
-        self._start(HTTPStatus.OK, found.content_type, headers)
-        try:
-            for chunk in found.body.iter_chunks(CHUNK):
-                self.wfile.write(chunk)
-        finally:
-            found.body.close()
+        self._stream(found, found.content_type, headers)
 
     def _report(self, run_id: str) -> None:
         found = self.server.console.data.output(run_id, "report.html")
         headers = {"Content-Security-Policy": REPORT_POLICY, "Content-Length": str(found.length)}
-        self._start(HTTPStatus.OK, "text/html; charset=utf-8", headers)
+        self._stream(found, "text/html; charset=utf-8", headers)
+
+    def _stream(self, found: Any, content_type: str, headers: dict[str, str]) -> None:
+        """Send an S3 object as it is read; its stream is closed whatever happens to the connection."""
         try:
+            self._start(HTTPStatus.OK, content_type, headers)
             for chunk in found.body.iter_chunks(CHUNK):
                 self.wfile.write(chunk)
         finally:
