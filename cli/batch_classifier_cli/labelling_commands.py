@@ -1,5 +1,6 @@
-"""The labelling loop's commands: ``sample`` draws the rows a subject-matter expert reviews, ``review`` turns the
-results of classifying them into a workbook the expert marks (scored by ``evaluate --label-column review_label``).
+"""The labelling loop's commands: ``sample`` draws the rows a subject-matter expert reviews, ``compare`` classifies
+a labelled sample with each prompt variant and shows what changed, ``review`` turns the results of classifying them
+into a workbook the expert marks (scored by ``evaluate --label-column review_label``).
 """
 
 from __future__ import annotations
@@ -8,9 +9,20 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from batch_classifier.compare import (
+    COMPARE_HTML,
+    COMPARE_XLSX,
+    MAX_COMPARE_ROWS,
+    compare_variants,
+    format_comparison,
+    render_comparison,
+    variant_names,
+    write_comparison_xlsx,
+)
 from batch_classifier.errors import BatchClassifierError
 from batch_classifier.evaluation import REVIEW_COLUMNS
 from batch_classifier.formats import FileFormat, format_from_name
+from batch_classifier.pipeline import InputOptions
 from batch_classifier.readers import open_table
 from batch_classifier.sampling import draw_sample
 from batch_classifier.tasks import load_task
@@ -80,6 +92,35 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from batch_classifier_local.answer import answer_prepared  # noqa: PLC0415 - the local runtime, this command only
+    from batch_classifier_local.models import model_from_spec  # noqa: PLC0415
+
+    try:
+        model = model_from_spec(args.model)
+    except ValueError as exc:
+        raise BatchClassifierError(str(exc)) from None
+    files = list(args.task or [])
+    variants = [(name, file, load_task(file)) for name, file in zip(variant_names(files), files, strict=True)]
+    out = Path(args.out)
+    options = InputOptions(
+        encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet, records_key=args.records_key
+    )
+    comparison = compare_variants(
+        Path(args.sample),
+        variants,
+        out,
+        lambda prepared, outputs: answer_prepared(prepared, outputs, model),
+        label_column=args.label_column,
+        options=options,
+    )
+    (out / COMPARE_HTML).write_text(render_comparison(comparison), encoding="utf-8")
+    write_comparison_xlsx(comparison, out / COMPARE_XLSX)
+    print(format_comparison(comparison), end="")
+    print(f"wrote {out / COMPARE_HTML} and {out / COMPARE_XLSX} (each variant's results: {out}/<variant>/results.csv)")
+    return 0
+
+
 def add_commands(commands: Any) -> None:
     cmd = commands.add_parser(
         "sample",
@@ -97,6 +138,32 @@ def add_commands(commands: Any) -> None:
     cmd.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
     cmd.add_argument("--records-key", help="JSON key holding the list of records")
     cmd.set_defaults(run=cmd_sample)
+
+    cmd = commands.add_parser(
+        "compare",
+        help="classify a labelled sample with each prompt variant and compare them side by side",
+        description="Classify the same labelled rows with each task file (the first is the baseline) through "
+        "prepare, the model the local runtime uses, and collect; print and write DIR/compare.html and "
+        "DIR/compare.xlsx: accuracy, macro-F1, coverage, off-list and unparseable counts, tokens and cost per "
+        "variant, per-class F1 with deltas against the baseline, and the rows each variant fixed and broke with "
+        f"both rationales. For review samples: at most {MAX_COMPARE_ROWS:,} rows.",
+    )
+    cmd.add_argument("sample", help="a labelled sample: .csv .tsv .xlsx .json .jsonl .ndjson .parquet")
+    cmd.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        metavar="TASK",
+        help="a task variant (give two or more; first: baseline)",
+    )
+    cmd.add_argument("--label-column", help="the ground-truth column (default: the tasks' own, or one named like it)")
+    cmd.add_argument("--out", required=True, metavar="DIR", help="where each variant's run and the comparison go")
+    cmd.add_argument("--model", help="offline (default) or openai:<base url>#<model> for an OpenAI-compatible server")
+    cmd.add_argument("--encoding", help="CSV encoding (default: UTF-8, falling back to cp1252)")
+    cmd.add_argument("--delimiter", help="CSV delimiter (default: sniffed from the header)")
+    cmd.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
+    cmd.add_argument("--records-key", help="JSON key holding the list of records")
+    cmd.set_defaults(run=cmd_compare)
 
     cmd = commands.add_parser(
         "review",

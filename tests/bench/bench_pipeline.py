@@ -252,7 +252,7 @@ def measure_packing(workdir: Path, rows: int, texts_per_request: int) -> dict[st
     local Bedrock does, collect; job-file bytes and billed input tokens per text, and the texts classified."""
     from batch_classifier.pipeline import collect, prepare  # noqa: PLC0415
     from batch_classifier.tasks import load_task  # noqa: PLC0415
-    from batch_classifier_local.bedrock_api import anthropic_reply, anthropic_request  # noqa: PLC0415
+    from batch_classifier_local.answer import answer_prepared  # noqa: PLC0415
     from batch_classifier_local.models import OfflineClassifier  # noqa: PLC0415
 
     source = workdir / "travel-calls.csv"
@@ -268,20 +268,8 @@ def measure_packing(workdir: Path, rows: int, texts_per_request: int) -> dict[st
     )
     prepared, outputs = workdir / f"packed-{texts_per_request}", workdir / f"packed-{texts_per_request}-out"
     plan = prepare(source, prepared, task).plan
-    model = OfflineClassifier()
-    billed = 0
-    job_bytes = 0
-    outputs.mkdir()
-    for folder in ("jobs", "on-demand"):
-        for job in sorted((prepared / folder).glob("*.jsonl")):
-            job_bytes += job.stat().st_size
-            with job.open("rb") as lines, (outputs / f"{job.name}.out").open("w", encoding="utf-8") as out:
-                for line in lines:
-                    record = json.loads(line)
-                    completion = model.complete(*anthropic_request(record["modelInput"]))
-                    billed += completion.input_tokens
-                    record["modelOutput"] = anthropic_reply(task.model_id, completion)
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    answered = answer_prepared(prepared, outputs, OfflineClassifier())
+    billed, job_bytes = answered.input_tokens, answered.job_bytes
     results = workdir / f"packed-{texts_per_request}.csv"
     summary = collect(prepared, outputs, results)
     texts = plan["distinct_texts"]

@@ -219,7 +219,7 @@ def _confusion_axes(evaluation: Mapping[str, Any]) -> tuple[list[str], list[str]
 
 # --- the page ---------------------------------------------------------------------------------------------------
 
-_STYLE = """
+PAGE_STYLE = """
 :root { color-scheme: light; --ink: #212121; --muted: #616161; --line: #e0e0e0; --tint: #f5f7fa; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); }
@@ -250,7 +250,7 @@ svg.chart { display: block; max-width: 100%; height: auto; font: 12px system-ui,
 footer { color: var(--muted); font-size: 12px; padding: 0 32px 24px; }
 """
 
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def render_report(summary: Mapping[str, Any]) -> str:
@@ -269,9 +269,9 @@ def render_report(summary: Mapping[str, Any]) -> str:
     return "".join(
         [
             '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
-            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+            f'<meta http-equiv="Content-Security-Policy" content="{PAGE_POLICY}">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>Run report: {escape(source.rsplit('/', 1)[-1])}</title><style>{_STYLE}</style></head><body>\n",
+            f"<title>Run report: {escape(source.rsplit('/', 1)[-1])}</title><style>{PAGE_STYLE}</style></head><body>\n",
             _header(summary),
             _nav(sections),
             "<main>\n",
@@ -331,7 +331,7 @@ def _header(summary: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
+def html_table(head: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
     """A table from cells that are already HTML (escape user values before); ``numeric`` columns align right."""
     cls = [' class="num"' if i in numeric else "" for i in range(len(head))]
     out = ["<table><thead><tr>", *(f"<th{cls[i]}>{h}</th>" for i, h in enumerate(head)), "</tr></thead><tbody>"]
@@ -358,11 +358,11 @@ def _status_section(summary: Mapping[str, Any]) -> str:
         )
         for p in parts
     )
-    out.append(_table(["status", "rows", "share"], legend, numeric=(1, 2)))
+    out.append(html_table(["status", "rows", "share"], legend, numeric=(1, 2)))
     by_match: Mapping[str, int] = summary.get("by_match") or {}
     if by_match:
         out.append("<h3>How answers were matched to the categories</h3>")
-        out.append(_table(["match", "rows"], ((escape(m), _int(n)) for m, n in by_match.items()), numeric=(1,)))
+        out.append(html_table(["match", "rows"], ((escape(m), _int(n)) for m, n in by_match.items()), numeric=(1,)))
     out.append("</section>")
     return "".join(out)
 
@@ -410,7 +410,7 @@ def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:
         )
     if evaluation.get("unlabelled"):
         figures.append(("rows without ground truth", _int(evaluation["unlabelled"]), "not scored"))
-    out.append(_table(["", "", ""], ((escape(a), b, escape(c)) for a, b, c in figures), numeric=(1,)))
+    out.append(html_table(["", "", ""], ((escape(a), b, escape(c)) for a, b, c in figures), numeric=(1,)))
 
     per_class: Mapping[str, Mapping[str, Any]] = evaluation.get("per_class") or {}
     if per_class:
@@ -431,7 +431,7 @@ def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:
                 )
             )
         head = ["class", "support", "predicted", "precision", "recall", "F1", ""]
-        out.append(_table(head, lines, numeric=(1, 2, 3, 4, 5)))
+        out.append(html_table(head, lines, numeric=(1, 2, 3, 4, 5)))
     truths, answers = _confusion_axes(evaluation)
     grid = heat_map(
         truths, answers, evaluation.get("confusion") or {}, "confusion matrix: true class by row, answer by column"
@@ -447,7 +447,7 @@ def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:
     if pairs:
         out.append("<h3>Most confused</h3>")
         lines2 = ((escape(p.get("truth")), escape(p.get("predicted")), _int(p.get("count"))) for p in pairs)
-        out.append(_table(["true class", "answered", "rows"], lines2, numeric=(2,)))
+        out.append(html_table(["true class", "answered", "rows"], lines2, numeric=(2,)))
     out.append("</section>")
     return "".join(out)
 
@@ -471,7 +471,7 @@ def _cost_section(summary: Mapping[str, Any]) -> str:
         )
     )
     out = [_open("cost", "Tokens and cost")]
-    out.append(_table(["", "input tokens", "output tokens", "cost (USD)"], lines, numeric=(1, 2, 3)))
+    out.append(html_table(["", "input tokens", "output tokens", "cost (USD)"], lines, numeric=(1, 2, 3)))
     notes = []
     if tokens.get("source"):
         notes.append(f"Tokens counted from the {escape(tokens['source'])}.")
@@ -522,7 +522,7 @@ def _off_list_section(digest: Mapping[str, Any] | None) -> str:
         f"<p>{_int(digest['rows'])} rows were answered with something that is not one of the task's categories "
         f"({_distinct(digest.get('distinct'))} distinct answers). The most frequent, with the first rows that got "
         "each:</p>",
-        _table(["answer", "rows", "ids (row numbers)"], lines, numeric=(1,)),
+        html_table(["answer", "rows", "ids (row numbers)"], lines, numeric=(1,)),
     ]
     if digest.get("not_listed"):
         out.append(f'<p class="note">{_int(digest["not_listed"])} more rows have answers not listed here.</p>')
@@ -539,7 +539,7 @@ def _not_classified_section(digest: Mapping[str, Any] | None) -> str:
         reasons = tally.get("reasons") or []
         if reasons:
             lines = ((f'<span class="text">{escape(r.get("reason"))}</span>', _int(r.get("count"))) for r in reasons)
-            out.append(_table(["reason", "rows"], lines, numeric=(1,)))
+            out.append(html_table(["reason", "rows"], lines, numeric=(1,)))
         if tally.get("other_reasons"):
             out.append(f'<p class="note">{_int(tally["other_reasons"])} more rows have other reasons.</p>')
         examples = tally.get("examples") or []
@@ -549,7 +549,7 @@ def _not_classified_section(digest: Mapping[str, Any] | None) -> str:
                 for x in examples
             )
             out.append(f'<p class="note">The first {len(examples)} rows:</p>')
-            out.append(_table(["row", "id", "reason"], lines2, numeric=(0,)))
+            out.append(html_table(["row", "id", "reason"], lines2, numeric=(0,)))
     out.append("</section>")
     return "".join(out)
 
