@@ -18,6 +18,20 @@ from batch_classifier_local.runtime import LocalRuntime
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample-data" / "travel_calls.csv"
 SEED = ROOT.parent / "shared" / "data"
+# The states a run that succeeds in one round goes through, in order.
+HAPPY = [
+    "RegisterRun",
+    "IsDuplicateRun?",
+    "ConvertInput",
+    "ShardRecords",
+    "ProcessShards",
+    "PlanRetries",
+    "RetryNeeded?",
+    "FinalizeRun",
+    "AnythingClassified?",
+    "NotifyRunCompleted",
+    "RunSucceeded",
+]
 
 
 def state_names(runtime: LocalRuntime, execution_arn: str) -> list[str]:

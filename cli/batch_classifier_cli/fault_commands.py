@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from .local_commands import LocalRuntimeError, _need_server
+from .runtimes import LocalRuntimeError, _need_server
 
 PLAN_HELP = """\
 A fault plan is a JSON object; every field is optional:

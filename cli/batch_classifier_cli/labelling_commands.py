@@ -133,10 +133,7 @@ def add_commands(commands: Any) -> None:
     cmd.add_argument("--stratify", metavar="COLUMN", help="draw in proportion to this column's values")
     cmd.add_argument("--seed", type=int, default=1, help="the random seed (default: 1); the same seed, the same rows")
     cmd.add_argument("--out", help="where to write the sample (default: <file>-sample-<n>.<ext> beside it)")
-    cmd.add_argument("--encoding", help="CSV encoding (default: UTF-8, falling back to cp1252)")
-    cmd.add_argument("--delimiter", help="CSV delimiter (default: sniffed from the header)")
-    cmd.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
-    cmd.add_argument("--records-key", help="JSON key holding the list of records")
+    _add_reading_options(cmd)
     cmd.set_defaults(run=cmd_sample)
 
     cmd = commands.add_parser(
@@ -159,10 +156,7 @@ def add_commands(commands: Any) -> None:
     cmd.add_argument("--label-column", help="the ground-truth column (default: the tasks' own, or one named like it)")
     cmd.add_argument("--out", required=True, metavar="DIR", help="where each variant's run and the comparison go")
     cmd.add_argument("--model", help="offline (default) or openai:<base url>#<model> for an OpenAI-compatible server")
-    cmd.add_argument("--encoding", help="CSV encoding (default: UTF-8, falling back to cp1252)")
-    cmd.add_argument("--delimiter", help="CSV delimiter (default: sniffed from the header)")
-    cmd.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
-    cmd.add_argument("--records-key", help="JSON key holding the list of records")
+    _add_reading_options(cmd)
     cmd.set_defaults(run=cmd_compare)
 
     cmd = commands.add_parser(
@@ -178,3 +172,11 @@ def add_commands(commands: Any) -> None:
     cmd.add_argument("--out", help="the workbook to write (default: <results>-review.xlsx beside it)")
     cmd.add_argument("--prediction-column", default="class", help="the predicted column (default: class)")
     cmd.set_defaults(run=cmd_review)
+
+
+def _add_reading_options(cmd: argparse.ArgumentParser) -> None:
+    """How to read the input file, on sample and compare (the options of InputOptions)."""
+    cmd.add_argument("--encoding", help="CSV encoding (default: UTF-8, falling back to cp1252)")
+    cmd.add_argument("--delimiter", help="CSV delimiter (default: sniffed from the header)")
+    cmd.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
+    cmd.add_argument("--records-key", help="JSON key holding the list of records")

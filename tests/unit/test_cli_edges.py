@@ -23,7 +23,7 @@ from test_pipeline import answer_jobs, write_input
 
 from batch_classifier.status import run_key
 from batch_classifier.tasks import load_task
-from batch_classifier_cli import local_commands
+from batch_classifier_cli import local_commands, run_command, runtimes
 from batch_classifier_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +201,7 @@ def runtime(monkeypatch):
         )
         fake = _Runtime(earlier)
 
-        monkeypatch.setattr(local_commands, "runtime_for_command", lambda *args, **kwargs: nullcontext(fake))
+        monkeypatch.setattr(run_command, "runtime_for_command", lambda *args, **kwargs: nullcontext(fake))
         yield fake
 
 
@@ -245,7 +245,7 @@ def test_a_duplicate_run_says_where_the_earlier_results_are_and_force_reruns(tmp
         def now(cls, tz: Any = None) -> datetime:
             return datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
-    monkeypatch.setattr(local_commands, "datetime", Frozen)
+    monkeypatch.setattr(run_command, "datetime", Frozen)
     main(["run", str(source), "--out", str(results), "--force"])
     main(["run", str(source), "--out", str(results), "--force"])  # in the same second: a key of its own again
     assert runtime.uploads[1:] == [
@@ -335,7 +335,7 @@ class _History:
 
 def test_executions_and_show_print_json(capsys, monkeypatch):
     served = SimpleNamespace(client=lambda service: _History())
-    monkeypatch.setattr(local_commands, "running_server", lambda: served)
+    monkeypatch.setattr(runtimes, "running_server", lambda: served)
     assert main(["executions", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed == [

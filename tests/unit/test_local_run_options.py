@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from batch_classifier_cli.local_commands import (
+from batch_classifier_cli.main import _parser
+from batch_classifier_cli.runtimes import (
     LocalRuntimeError,
     RunSettings,
     parse_duration,
     parse_overrides,
     parse_time_scale,
 )
-from batch_classifier_cli.main import _parser
 from batch_classifier_local.runtime import ParameterError, check_parameters, is_execution_of
 from batch_classifier_local.template import load_template
 

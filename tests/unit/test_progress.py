@@ -14,7 +14,7 @@ import termios
 import time
 from typing import Any
 
-from batch_classifier_cli import local_commands
+from batch_classifier_cli import run_command
 from batch_classifier_cli.progress import ProgressLine
 
 ESCAPES = re.compile(r"\x1b\[|\r")
@@ -124,14 +124,14 @@ class _History:
 
 
 def test_follow_keeps_the_done_lines_and_counts_shards_out_of_the_plan(capsys, monkeypatch):
-    monkeypatch.setattr(local_commands.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(run_command.time, "sleep", lambda seconds: None)
     asked: list[str] = []
 
     def processed(run_id: str) -> int:
         asked.append(run_id)
         return 2
 
-    described = local_commands._follow(_History(plan_shards=4), "arn:x", 0.0, processed=processed)
+    described = run_command._follow(_History(plan_shards=4), "arn:x", 0.0, processed=processed)
     assert described["status"] == "SUCCEEDED"
     captured = capsys.readouterr()
     names = [m[1] for m in map(DONE_LINE.match, captured.out.splitlines()) if m]
@@ -141,14 +141,14 @@ def test_follow_keeps_the_done_lines_and_counts_shards_out_of_the_plan(capsys, m
 
 
 def test_follow_shows_the_shards_bar_on_a_terminal(capsys, monkeypatch):
-    monkeypatch.setattr(local_commands.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(run_command.time, "sleep", lambda seconds: None)
     bars: list[ProgressLine] = []
 
     def on_terminal(*args: Any, **kwargs: Any) -> ProgressLine:
         bars.append(ProgressLine(io.StringIO(), tty=True, **kwargs))
         return bars[-1]
 
-    monkeypatch.setattr(local_commands, "ProgressLine", on_terminal)
+    monkeypatch.setattr(run_command, "ProgressLine", on_terminal)
     shown: list[str] = []
     real_update = ProgressLine.update
 
@@ -158,7 +158,7 @@ def test_follow_shows_the_shards_bar_on_a_terminal(capsys, monkeypatch):
             shown.append(str(self._bar))
 
     monkeypatch.setattr(ProgressLine, "update", update)
-    local_commands._follow(_History(plan_shards=4), "arn:x", 0.0, processed=lambda run_id: 2)
+    run_command._follow(_History(plan_shards=4), "arn:x", 0.0, processed=lambda run_id: 2)
     assert any(line.startswith("ProcessShards:  50%|") and "2/4 [" in line for line in shown)
     out = capsys.readouterr().out
     assert len([line for line in out.splitlines() if DONE_LINE.match(line)]) == 5

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import pytest
 from workflow_helpers import clear_faults, run_id_of_execution, run_item, until, write_calls
 
-from batch_classifier_cli import local_commands
-from batch_classifier_cli.local_commands import Remote
+from batch_classifier_cli import local_commands, runtimes
+from batch_classifier_cli.runtimes import Remote
 from batch_classifier_local.console import ConsoleServer
 from batch_classifier_local.faults import FaultPlan
 from batch_classifier_local.runtime import LocalRuntime
@@ -345,7 +345,7 @@ def test_the_console_command_prints_the_url_without_a_browser(console, runtime, 
         runtime.stack.state_machine_arn,
         console=console.url,
     )
-    monkeypatch.setattr(local_commands, "running_server", lambda: remote)
+    monkeypatch.setattr(runtimes, "running_server", lambda: remote)
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
         monkeypatch.delenv(name, raising=False)
     assert local_commands.cmd_console(argparse.Namespace(no_browser=False)) == 0

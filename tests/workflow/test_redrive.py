@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from workflow_helpers import (
+    HAPPY,
     results_rows,
     run_id_of_execution,
     run_item,
@@ -19,20 +20,13 @@ from workflow_helpers import (
     write_calls,
 )
 
-from batch_classifier_cli import local_commands
-from batch_classifier_cli.local_commands import LocalRuntimeError, Remote
+from batch_classifier_cli import local_commands, runtimes
+from batch_classifier_cli.runtimes import LocalRuntimeError, Remote
 from batch_classifier_local.executions import ExecutionNotRedrivable, format_execution, history, redrive
 from batch_classifier_local.runtime import LocalRuntime
 
 # What follows a ProcessShards that succeeds with nothing to retry.
-AFTER_THE_MAP = [
-    "PlanRetries",
-    "RetryNeeded?",
-    "FinalizeRun",
-    "AnythingClassified?",
-    "NotifyRunCompleted",
-    "RunSucceeded",
-]
+AFTER_THE_MAP = HAPPY[HAPPY.index("PlanRetries") :]
 
 
 def run(runtime: LocalRuntime, path: Path) -> tuple[str, dict]:
@@ -55,7 +49,7 @@ def attempt_states(events: list[dict], attempt: int) -> list[str]:
 def served_by(runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch) -> LocalRuntime:
     """The session's runtime as `batch-classifier serve` would be found by the CLI's commands."""
     remote = Remote(runtime.endpoint, runtime.bedrock.url, runtime.stack.outputs, runtime.stack.state_machine_arn)
-    monkeypatch.setattr(local_commands, "running_server", lambda: remote)
+    monkeypatch.setattr(runtimes, "running_server", lambda: remote)
     return runtime
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from workflow_helpers import (
+    HAPPY,
     ROOT,
     SAMPLE,
     results_rows,
@@ -25,20 +26,6 @@ from batch_classifier_local.executions import format_execution, list_all
 from batch_classifier_local.faults import FaultPlan
 from batch_classifier_local.runtime import LocalRuntime
 from batch_classifier_local.template import load_template
-
-HAPPY = [
-    "RegisterRun",
-    "IsDuplicateRun?",
-    "ConvertInput",
-    "ShardRecords",
-    "ProcessShards",
-    "PlanRetries",
-    "RetryNeeded?",
-    "FinalizeRun",
-    "AnythingClassified?",
-    "NotifyRunCompleted",
-    "RunSucceeded",
-]
 
 
 def run(runtime: LocalRuntime, path: Path, key: str | None = None) -> tuple[str, dict]:
