@@ -35,12 +35,8 @@ from batch_classifier_local.models import (
     measure_accuracy,
     model_from_env,
     model_from_spec,
-    numbered_texts,
-    parse_prompt,
-    record_text,
-    split_turns,
-    stem,
 )
+from batch_classifier_local.offline import numbered_texts, parse_prompt, record_text, split_turns, stem
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample-data" / "travel_calls.csv"
 SEED_FILE = "travel_conversations_labeled.xlsx"
