@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from batch_classifier import writers
+from batch_classifier import xlsx_writer
 from batch_classifier.evaluation import evaluate
 from batch_classifier.formats import FileFormat
 from batch_classifier.report import (
@@ -230,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         # What wrapping long text costs the XLSX results: the same rows with it, then with no column wrapped.
         with tempfile.TemporaryDirectory() as scratch:
             wrapped, _ = timed(partial(write_xlsx, args.xlsx_rows, Path(scratch)), 1)
-            cap = writers.XLSX_MAX_WIDTH
-            writers.XLSX_MAX_WIDTH = 10**9
+            cap = xlsx_writer.XLSX_MAX_WIDTH
+            xlsx_writer.XLSX_MAX_WIDTH = 10**9
             try:
                 plain, _ = timed(partial(write_xlsx, args.xlsx_rows, Path(scratch)), 1)
             finally:
-                writers.XLSX_MAX_WIDTH = cap
+                xlsx_writer.XLSX_MAX_WIDTH = cap
         print(
             f"XLSX results, {args.xlsx_rows:,} rows of travel columns: {wrapped / 1000:.1f} s with long text wrapped, "
             f"{plain / 1000:.1f} s without"

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from openpyxl import load_workbook
 
-from batch_classifier import finalize, writers
+from batch_classifier import finalize, parquet_writer
 from batch_classifier.cost import PriceTable
 from batch_classifier.finalize import ANALYTICS_SCHEMA, finalize_run
 from batch_classifier.formats import FileFormat
@@ -285,7 +285,7 @@ def test_xlsx_alone_above_its_cap_is_replaced_by_csv(cloud):
 
 
 def test_a_failing_output_is_a_warning_and_leaves_no_half_object(cloud, monkeypatch):
-    monkeypatch.setattr(writers, "PARQUET_BATCH_ROWS", 5)
+    monkeypatch.setattr(parquet_writer, "PARQUET_BATCH_ROWS", 5)
     real_open_sink = finalize.open_sink
 
     def open_sink(fmt, target, columns, **options):
@@ -334,7 +334,7 @@ def test_unreadable_records_fail_the_step_and_leave_no_outputs(cloud):
 
 
 def test_a_column_that_widens_after_the_first_row_group_is_rewritten_in_s3(cloud, monkeypatch):
-    monkeypatch.setattr(writers, "PARQUET_BATCH_ROWS", 4)
+    monkeypatch.setattr(parquet_writer, "PARQUET_BATCH_ROWS", 4)
     run = stage_run(cloud, 10, score=lambda i: i if i < 7 else f"n/a {i}")
     result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=(FileFormat.PARQUET,)))
     assert result["warnings"] == []

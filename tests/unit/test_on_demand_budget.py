@@ -24,7 +24,7 @@ from aws_fixtures import CUSTOMER, ENVIRONMENT, INTERNAL, LambdaContext, convers
 from aws_fixtures import reply_for as answer_for
 from moto import mock_aws
 
-from batch_classifier import aws, bedrock, runs
+from batch_classifier import aws, bedrock, run_results, runs
 from batch_classifier.bedrock import CallBudget, budget_margin, invoke_on_demand
 from batch_classifier.finalize import finalize_run
 from batch_classifier.records import record_id
@@ -254,7 +254,7 @@ def one_call_at_a_time(monkeypatch):
 
     def install(clock: FakeClock) -> None:
         calls = partial(bedrock.invoke_on_demand, concurrency=1, sleep=clock.advance)
-        monkeypatch.setattr(runs, "invoke_on_demand", calls)
+        monkeypatch.setattr(run_results, "invoke_on_demand", calls)
 
     return install
 
@@ -382,7 +382,7 @@ def test_unsent_records_use_none_of_their_retries(cloud, one_call_at_a_time):
 
 
 def test_in_the_last_round_unsent_records_end_with_a_named_error(cloud, one_call_at_a_time, monkeypatch):
-    monkeypatch.setattr(runs, "UNSENT_EXTRA_ROUNDS", 0)
+    monkeypatch.setattr(run_results, "UNSENT_EXTRA_ROUNDS", 0)
     clock = FakeClock()
     one_call_at_a_time(clock)
     settings = dataclasses.replace(cloud.settings, max_retry_rounds=0)

@@ -14,7 +14,7 @@ import pytest
 from openpyxl import load_workbook
 from test_pipeline import answer_jobs, write_input
 
-from batch_classifier import report
+from batch_classifier import report, report_digest
 from batch_classifier.evaluation import NO_ANSWER, evaluate
 from batch_classifier.formats import FileFormat
 from batch_classifier.report import RowDigest, render_report, workbook_sheets
@@ -65,7 +65,7 @@ def test_the_digest_counts_off_list_answers_and_keeps_their_first_rows():
 
 
 def test_the_digest_stays_bounded_whatever_the_rows(monkeypatch):
-    monkeypatch.setattr(report, "TRACKED", 30)
+    monkeypatch.setattr(report_digest, "TRACKED", 30)
     digest = RowDigest()
     for number in range(1, 10_001):
         digest.add({"id": number, "status": "off_list", "model_answer": f"answer {number % 100}"}, number)

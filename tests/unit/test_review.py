@@ -11,10 +11,9 @@ from test_pipeline import answer_jobs, write_input
 
 from batch_classifier.errors import OutputFormatError
 from batch_classifier.evaluation import UNKNOWN_TRUTH, TruthSource, evaluate, reviewed_truth
-from batch_classifier.formats import FileFormat
+from batch_classifier.formats import REVIEW_LISTS_SHEET, FileFormat
 from batch_classifier.tasks import load_task
 from batch_classifier.writers import (
-    REVIEW_LISTS_SHEET,
     XLSX_SHEET_ROWS,
     LocalTarget,
     open_sink,

@@ -16,7 +16,7 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.worksheet._writer import ALL_TEMP_FILES
 
-from batch_classifier import writers
+from batch_classifier import parquet_writer, writers, xlsx_writer
 from batch_classifier.errors import OutputFormatError
 from batch_classifier.formats import FileFormat
 from batch_classifier.writers import LocalTarget, neutralise_formula, open_sink, output_format_from_name, write_table
@@ -347,7 +347,7 @@ def test_xlsx_cuts_overlong_cells(tmp_path: Path) -> None:
 
 
 def test_xlsx_rows_beyond_a_sheet_continue_on_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writers, "XLSX_SHEET_ROWS", 2)
+    monkeypatch.setattr(xlsx_writer, "XLSX_SHEET_ROWS", 2)
     path = tmp_path / "big.xlsx"
     assert write_table(path, ["a"], [{"a": i} for i in range(5)]) == 5
     workbook = load_workbook(path)
@@ -360,7 +360,7 @@ def test_xlsx_rows_beyond_a_sheet_continue_on_the_next(tmp_path: Path, monkeypat
 def test_xlsx_sheets_have_a_frozen_filtered_header_sized_columns_and_wrapped_long_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(writers, "XLSX_SAMPLE_ROWS", 3)
+    monkeypatch.setattr(xlsx_writer, "XLSX_SAMPLE_ROWS", 3)
     path = tmp_path / "out.xlsx"
     long_text = "word " * 40
     rows = [{"id": f"c-{i}", "text": long_text, "status": "classified", "n": i} for i in range(1, 6)]
@@ -387,7 +387,7 @@ def test_xlsx_sheets_have_a_frozen_filtered_header_sized_columns_and_wrapped_lon
 def test_xlsx_every_sheet_of_a_split_table_is_sized_frozen_and_filtered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(writers, "XLSX_SHEET_ROWS", 2)
+    monkeypatch.setattr(xlsx_writer, "XLSX_SHEET_ROWS", 2)
     path = tmp_path / "big.xlsx"
     assert write_table(path, ["a", "b"], [{"a": i, "b": "x" * 80} for i in range(5)]) == 5
     workbook = load_workbook(path)
@@ -473,7 +473,7 @@ def test_a_failing_source_leaves_no_file_in_any_format(tmp_path: Path, ext: str)
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(writers, "PARQUET_BATCH_ROWS", 4)
+    monkeypatch.setattr(parquet_writer, "PARQUET_BATCH_ROWS", 4)
     return 4
 
 

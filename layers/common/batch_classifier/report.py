@@ -26,17 +26,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
-
-from openpyxl.utils import get_column_letter
 
 from . import __version__
 from .charts import Bar, bar_chart, escape, heat_map, percent, share, stacked_bar
-from .cost import PriceTable
-from .errors import PriceNotFoundError
-from .evaluation import NO_ANSWER
-from .writers import Sheet, Styled
+from .report_digest import (
+    _CLASSIFIED,
+    EXAMPLE_ROWS,
+    OFF_LIST_ANSWERS,
+    REASONS,
+    ROWS_PER_ANSWER,
+    STATUS_COLOURS,
+    TRACKED,
+    RowDigest,
+    _confusion_axes,
+    _duration,
+    _int,
+    _text,
+    _usd,
+    batch_savings,
+)
+from .report_sheets import workbook_sheets
 
 __all__ = [
     "EXAMPLE_ROWS",
@@ -53,171 +63,7 @@ __all__ = [
 
 #: The report's file name, beside the results.
 REPORT_NAME = "report.html"
-OFF_LIST_ANSWERS = 50
-ROWS_PER_ANSWER = 5
-REASONS = 20
-EXAMPLE_ROWS = 20
-TRACKED = 1000
-_ANSWER_CHARS = 200
 
-_CLASSIFIED = "classified"
-_OFF_LIST = "off_list"
-# "row 12: ..." and "sheet 'Calls', row 12: ..." start the reasons of invalid rows: counted without them.
-_ROW_PREFIX = re.compile(r"^(?:sheet '[^']*', )?row \d+: ")
-
-
-# --- the aggregates the report needs from the rows ------------------------------------------------------------
-
-
-@dataclass
-class _Tally:
-    """Counts of up to ``TRACKED`` distinct keys, each with its first ``keep`` examples; rows with a key first
-    seen after that are counted in ``others``."""
-
-    keep: int
-    counts: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    others: int = 0
-
-    def add(self, key: str, example: dict[str, Any] | None = None) -> None:
-        if key in self.counts:
-            self.counts[key] += 1
-        elif len(self.counts) < TRACKED:
-            self.counts[key] = 1
-            self.examples[key] = []
-        else:
-            self.others += 1
-            return
-        kept = self.examples[key]
-        if example is not None and len(kept) < self.keep:
-            kept.append(example)
-
-    def top(self, count: int) -> list[tuple[str, int]]:
-        return sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))[:count]
-
-
-@dataclass
-class _Status:
-    rows: int = 0
-    reasons: _Tally = field(default_factory=lambda: _Tally(keep=0))
-    examples: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class RowDigest:
-    """What the report shows of the rows, counted as they go by in bounded memory (see the module's notes)."""
-
-    off_list: _Tally = field(default_factory=lambda: _Tally(keep=ROWS_PER_ANSWER))
-    off_list_rows: int = 0
-    statuses: dict[str, _Status] = field(default_factory=dict)
-
-    def add(self, row: Mapping[str, Any], number: int) -> None:
-        """Count one output row; ``number`` is its 1-based position in the input."""
-        status = str(row.get("status") or "")
-        if status == _CLASSIFIED:
-            return
-        where = {"row": number, "id": _text(row.get("id"))}
-        if status == _OFF_LIST:
-            self.off_list_rows += 1
-            self.off_list.add(_text(row.get("model_answer"))[:_ANSWER_CHARS], where)
-            return
-        reason = _text(row.get("reason"))
-        tally = self.statuses.setdefault(status, _Status())
-        tally.rows += 1
-        tally.reasons.add(_ROW_PREFIX.sub("", reason, count=1))
-        if len(tally.examples) < EXAMPLE_ROWS:
-            tally.examples.append({**where, "reason": reason})
-
-    def to_dict(self) -> dict[str, Any]:
-        """``off_list_answers`` and ``not_classified``, as they go into ``summary.json``."""
-        top = self.off_list.top(OFF_LIST_ANSWERS)
-        answers = [{"answer": answer, "count": count, "rows": self.off_list.examples[answer]} for answer, count in top]
-        not_classified: dict[str, Any] = {}
-        for status, tally in sorted(self.statuses.items()):
-            reasons = tally.reasons.top(REASONS)
-            not_classified[status] = {
-                "rows": tally.rows,
-                "reasons": [{"reason": reason, "count": count} for reason, count in reasons],
-                "other_reasons": tally.rows - sum(count for _, count in reasons),
-                "examples": tally.examples,
-            }
-        return {
-            "off_list_answers": {
-                "rows": self.off_list_rows,
-                "distinct": len(self.off_list.counts),
-                "answers": answers,
-                "not_listed": self.off_list_rows - sum(count for _, count in top),
-            },
-            "not_classified": not_classified,
-        }
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def batch_savings(
-    tokens: Mapping[str, Any], cost_usd: float | None, model_id: str, prices: PriceTable
-) -> dict[str, Any]:
-    """What the run's tokens would have cost on demand and what batch saved (nothing when the model has no price)."""
-    if cost_usd is None:
-        return {}
-    try:
-        all_on_demand = prices.cost(model_id, int(tokens["input"]), int(tokens["output"]), "on_demand")
-    except PriceNotFoundError:
-        return {}
-    return {
-        "on_demand_equivalent_usd": round(all_on_demand, 6),
-        "batch_saved_usd": round(all_on_demand - cost_usd, 6),
-    }
-
-
-# --- formatting ------------------------------------------------------------------------------------------------
-
-
-def _int(value: Any) -> str:
-    return f"{int(value or 0):,}"
-
-
-def _usd(value: Any) -> str:
-    if value is None:
-        return "unknown"
-    return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-STATUS_COLOURS = {
-    "classified": "#2e7d32",
-    "off_list": "#f9a825",
-    "unparseable": "#ef6c00",
-    "model_error": "#c62828",
-    "invalid_input": "#757575",
-    "pending": "#90a4ae",
-}
-
-
-def _confusion_axes(evaluation: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """The confusion matrix's rows (classes that are some row's truth) and columns (classes that are a truth or an
-    answer, then ``(no answer)`` when some row has none), in the task's order."""
-    per_class: Mapping[str, Mapping[str, Any]] = evaluation.get("per_class") or {}
-    confusion: Mapping[str, Mapping[str, int]] = evaluation.get("confusion") or {}
-    truths = [c for c, m in per_class.items() if m.get("support")]
-    answers = [c for c, m in per_class.items() if m.get("support") or m.get("predicted")]
-    if any(NO_ANSWER in cells for cells in confusion.values()):
-        answers.append(NO_ANSWER)
-    return truths, answers
-
-
-# --- the page ---------------------------------------------------------------------------------------------------
 
 PAGE_STYLE = """
 :root { color-scheme: light; --ink: #212121; --muted: #616161; --line: #e0e0e0; --tint: #f5f7fa; }
@@ -583,134 +429,3 @@ def _warnings_section(summary: Mapping[str, Any]) -> str:
         + "".join(f"<li>{escape(w)}</li>" for w in warnings)
         + "</ul></section>"
     )
-
-
-# --- the same figures as sheets of a workbook ------------------------------------------------------------------
-
-_PERCENT = "0.0%"
-_USD_FORMAT = "$#,##0.0000"
-
-
-def _title(text: str) -> list[Any]:
-    return [Styled(text, bold=True)]
-
-
-def _head(*names: str) -> list[Any]:
-    return [Styled(name, bold=True) for name in names]
-
-
-def _percent(value: Any) -> Styled:
-    return Styled(value, number_format=_PERCENT)
-
-
-def workbook_sheets(summary: Mapping[str, Any]) -> list[Sheet]:
-    """A ``summary`` sheet with the report's figures and, when there is a ground truth, a ``confusion`` sheet."""
-    sheets = [Sheet("summary", _summary_rows(summary), widths=(34, 16, 16, 14, 14, 14))]
-    evaluation = summary.get("evaluation") or {}
-    if evaluation.get("rows"):
-        sheets.append(_confusion_sheet(evaluation))
-    return sheets
-
-
-def _summary_rows(summary: Mapping[str, Any]) -> list[list[Any]]:
-    rows: list[list[Any]] = [_head("run", "")]
-    for name, key in (
-        ("file", "source"),
-        ("task", "task"),
-        ("model", "model_id"),
-        ("run id", "run_id"),
-        ("outcome", "outcome"),
-        ("headline", "headline"),
-    ):
-        if summary.get(key):
-            rows.append([name, summary[key]])
-    total = int(summary.get("rows") or 0)
-    rows.append(["rows", total])
-
-    rows += [[], _head("rows by status", "rows", "share")]
-    rows += [[s, n, _percent(share(n, total))] for s, n in (summary.get("by_status") or {}).items()]
-    by_class: Mapping[str, int] = summary.get("by_class") or {}
-    classified = sum(by_class.values())
-    rows += [[], _head("class", "rows", "share")]
-    rows += [[c, n, _percent(share(n, classified))] for c, n in by_class.items()]
-
-    evaluation = summary.get("evaluation") or {}
-    if evaluation.get("rows"):
-        rows += [[], _title("against the ground truth")]
-        rows.append(["labelled rows", evaluation["rows"]])
-        for name, key in (("accuracy", "accuracy"), ("accuracy on answered rows", "accuracy_answered")):
-            rows.append([name, _percent(evaluation.get(key))])
-        rows.append(["coverage", _percent(evaluation.get("coverage"))])
-        for name in ("macro", "weighted"):
-            averages = evaluation.get(name) or {}
-            rows.append([f"{name} F1", _percent(averages.get("f1"))])
-        rows += [[], _head("class", "precision", "recall", "F1", "support", "predicted")]
-        for name, m in (evaluation.get("per_class") or {}).items():
-            rows.append(
-                [
-                    name,
-                    _percent(m.get("precision")),
-                    _percent(m.get("recall")),
-                    _percent(m.get("f1")),
-                    m.get("support"),
-                    m.get("predicted"),
-                ]
-            )
-
-    tokens = summary.get("tokens")
-    if isinstance(tokens, Mapping):
-        cost = summary.get("cost") or {}
-        rows += [[], _head("tokens and cost", "input tokens", "output tokens", "USD")]
-        for kind, label, usd in (("batch", "batch", "batch_usd"), ("on_demand", "on demand", "on_demand_usd")):
-            used = tokens.get(kind) or {}
-            rows.append(
-                [label, used.get("input"), used.get("output"), Styled(cost.get(usd), number_format=_USD_FORMAT)]
-            )
-        rows.append(
-            [
-                "total",
-                tokens.get("input"),
-                tokens.get("output"),
-                Styled(summary.get("cost_usd"), number_format=_USD_FORMAT),
-            ]
-        )
-        for label, key in (
-            ("the same tokens on demand", "on_demand_equivalent_usd"),
-            ("saved by batch", "batch_saved_usd"),
-            ("saved by packing", "packing_saved_usd"),
-        ):
-            if cost.get(key) is not None:
-                rows.append([label, None, None, Styled(cost[key], number_format=_USD_FORMAT)])
-
-    off_list = summary.get("off_list_answers") or {}
-    if off_list.get("answers"):
-        rows += [[], _head("off-list answer", "rows", "first ids")]
-        for answer in off_list["answers"]:
-            ids = ", ".join(_text(r.get("id")) for r in answer.get("rows") or [])
-            rows.append([answer.get("answer"), answer.get("count"), ids])
-    for status, tally in (summary.get("not_classified") or {}).items():
-        if tally.get("reasons"):
-            rows += [[], _head(f"{status}: reason", "rows")]
-            rows += [[r.get("reason"), r.get("count")] for r in tally["reasons"]]
-
-    steps = (summary.get("timings") or {}).get("steps") or []
-    if steps:
-        rows += [[], _head("step", "seconds")]
-        rows += [[s.get("step"), s.get("seconds")] for s in steps]
-    warnings = summary.get("warnings") or []
-    if warnings:
-        rows += [[], _title("warnings")]
-        rows += [[w] for w in warnings]
-    return rows
-
-
-def _confusion_sheet(evaluation: Mapping[str, Any]) -> Sheet:
-    confusion: Mapping[str, Mapping[str, int]] = evaluation.get("confusion") or {}
-    truths, answers = _confusion_axes(evaluation)
-    rows: list[list[Any]] = [[Styled("true class \\ answer", bold=True), *(Styled(a, bold=True) for a in answers)]]
-    for truth in truths:
-        cells = confusion.get(truth) or {}
-        rows.append([Styled(truth, bold=True), *(cells.get(a, 0) for a in answers)])
-    last = get_column_letter(len(answers) + 1)
-    heat = f"B2:{last}{len(truths) + 1}" if truths and answers else None
-    return Sheet("confusion", rows, widths=(30, *([12] * len(answers))), freeze="B2", heat_map=heat)
