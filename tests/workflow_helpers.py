@@ -11,6 +11,7 @@ from typing import Any
 
 from batch_classifier.runs import run_id_of
 from batch_classifier.workflow import ObjectCreated
+from batch_classifier_cli.runtimes import Remote
 from batch_classifier_local.executions import finalize_result
 from batch_classifier_local.faults import FaultPlan
 from batch_classifier_local.runtime import LocalRuntime
@@ -123,3 +124,12 @@ def until(condition: Any, what: str, seconds: float = 60) -> Any:
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
     return found
+
+
+def as_served(runtime: LocalRuntime, console: str | None = None) -> Remote:
+    """The session's runtime as the CLI's commands find a running ``batch-classifier serve`` (its console at
+    ``console``)."""
+    assert runtime.stack is not None and runtime.bedrock is not None
+    return Remote(
+        runtime.endpoint, runtime.bedrock.url, runtime.stack.outputs, runtime.stack.state_machine_arn, console=console
+    )

@@ -20,7 +20,6 @@ import time
 import urllib.request
 import webbrowser
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from .run_command import _follow, _shards_processed, cmd_run
@@ -72,22 +71,24 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _execution_json(row: dict[str, Any]) -> dict[str, Any]:
     """One line of ``executions`` as JSON (times in ISO 8601)."""
+    from batch_classifier_local.executions import iso, seconds_between  # noqa: PLC0415
+
     stop = row.get("stopDate")
     return {
         "name": row["name"],
         "arn": row["executionArn"],
         "state_machine": row.get("state_machine"),
         "status": row["status"],
-        "started": _iso(row["startDate"]),
-        "stopped": _iso(stop),
-        "seconds": round((stop - row["startDate"]).total_seconds(), 3) if stop else None,
+        "started": iso(row["startDate"]),
+        "stopped": iso(stop),
+        "seconds": seconds_between(row["startDate"], stop),
         "file": row.get("file") or None,
     }
 
 
 def execution_details(sfn: Any, arn: str) -> dict[str, Any]:
     """What ``show`` prints, as JSON: the execution, then every state with its status, times, error and cause."""
-    from batch_classifier_local.executions import state_runs  # noqa: PLC0415
+    from batch_classifier_local.executions import iso, seconds_between, state_runs  # noqa: PLC0415
 
     described = sfn.describe_execution(executionArn=arn)
     stop = described.get("stopDate")
@@ -95,9 +96,9 @@ def execution_details(sfn: Any, arn: str) -> dict[str, Any]:
         "name": described["name"],
         "arn": described["executionArn"],
         "status": described["status"],
-        "started": _iso(described["startDate"]),
-        "stopped": _iso(stop),
-        "seconds": round((stop - described["startDate"]).total_seconds(), 3) if stop else None,
+        "started": iso(described["startDate"]),
+        "stopped": iso(stop),
+        "seconds": seconds_between(described["startDate"], stop),
         "error": described.get("error"),
         "cause": described.get("cause"),
         "states": [
@@ -105,8 +106,8 @@ def execution_details(sfn: Any, arn: str) -> dict[str, Any]:
                 "name": run.name,
                 "type": run.kind,
                 "status": run.status,
-                "entered": _iso(run.entered),
-                "exited": _iso(run.exited),
+                "entered": iso(run.entered),
+                "exited": iso(run.exited),
                 "seconds": None if run.seconds is None else round(run.seconds, 3),
                 "iterations": run.iterations or None,
                 "error": run.error,
@@ -115,10 +116,6 @@ def execution_details(sfn: Any, arn: str) -> dict[str, Any]:
             for run in state_runs(sfn, arn)
         ],
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ report), ``report`` (a run's HTML report, made again from its summary), ``evalua
 against its ground-truth column), ``estimate`` (tokens and cost before a run) and ``tasks`` (the bundled tasks) are
 in manual_commands.py; the local runtime's ``run`` (run_command.py), ``executions``, ``show``, ``redrive``,
 ``serve``, ``console`` and ``query`` in local_commands.py, with the runtime's discovery and settings in runtimes.py;
-``sample``, ``compare`` and ``review`` in labelling_commands.py; ``faults`` in fault_commands.py. Errors end the
+``sample``, ``compare`` and ``review`` in labelling_commands.py; ``merge-reviews`` and ``export-training`` in
+review_commands.py; ``faults`` in fault_commands.py. Errors end the
 command with one sentence and a non-zero exit code; ``--debug`` shows the traceback. Output cut short by its
 reader (``| head``) ends the command quietly, with the status a shell gives a command stopped by SIGPIPE.
 """
@@ -24,6 +25,7 @@ from .fault_commands import add_commands as add_fault_commands
 from .labelling_commands import add_commands as add_labelling_commands
 from .local_commands import add_commands
 from .manual_commands import _collect, _estimate, _evaluate, _prepare, _print_summary, _report, _tasks
+from .review_commands import add_commands as add_review_commands
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -143,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(commands, _print_summary)
     add_fault_commands(commands)
     add_labelling_commands(commands)
+    add_review_commands(commands)
 
     cmd = commands.add_parser("tasks", help="list the bundled tasks, or show one")
     cmd.add_argument("action", nargs="?", choices=["list", "show"], default="list")

@@ -43,13 +43,16 @@ from batch_classifier.pipeline import (
     PreparedRun,
     collect,
     cost_estimates,
+    expected_rows,
     prepare,
 )
 from batch_classifier.readers import open_table
 from batch_classifier.records import RowStatus
 from batch_classifier.report import REPORT_NAME, RowDigest, batch_savings, render_report, workbook_sheets
 from batch_classifier.results import output_columns
+from batch_classifier.review_queue import REVIEW_QUEUE_NAME, ReviewQueue, queue_summary
 from batch_classifier.tasks import Task, bundled_task_names, load_task
+from batch_classifier.writer_base import load_json_row
 from batch_classifier.writers import LocalTarget, open_sink, output_format_from_name
 
 from .progress import ProgressLine
@@ -200,6 +203,11 @@ def _collect(args: argparse.Namespace) -> int:
             f"--review adds drop-down columns for a reviewer, which only a workbook holds: write {out.stem}.xlsx, "
             "or turn any results file into a review workbook with batch-classifier review."
         )
+    if out.name == REVIEW_QUEUE_NAME:
+        raise BatchClassifierError(
+            f"{REVIEW_QUEUE_NAME} beside the results is the review queue collect writes (the rows that need review): "
+            "give the results file another name."
+        )
     # The rows are joined into a JSONL file first, then written in the asked format in one more pass that also
     # counts what the report shows of them; an XLSX then gets the summary's figures as sheets of its own.
     joined = out.with_name(f".{out.name}.joined.jsonl")
@@ -236,17 +244,21 @@ def _write_results(
     review: bool = False,
 ) -> None:
     """Write the joined rows to ``out`` in its format, counting them for the report; complete ``summary``.
-    ``review``: with the reviewer's columns and drop-downs of the task's categories (XLSX)."""
+    ``review``: with the reviewer's columns and drop-downs of the task's categories (XLSX). The rows flagged
+    ``needs_review`` also go to ``review.xlsx`` beside ``out`` (none, and an earlier one removed, when no row is)."""
     columns = output_columns(run.layout, labelled=run.plan.get("labelled", 0) > 0)
     digest = RowDigest()
     categories = run.task.category_names if review else None
+    queue_path = out.parent / REVIEW_QUEUE_NAME
     sink = open_sink(fmt, LocalTarget(out), columns, review_categories=categories)
+    queue = ReviewQueue(LocalTarget(queue_path), columns, run.task.category_names)
     try:
         with joined.open("rb") as lines:
             for number, line in enumerate(lines, start=1):
-                row = json.loads(line)
+                row = load_json_row(line)
                 digest.add(row, number)
                 sink.write(row)
+                queue.add(row)
                 if number % 10_000 == 0:
                     progress(f"writing {out.name}", number)
         summary["results_file"] = out.name
@@ -257,8 +269,13 @@ def _write_results(
         sink.add_sheets(workbook_sheets(summary))
     except BaseException:
         sink.abort()
+        queue.abort()
         raise
     sink.close()
+    queued = queue.close()
+    if not queued:
+        queue_path.unlink(missing_ok=True)  # an earlier collect's queue: these results have none
+    summary["review_queue"] = queue_summary(queued, queue_path.name if queued else None)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -323,6 +340,19 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  warning   {warning}")
     if summary.get("unreadable_line_count"):
         print(f"  warning   {summary['unreadable_line_count']:,} output lines could not be read (see summary.json)")
+    queue = summary.get("review_queue")
+    if isinstance(queue, dict):
+        where = f": {str(queue['file']).rsplit('/', 1)[-1]}" if queue.get("file") else f" ({queue.get('note', '')})"
+        print(f"  review    {int(queue.get('rows', 0)):,} rows need review{where}")
+    controls = summary.get("controls")
+    if isinstance(controls, dict) and controls.get("rows"):  # the task's control rows, in none of the figures above
+        minimum = controls.get("min_accuracy")
+        floor = f", minimum {minimum:.0%}" if minimum is not None else ""
+        state = ": degraded" if controls.get("degraded") else ""
+        print(
+            f"  controls  {controls['correct']:,} of {controls['rows']:,} control rows right "
+            f"({controls['accuracy']:.1%}{floor}){state}"
+        )
     print("  classes")
     width = max((len(c) for c in summary["by_class"]), default=0)
     for name, count in summary["by_class"].items():
@@ -435,7 +465,7 @@ def _estimate(args: argparse.Namespace) -> int:
         mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
         for _ in convert_rows(table.rows(), mapper, stats):
             if stats.rows % 10_000 == 0:
-                progress("reading rows", stats.rows)
+                progress("reading rows", stats.rows, expected_rows(table, stats.rows))
     progress.done()
     estimates = cost_estimates(task, stats.rows, stats.distinct_texts, stats.text_chars, PriceTable.load())
     print(f"Estimate for {args.input} with task {task.name!r} ({task.model_id})")

@@ -52,8 +52,8 @@ class ProgressLine:
         self._last_tenth = 0
         self._last_draw = 0.0
 
-    def __call__(self, stage: str, count: int) -> None:
-        self.update(stage, count)
+    def __call__(self, stage: str, count: int, total: int | None = None) -> None:
+        self.update(stage, count, total)
 
     def update(self, stage: str, count: int, total: int | None = None, note: str | None = None) -> None:
         """``count`` of ``total`` done in ``stage`` (a new stage starts its own bar and clock); ``note`` names the

@@ -262,7 +262,8 @@ def _download_results(runtime: Any, result: dict[str, Any], out: Path) -> dict[s
     folder = out / summary_key.rsplit("/", 2)[-2]
     folder.mkdir(parents=True, exist_ok=True)
     report = [result["report"]] if result.get("report") else []  # report.html, when FinalizeRun could write it
-    for uri in [*result["outputs"], result["summary"], *report]:
+    review = [result["review"]] if result.get("review") else []  # review.xlsx, when a row needs review
+    for uri in [*result["outputs"], result["summary"], *report, *review]:
         key = uri.removeprefix("s3://").split("/", 1)[1]
         s3.download_file(bucket, key, str(folder / key.rsplit("/", 1)[-1]))
     summary: dict[str, Any] = json.loads((folder / "summary.json").read_text(encoding="utf-8"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import re
 import uuid
 from datetime import UTC, datetime
@@ -228,7 +229,7 @@ def converse_request(body: Any) -> tuple[str, list[dict[str, Any]], int]:
 
 def anthropic_reply(model_id: str, completion: Completion) -> dict[str, Any]:
     return {
-        "id": f"msg_bdrk_{uuid.uuid4().hex[:24]}",
+        "id": f"msg_bdrk_{random.getrandbits(96):024x}",  # not uuid4: os.urandom lets other threads in, per record
         "type": "message",
         "role": "assistant",
         "model": model_id,

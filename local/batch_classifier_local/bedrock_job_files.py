@@ -35,6 +35,9 @@ MANIFEST_NAME = "manifest.json.out"
 _UPLOAD = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024, use_threads=False)
 # Bytes read at a time from an input body and from the local copy of an input file.
 _READ_BYTES = 256 * 1024
+# Bytes of output lines a spool gathers before it writes them: a job adds its lines one by one, and each write to a
+# file lets the other threads of the process (moto's server, the interpreter) take the interpreter for a while.
+_SPOOL_BUFFER = 256 * 1024
 
 
 class JobFailure(Exception):
@@ -82,10 +85,11 @@ class JobInput:
 
 class Spool:
     """A job's output lines until they are written: each output file's lines (JSON text and a newline) appended to
-    a local temporary file, with where each line ends. Close it to delete the files."""
+    a local temporary file (a few hundred KB at a time), with where each line ends. Close it to delete the files."""
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[IO[bytes], array[int]]] = {}
+        self._pending: dict[str, bytearray] = {}  # lines not written yet, by file
 
     def __enter__(self) -> Spool:
         return self
@@ -97,9 +101,20 @@ class Spool:
         entry = self._files.get(name)
         if entry is None:
             entry = self._files[name] = (local_file(), array("Q"))
-        file, ends = entry
-        file.write(line)
+            self._pending[name] = bytearray()
+        ends = entry[1]
+        pending = self._pending[name]
+        pending += line
+        if len(pending) >= _SPOOL_BUFFER:
+            self._write(name)
         ends.append((ends[-1] if ends else 0) + len(line))
+
+    def _write(self, name: str) -> None:
+        """Write the lines added since the last write (a job adds its lines one by one)."""
+        pending = self._pending[name]
+        if pending:
+            self._files[name][0].write(pending)
+            pending.clear()
 
     def names(self) -> list[str]:
         """The output files that have lines, sorted."""
@@ -110,12 +125,13 @@ class Spool:
 
     def reader(self, name: str, order: Sequence[int]) -> _LinesInOrder:
         """A file object of a file's lines in the given order (line numbers, in the order they were added)."""
+        self._write(name)
         file, ends = self._files[name]
         file.flush()
         return _LinesInOrder(file, ends, order)
 
     def close(self) -> None:
-        files, self._files = self._files, {}
+        files, self._files, self._pending = self._files, {}, {}
         for file, _ in files.values():
             file.close()
 

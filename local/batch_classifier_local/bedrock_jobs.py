@@ -27,11 +27,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .bedrock_answers import AnswerPool, Outcome, Request
 from .bedrock_api import BadInput, anthropic_reply, anthropic_request, converse_reply, converse_request
 from .bedrock_job_files import JobFailure, JobInput, Record, Spool, read_input, stream_records, write_output
 from .faults import OPEN_STATUSES, TERMINAL_STATUSES
@@ -171,6 +172,8 @@ class JobRunner:
         self.job_duration_seconds = job_duration_seconds
         self.closed = False
         self._lock = lock
+        self._answers: AnswerPool | None = None
+        self._answering = 0  # jobs answering their records
         self._on_answer = on_answer
 
     def start(self, job: Job) -> None:
@@ -309,13 +312,17 @@ class JobRunner:
             limit = min(limit, int(total * share))
         started = time.monotonic()
         written = 0
-        with contextlib.closing(stream_records(source, limit)) as records:
-            for index, record in records:
+        with (
+            self._answer_pool() as pool,
+            contextlib.closing(stream_records(source, limit)) as records,
+            contextlib.closing(pool.ahead(self._prepare(job, r, injected) for r in records)) as answered,
+        ):
+            for (index, record, so_far, request), outcome in answered:
                 if self.closed:
                     return "closed"
                 if job.stop_requested:
                     return "stop"
-                line, tokens = self._answer(job, record, injected.get(index))
+                line, tokens = self._answer(job, so_far, request, outcome)
                 with self._lock:
                     job.processed += 1
                     if "error" in line:
@@ -343,30 +350,80 @@ class JobRunner:
             return "timeout"
         return None
 
-    def _answer(self, job: Job, record: Record, injected: str | None) -> tuple[dict[str, Any], tuple[int, int]]:
+    @contextlib.contextmanager
+    def _answer_pool(self) -> Iterator[AnswerPool]:
+        """The processes that answer for the model while a job answers its records: started by the first job that
+        needs them, stopped when no job answers any more (they hold a hundred MB, and the runs' last steps need
+        the memory more)."""
+        with self._lock:
+            if self._answers is None or self._answers.model is not self.model:
+                if self._answers is not None:
+                    self._answers.close()
+                self._answers = AnswerPool(self.model)
+            pool = self._answers
+            self._answering += 1
+        try:
+            yield pool
+        finally:
+            with self._lock:
+                self._answering -= 1
+                idle = self._answering == 0 and self._answers is pool
+            if idle:
+                self.close_answers()
+
+    def close_answers(self) -> None:
+        """Stop the processes that answer for the model (no job answers, or the service stops)."""
+        with self._lock:
+            if self._answering and not self.closed:
+                return  # a job started answering meanwhile
+            answers, self._answers = self._answers, None
+        if answers is not None:
+            answers.close()
+
+    def _prepare(
+        self, job: Job, numbered: tuple[int, Record], injected: dict[int, str]
+    ) -> tuple[tuple[int, Record, dict[str, Any], Request | None], Request | None]:
+        """A record's output line so far and its request to the model, None when the line is already whole (a 400
+        error, or an injected one), keyed by the record's index, the record, the line and the request."""
+        index, record = numbered
         line: dict[str, Any] = {"recordId": record.record_id}
         if record.model_input is not None:
             line["modelInput"] = record.model_input
+        request: Request | None = None
+        error = injected.get(index)
         if record.problem is not None:
             line["error"] = {"errorCode": 400, "errorMessage": record.problem}
-            return line, (0, 0)
-        if injected is not None:
+        elif error is not None:
             line["error"] = {
-                "errorCode": int(injected) if injected.isdigit() else injected,
-                "errorMessage": _RECORD_ERROR_MESSAGES.get(injected, f"Injected error {injected}."),
+                "errorCode": int(error) if error.isdigit() else error,
+                "errorMessage": _RECORD_ERROR_MESSAGES.get(error, f"Injected error {error}."),
             }
-            return line, (0, 0)
-        try:
-            if job.invocation_type == "Converse":
-                system, messages, max_tokens = converse_request(record.model_input)
-            else:
-                system, messages, max_tokens = anthropic_request(record.model_input)
-        except BadInput as exc:
-            line["error"] = {"errorCode": 400, "errorMessage": f"Malformed input request: {exc}"}
+        else:
+            try:
+                if job.invocation_type == "Converse":
+                    request = converse_request(record.model_input)
+                else:
+                    request = anthropic_request(record.model_input)
+            except BadInput as exc:
+                line["error"] = {"errorCode": 400, "errorMessage": f"Malformed input request: {exc}"}
+        return (index, record, line, request), request
+
+    def _answer(
+        self, job: Job, line: dict[str, Any], request: Request | None, outcome: Outcome | None
+    ) -> tuple[dict[str, Any], tuple[int, int]]:
+        """The record's output line and its tokens: the model's answer to the request (``outcome``, from the answer
+        pool, or asked here when None) or the error line."""
+        if request is None:
             return line, (0, 0)
         started = time.monotonic()
         try:
-            completion = self.model.complete(system, messages, max_tokens)
+            if outcome is None:
+                completion = self.model.complete(*request)
+                took = time.monotonic() - started
+            elif isinstance(outcome, Exception):
+                raise outcome
+            else:
+                completion, took = outcome
         except TimeoutError as exc:
             line["error"] = {"errorCode": 408, "errorMessage": f"Model has timed out: {exc}"}
             return line, (0, 0)
@@ -377,12 +434,12 @@ class JobRunner:
             line["error"] = {"errorCode": 400, "errorMessage": str(exc)}
             return line, (0, 0)
         except Exception as exc:
-            _log.warning("the local model failed on record %s of job %s: %s", record.record_id, job.job_id, exc)
+            _log.warning("the local model failed on record %s of job %s: %s", line["recordId"], job.job_id, exc)
             line["error"] = {"errorCode": 500, "errorMessage": f"The model failed to answer: {exc}"}
             return line, (0, 0)
         self._on_answer()
         if job.invocation_type == "Converse":
-            line["modelOutput"] = converse_reply(completion, int((time.monotonic() - started) * 1000))
+            line["modelOutput"] = converse_reply(completion, int(took * 1000))
         else:
             line["modelOutput"] = anthropic_reply(job.model_id, completion)
         return line, (completion.input_tokens, completion.output_tokens)

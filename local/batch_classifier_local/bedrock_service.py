@@ -203,6 +203,7 @@ class LocalBedrock:
         for job in jobs:
             if job.thread is not None:
                 job.thread.join(timeout=10)
+        self._runner.close_answers()
 
     def __enter__(self) -> LocalBedrock:
         self.start()

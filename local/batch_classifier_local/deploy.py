@@ -11,7 +11,7 @@ import json
 import re
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class Stack:
     outputs: dict[str, str]
     functions: dict[str, FunctionSpec]
     state_machine_arn: str
+    workflow: list[str] = field(default_factory=list)  # the functions the state machine calls, in its order
 
     @property
     def customer_bucket(self) -> str:
@@ -110,13 +111,15 @@ def deploy_stack(
         for r in cloudformation.list_stack_resources(StackName=STACK_NAME)["StackResourceSummaries"]
         if r.get("LogicalResourceId")
     }
-    state_machine_arn = _set_definitions(root, client, sam, rendered, physical)
+    state_machine_arn, definition = _set_definitions(root, client, sam, rendered, physical)
     s3.put_bucket_notification_configuration(
         Bucket=outputs["CustomerBucketName"], NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
     _create_analytics(client, rendered, outputs)
     functions = _function_specs(root, client, sam, physical, environment)
-    return Stack(outputs=outputs, functions=functions, state_machine_arn=state_machine_arn)
+    called = {name: definition.find(f':function:{name}"') for name in functions}
+    workflow = sorted((name for name, at in called.items() if at >= 0), key=called.__getitem__)
+    return Stack(outputs=outputs, functions=functions, state_machine_arn=state_machine_arn, workflow=workflow)
 
 
 def _set_definitions(
@@ -125,10 +128,11 @@ def _set_definitions(
     sam: dict[str, Any],
     rendered: dict[str, Any],
     physical: dict[str, str],
-) -> str:
-    """Substitute each state machine's ASL file and set it (moto keeps an empty definition)."""
+) -> tuple[str, str]:
+    """Substitute each state machine's ASL file and set it (moto keeps an empty definition); returns the (last)
+    state machine's ARN and definition."""
     stepfunctions = client("stepfunctions")
-    arn = ""
+    arn = definition = ""
     for logical_id, resource in sam["Resources"].items():
         if resource["Type"] != "AWS::Serverless::StateMachine":
             continue
@@ -149,7 +153,7 @@ def _set_definitions(
             type="STANDARD",
         )
         arn = created["stateMachineArn"]
-    return arn
+    return arn, definition
 
 
 def _resolve(value: Any, physical: dict[str, str]) -> str:

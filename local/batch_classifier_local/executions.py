@@ -25,6 +25,18 @@ from batch_classifier.failures import INPUT_ERRORS, RECORDED_BY_WORKFLOW
 TERMINAL_FAILURES = {"FAILED", "TIMED_OUT", "ABORTED"}
 
 
+def iso(moment: Any) -> str | None:
+    """A time the API returned (a datetime), as ISO 8601; None when there is none."""
+    return moment.isoformat() if isinstance(moment, datetime) else (str(moment) if moment is not None else None)
+
+
+def seconds_between(start: Any, stop: Any) -> float | None:
+    """Seconds from ``start`` to ``stop`` (datetimes the API returned), to the millisecond; None without both."""
+    if isinstance(start, datetime) and isinstance(stop, datetime):
+        return round((stop - start).total_seconds(), 3)
+    return None
+
+
 class ExecutionNotRedrivable(Exception):
     """The execution cannot be redriven: Step Functions refuses, or a redrive would fail the same way."""
 
@@ -64,10 +76,12 @@ def resolve(sfn: Any, name_or_arn: str) -> str:
 
 
 def list_all(sfn: Any) -> list[dict[str, Any]]:
-    """Every execution of every state machine, newest first, with the uploaded file when known."""
+    """Every execution of every state machine (all pages), newest first, with the uploaded file when known."""
     rows = []
-    for machine in sfn.list_state_machines()["stateMachines"]:
-        for execution in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
+    machines = [m for page in sfn.get_paginator("list_state_machines").paginate() for m in page["stateMachines"]]
+    for machine in machines:
+        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine["stateMachineArn"])
+        for execution in (e for page in pages for e in page["executions"]):
             described = sfn.describe_execution(executionArn=execution["executionArn"])
             try:
                 source = json.loads(described.get("input") or "{}")

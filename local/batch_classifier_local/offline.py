@@ -3,7 +3,8 @@ knows from the request itself, as a Bedrock model would: the categories (names, 
 and bad examples) from the XML of the system prompt, the record from the user message. It answers in the
 tags the prompt asks for, so the rest of the pipeline cannot tell it from a model, except by its accuracy.
 A packed request (several ``<text number="N">`` elements in one message) gets one numbered ``<answer>`` per
-text, each text classified on its own.
+text, each text classified on its own. When the prompt's output format asks for a ``<confidence>`` (a task with
+``review: {confidence: true}``), each answer carries one: its score margin as a whole number (:func:`confidence`).
 
 It is a stand-in for tests and demos of the pipeline, not a classifier to rely on. Its vocabulary is the task's
 own prompt text plus a small hand-written lexicon of general English synonyms (:mod:`.lexicon`), which holds no
@@ -23,11 +24,12 @@ request abstains, or not, on its own.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import unescape
 
@@ -126,16 +128,26 @@ def words(text: str) -> list[tuple[str, str, bool]]:
     lowered = text.lower().replace("’", "'")
     found = []
     for raw in _WORD.findall(lowered):
-        word = raw
-        if "'" in word:
-            word = word.split("'", 1)[0]
-        if len(word) < 2 or word in _STOP_WORDS or word.isdigit():
+        known = _word_terms(raw)
+        if known is None:
             continue
-        found.append((stem(word), word, False))
-        field = _FIELD_OF.get(stem(word, inflections=True))
-        if field is not None:
-            found.append(("~" + field, word, True))
+        term, word, group = known
+        found.append((term, word, False))
+        if group is not None:
+            found.append((group, word, True))
     return found
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _word_terms(raw: str) -> tuple[str, str, str | None] | None:
+    """What :func:`words` makes of one word as found (lower case): its term, the word, and its lexicon group's term
+    (None: it has none); None when it is not a content word. Texts repeat their words, and a batch job repeats
+    them over and over: each is worked out once (the cache is bounded, and safe to share between threads)."""
+    word = raw.split("'", 1)[0] if "'" in raw else raw
+    if len(word) < 2 or word in _STOP_WORDS or word.isdigit():
+        return None
+    group = _FIELD_OF.get(stem(word, inflections=True))
+    return stem(word), word, None if group is None else "~" + group
 
 
 _INTENT = re.compile(
@@ -237,6 +249,7 @@ class ParsedPrompt:
     categories: tuple[ParsedCategory, ...]
     label_tag: str
     explanation_tag: str
+    confidence_tag: str | None = None  # the prompt asks for a confidence in this tag (see :func:`confidence`)
 
 
 _CATEGORY = re.compile(r"<category>(.*?)</category>", re.S)
@@ -268,7 +281,8 @@ def parse_prompt(system: str) -> ParsedPrompt:
     tags = [m[1] for m in _FORMAT_LINE.finditer(tail) if m[1] not in {"name", "description", "text", "reasoning"}]
     label_tag = tags[0] if tags else "classification"
     explanation_tag = tags[1] if len(tags) > 1 else "explanation"
-    return ParsedPrompt(tuple(categories), label_tag, explanation_tag)
+    confidence_tag = "confidence" if "confidence" in tags[2:] else None
+    return ParsedPrompt(tuple(categories), label_tag, explanation_tag, confidence_tag)
 
 
 _NUMBERED_TEXT = re.compile(r'<text number="(\d+)">\n')
@@ -334,6 +348,13 @@ class _Scorer:
     vectors: list[dict[str, float]]
     cues: list[frozenset[str]]
     abstain: str  # the answer that names no category (see ABSTAIN_ANSWERS)
+    # term → (category, weight) for each category whose vector has the term: a text's terms are looked up once each
+    postings: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for i, vector in enumerate(self.vectors):
+            for term, weight in vector.items():
+                self.postings.setdefault(term, []).append((i, weight))
 
 
 # What the classifier answers when it abstains: the first of these that is not a category's name or alias, so that
@@ -361,11 +382,17 @@ class OfflineClassifier:
 
     name = "offline-classifier"
     _CACHE_SIZE = 16
+    # Pure computation, the same answer in any process: the local Bedrock answers a job's records in processes of
+    # their own (see bedrock_answers), to which the classifier goes as its weights.
+    answers_in_processes = True
 
     def __init__(self, weights: Weights | None = None) -> None:
         self.weights = weights or Weights()
         self._scorers: OrderedDict[str, _Scorer] = OrderedDict()
         self._lock = threading.Lock()  # the local Bedrock may call from several threads
+
+    def __reduce__(self) -> tuple[type[OfflineClassifier], tuple[Weights]]:
+        return OfflineClassifier, (self.weights,)
 
     def complete(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion:
         scorer = self._scorer(system)
@@ -386,7 +413,7 @@ class OfflineClassifier:
 
     def _answer(self, scorer: _Scorer, text: str) -> str:
         """The answer to one text, in the tags the prompt asks for; ``none`` when it abstains."""
-        label, cues = self._classify(scorer, text)
+        label, cues, sure = self._classify(scorer, text)
         shown = ", ".join(f'"{c}"' for c in cues)
         if label is not None:
             why = f"strongest cues {shown} for {label}."
@@ -397,12 +424,16 @@ class OfflineClassifier:
         tags = scorer.prompt
         answer = label if label is not None else scorer.abstain
         reply = f"<{tags.label_tag}>{answer}</{tags.label_tag}>\n<{tags.explanation_tag}>Offline classifier: {why}"
-        return reply + f"</{tags.explanation_tag}>"
+        reply += f"</{tags.explanation_tag}>"
+        if tags.confidence_tag:  # asked for: its score margin, as a whole number 0..100 (0 when it abstains)
+            reply += f"\n<{tags.confidence_tag}>{sure}</{tags.confidence_tag}>"
+        return reply
 
     def classify(self, system: str, text: str) -> tuple[str | None, list[str]]:
         """The category for a record's text under a system prompt (None: it abstains), and the words that decided
         it (for an abstention on a tie, the words the tied categories share)."""
-        return self._classify(self._scorer(system), text)
+        label, cues, _ = self._classify(self._scorer(system), text)
+        return label, cues
 
     # -- building the profiles -------------------------------------------------------------------------
 
@@ -485,11 +516,14 @@ class OfflineClassifier:
                 surface.setdefault(term, word)
         return {t: math.log1p(v) for t, v in weights.items()}, surface
 
-    def _classify(self, scorer: _Scorer, text: str) -> tuple[str | None, list[str]]:
+    def _classify(self, scorer: _Scorer, text: str) -> tuple[str | None, list[str], int]:
         document, surface = self._document(text)
+        found: list[dict[str, float]] = [{} for _ in scorer.vectors]  # per category: its terms in the text's order
+        for t, v in document.items():
+            for i, weight in scorer.postings.get(t, ()):
+                found[i][t] = v * weight
         scored = []
-        for i, vector in enumerate(scorer.vectors):
-            parts = {t: v * vector[t] for t, v in document.items() if t in vector}
+        for i, parts in enumerate(found):
             score = sum(parts.values())
             if self.weights.name_cue_bonus:
                 score += self.weights.name_cue_bonus * sum(1 for t in scorer.cues[i] if t in document)
@@ -502,5 +536,13 @@ class OfflineClassifier:
             if best_parts[term] > 0 and surface[term] not in cues:
                 cues.append(surface[term])
         if best_score <= _TIE or tied:
-            return None, cues[:3]  # no evidence, or no margin between the best categories: abstain
-        return scorer.prompt.categories[best].name, cues[:3]
+            return None, cues[:3], 0  # no evidence, or no margin between the best categories: abstain
+        runner_up = scored[1][0] if len(scored) > 1 else 0.0
+        return scorer.prompt.categories[best].name, cues[:3], confidence(best_score, runner_up)
+
+
+def confidence(best: float, runner_up: float) -> int:
+    """The offline classifier's confidence in its best category, 50..100: 50 plus half its score margin over the
+    runner-up, relative to its own score (100: nothing else scored; near 50: a near tie). Deterministic."""
+    margin = (best - max(runner_up, 0.0)) / best if best > 0 else 0.0
+    return round(50 + 50 * min(max(margin, 0.0), 1.0))

@@ -230,7 +230,10 @@ class LocalRuntime:
         self.stack = deploy_stack(self.root, self.client, self.parameters, self.environment)
         state = self.state_dir or (self.root / ".local-runtime")
         self.pool = WorkerPool(
-            specs=self.stack.functions, log_dir=state / "logs", code_roots=[self.root / "layers" / "common"]
+            specs=self.stack.functions,
+            log_dir=state / "logs",
+            code_roots=[self.root / "layers" / "common"],
+            workflow=self.stack.workflow,
         )
         threading.Thread(target=self._watch_executions, daemon=True, name="execution-watcher").start()
         return self.stack

@@ -1,8 +1,9 @@
 """One warm Lambda container: a process that imports one function's handler and answers invocations.
 
 Started by :mod:`batch_classifier_local.workers` as ``python -m batch_classifier_local.worker <app.py>`` with the
-function's environment. Requests arrive as JSON lines on stdin (``{"event": ...}``); each answer is one JSON line
-on the protocol channel (the original stdout): ``{"ok": true, "result": ...}`` or ``{"ok": false, "errorType":
+function's environment. Once the handler is imported, it writes ``{"ready": true}`` on the protocol channel (the
+original stdout). Requests arrive as JSON lines on stdin (``{"event": ...}``); each answer is one JSON line on the
+protocol channel: ``{"ok": true, "result": ...}`` or ``{"ok": false, "errorType":
 ..., "errorMessage": ..., "stackTrace": [...]}`` as Lambda reports an unhandled exception. Everything the handler
 prints or logs goes to stderr, which the runtime keeps in the function's log file.
 """
@@ -39,6 +40,10 @@ class Context:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
+#: The line a worker writes once its handler is imported, before any answer.
+READY = '{"ready": true}'
+
+
 def _timeout_seconds() -> float:
     return float(os.environ.get("LOCAL_LAMBDA_TIMEOUT", "900"))  # the function's Timeout, enforced by workers.py
 
@@ -54,6 +59,7 @@ def main() -> None:
     spec.loader.exec_module(module)
     handler = module.lambda_handler
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", app.parent.name)
+    protocol.write(READY + "\n")  # imported: the runtime may warm the next worker
     for line in sys.stdin:
         request = json.loads(line)
         context = Context(

@@ -16,6 +16,7 @@ import boto3
 
 from batch_classifier.settings import Settings
 from batch_classifier.status import StatusStore
+from batch_classifier.storage import TASKS_PREFIX
 from batch_classifier.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,14 +99,19 @@ def create_status_table(dynamodb: Any, name: str) -> Any:
     )
 
 
-def create_cloud() -> Cloud:
-    """Buckets, status table (with its index) and topic, inside an active moto context."""
+def create_cloud(*, texts_per_request: int | None = None) -> Cloud:
+    """Buckets, status table (with its index) and topic, inside an active moto context. With ``texts_per_request``,
+    the customer bucket holds its own ``travel`` task sending that many texts a request (the tests that count one
+    request a text; the bundled task packs 6)."""
     s3 = boto3.client("s3", region_name=REGION)
     for bucket in (CUSTOMER, INTERNAL):
         s3.create_bucket(Bucket=bucket)
     # As template.yaml has it: the customer bucket keeps versions, so a run reads its upload as uploaded.
     s3.put_bucket_versioning(Bucket=CUSTOMER, VersioningConfiguration={"Status": "Enabled"})
     table = create_status_table(boto3.resource("dynamodb", region_name=REGION), TABLE)
+    if texts_per_request is not None:
+        task = load_task("travel").model_copy(update={"texts_per_request": texts_per_request})
+        s3.put_object(Bucket=CUSTOMER, Key=f"{TASKS_PREFIX}/travel.yaml", Body=task.to_yaml().encode("utf-8"))
     return Cloud(s3=s3, store=StatusStore(table), settings=Settings.from_env(ENVIRONMENT))
 
 

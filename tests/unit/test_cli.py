@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from test_pipeline import answer_jobs, write_input
+from test_pipeline import answer_jobs, prepare_labelled, write_input
 
 from batch_classifier_cli.main import main
 
@@ -21,7 +21,7 @@ def test_tasks_list_and_show(capsys):
 def test_prepare_collect_evaluate(tmp_path, capsys):
     source = tmp_path / "calls.csv"
     write_input(source, 150, empty=2)
-    assert main(["prepare", str(source), "--out", str(tmp_path / "prep"), "--label-column", "class"]) == 0
+    assert prepare_labelled(source, tmp_path / "prep") == 0
     printed = capsys.readouterr().out
     assert "rows                   150" in printed
     assert "invalid rows             2" in printed

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from aws_fixtures import CUSTOMER, ENVIRONMENT, REGION, TABLE, create_cloud
 from moto import mock_aws
-from test_pipeline import answer_jobs, write_input
+from test_pipeline import answer_jobs, one_text_task_file, write_input
 
 from batch_classifier.status import run_key
 from batch_classifier.tasks import load_task
@@ -42,7 +42,10 @@ def _unlabelled_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> P
         writer = csv.DictWriter(out, fieldnames=["conversation_id", "conversation", "agent"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(csv.DictReader(stream))  # every column but the ground truth, "class"
-    assert main(["prepare", str(source), "--out", str(tmp_path / "prep")]) == 0
+    assert (
+        main(["prepare", str(source), "--task", str(one_text_task_file(tmp_path)), "--out", str(tmp_path / "prep")])
+        == 0
+    )
     answer_jobs(tmp_path / "prep", tmp_path / "outputs")
     results = tmp_path / "results" / "results.csv"
     assert main(["collect", str(tmp_path / "prep"), "--outputs", str(tmp_path / "outputs"), "--out", str(results)]) == 0
@@ -89,14 +92,19 @@ def test_a_failed_prepare_leaves_the_previous_folder_as_it_was(tmp_path, capsys)
     source = tmp_path / "calls.csv"
     write_input(source, 250)
     prepared = tmp_path / "prepared"
-    assert main(["prepare", str(source), "--out", str(prepared), "--label-column", "class"]) == 0
+    task = one_text_task_file(tmp_path)
+    assert main(["prepare", str(source), "--task", str(task), "--out", str(prepared), "--label-column", "class"]) == 0
     before = _snapshot(prepared)
     assert "records.jsonl" in before and any(name.startswith("jobs/") for name in before)
 
     assert main(["prepare", str(tmp_path / "missing.csv"), "--out", str(prepared)]) == 1
     assert "No such file or directory" in capsys.readouterr().err
     assert _snapshot(prepared) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.csv", "prepared"]  # no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "calls.csv",
+        "prepared",
+        "travel.yaml",
+    ]  # no staging folder left
 
     # A bad option fails after the input was opened: the same.
     assert main(["prepare", str(source), "--out", str(prepared), "--text-column", "body"]) == 1
@@ -108,12 +116,13 @@ def test_prepare_replaces_its_folder_as_a_whole_when_it_succeeds(tmp_path, capsy
     write_input(big, 250)
     write_input(small, 20)
     prepared = tmp_path / "prepared"
-    assert main(["prepare", str(big), "--out", str(prepared)]) == 0
+    task = str(one_text_task_file(tmp_path))
+    assert main(["prepare", str(big), "--task", task, "--out", str(prepared)]) == 0
     assert list((prepared / "jobs").glob("*.jsonl"))
     assert main(["prepare", str(small), "--out", str(prepared)]) == 0
     assert not list((prepared / "jobs").glob("*.jsonl"))  # the bigger file's jobs are gone with the old folder
     assert json.loads((prepared / "plan.json").read_text())["rows"] == 20
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv", "prepared", "small.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv", "prepared", "small.csv", "travel.yaml"]
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -50,7 +50,9 @@ def put(s3, key: str, body: str | bytes) -> None:
     s3.put_object(Bucket=INTERNAL, Key=key, Body=body.encode() if isinstance(body, str) else body)
 
 
-def stage_run(cloud, rows: int, *, invalid: int = 0, score=lambda i: i, off_list=lambda i: None) -> RunRef:
+def stage_run(
+    cloud, rows: int, *, invalid: int = 0, score=lambda i: i, off_list=lambda i: None, flag=lambda i: False
+) -> RunRef:
     """What ConvertInput and ProcessShard leave for a run of ``rows`` labelled rows (the last ``invalid`` empty;
     a row ``i`` for which ``off_list(i)`` gives an answer was answered off the list)."""
     run = RunRef(run_id="r" * 12, task="travel", bucket=CUSTOMER, key="input_data/calls.csv", etag="e", size=1)
@@ -67,6 +69,7 @@ def stage_run(cloud, rows: int, *, invalid: int = 0, score=lambda i: i, off_list
             record = CanonicalRecord(i, f"c-{i}", f"call {i}", rid=record_id(i), first=True, label=label, carry=carry)
             guess = label if i % 4 else CLASSES[0]
             verdict = Verdict(RowStatus.CLASSIFIED, guess, "because", MatchMethod.EXACT, guess)
+            verdict.confidence, verdict.needs_review = (0.4, True) if flag(i) else (0.9, False)
             if off_list(i) is not None:
                 verdict = Verdict(RowStatus.OFF_LIST, rationale="because", answer=off_list(i), reason="not a category")
             verdicts.append(verdict.to_json(i))
@@ -121,8 +124,11 @@ def test_every_format_summary_rejects_and_analytics_from_one_pass(cloud):
         "outputs",
         "summary",
         "report",
+        "review",
         "warnings",
+        "controls",
     }
+    assert result["controls"] is None  # the task mixes no control rows in
     assert (result["rows"], result["warnings"], result["status"]) == (40, [], RunStatus.SUCCEEDED.value)
     # 2 of 40 rows (5%) not classified: within the default 5% the run simply succeeded.
     assert (result["outcome"], result["headline"]) == (
@@ -151,6 +157,52 @@ def test_every_format_summary_rejects_and_analytics_from_one_pass(cloud):
     assert analytics.schema == ANALYTICS_SCHEMA and analytics.num_rows == 40
     assert analytics.column("correct").to_pylist()[:4] == [True, True, True, False]
     assert cloud.store.get_run(run.run_id)["run_status"] == RunStatus.SUCCEEDED.value
+    assert no_pending_uploads(cloud.s3)
+
+
+def test_the_review_queue_holds_only_the_rows_that_need_review(cloud):
+    run = stage_run(cloud, 40, invalid=2, flag=lambda i: i in {3, 7, 20})
+    result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=(FileFormat.CSV,)))
+
+    prefix = result["summary"].rsplit("/", 1)[0]
+    assert result["review"] == f"{prefix}/review.xlsx"
+    assert result["review"] not in result["outputs"]  # not a results table: the report never reads it
+    book = load_workbook(io.BytesIO(read(cloud.s3, result["review"])))
+    sheet = book["results"]
+    header = [cell.value for cell in sheet[1]]
+    assert header[header.index("rationale") + 1 : header.index("rationale") + 4] == [
+        "review_label",
+        "verdict",
+        "review_note",
+    ]
+    rows = [dict(zip(header, values, strict=True)) for values in sheet.iter_rows(min_row=2, values_only=True)]
+    assert [r["id"] for r in rows] == ["c-3", "c-7", "c-20"]
+    assert {r["needs_review"] for r in rows} == {True} and {r["confidence"] for r in rows} == {0.4}
+    assert len(sheet.data_validations.dataValidation) == 2  # the review_label and verdict drop-downs
+    summary = json.loads(read(cloud.s3, result["summary"]))
+    assert summary["needs_review"] == 3
+    assert summary["review_queue"] == {"rows": 3, "file": result["review"].split("/", 3)[3]}
+    results = list(csv.DictReader(io.StringIO(read(cloud.s3, output(result, ".csv")).decode("utf-8-sig"))))
+    assert [r["needs_review"] for r in results[:4]] == ["false", "false", "true", "false"]
+    assert results[0]["confidence"] == "0.9" and results[-1]["confidence"] == ""  # an invalid row has none
+    assert no_pending_uploads(cloud.s3)
+
+
+def test_no_review_queue_when_no_row_needs_review(cloud):
+    run = stage_run(cloud, 10)
+    result = finalize_run(run, cloud.s3, cloud.store, with_settings(cloud, output_formats=(FileFormat.CSV,)))
+
+    assert result["review"] is None
+    prefix = result["summary"].removeprefix(f"s3://{CUSTOMER}/").rsplit("/", 1)[0]
+    keys = [o["Key"] for o in cloud.s3.list_objects_v2(Bucket=CUSTOMER, Prefix=prefix)["Contents"]]
+    assert not any(k.endswith("review.xlsx") for k in keys)
+    summary = json.loads(read(cloud.s3, result["summary"]))
+    assert summary["needs_review"] == 0
+    assert summary["review_queue"] == {
+        "rows": 0,
+        "file": None,
+        "note": "no row needs review: review.xlsx was not written",
+    }
     assert no_pending_uploads(cloud.s3)
 
 
@@ -202,7 +254,7 @@ def test_the_xlsx_results_are_a_workbook_to_work_in(cloud):
     workbook = load_workbook(io.BytesIO(read(cloud.s3, output(result, ".xlsx"))))
     assert workbook.sheetnames == ["results", "summary", "confusion"]
     results = workbook["results"]
-    assert results.freeze_panes == "A2" and results.auto_filter.ref == results.dimensions == "A1:L41"
+    assert results.freeze_panes == "A2" and results.auto_filter.ref == results.dimensions == "A1:N41"  # 14 columns
     assert [c.value for c in results[1]][:3] == ["id", "conversation_id", "conversation"]
     figures = {row[0]: row[1:] for row in workbook["summary"].iter_rows(values_only=True) if row and row[0]}
     assert figures["rows"][0] == 40 and figures["accuracy"][0] == summary["evaluation"]["accuracy"]

@@ -41,7 +41,7 @@ def cloud(monkeypatch):
         monkeypatch.setenv(name, value)
     with mock_aws():
         aws.reset()
-        made = create_cloud()
+        made = create_cloud(texts_per_request=1)
         yield made
         aws.reset()
 

@@ -116,6 +116,7 @@ PREFIX_MARKERS: tuple[tuple[str, str], ...] = (
     (r"\banalytics_key\(", "analytics/"),
     (r"\boutput_prefix\(", "output_data/"),
     (r"\bTASKS_PREFIX\b", "config/tasks/"),
+    (r"\bcontrol_key\(", "config/controls/"),
     (r"\brun\.key\b", "input_data/"),
     (r"\bRunFiles\(|\bfiles\.|\bresults_key\(|\bretries_key\(|\btexts_key\b|\bplan\.key\b", "runs/"),
 )
@@ -126,7 +127,7 @@ _KEY_KEYWORDS = frozenset({"key", "Key", "prefix", "Prefix"})
 JUSTIFIED_GRANTS: dict[tuple[str, str], str] = {
     # Without s3:ListBucket, S3 answers a GET of a missing key with AccessDenied instead of NoSuchKey, and
     # load_run_task could no longer tell "no user task of that name" (use the bundled one) from a refusal.
-    ("ConvertInputFunction", "s3:ListBucket"): "NoSuchKey for a missing config/tasks/<task>.yaml",
+    ("ConvertInputFunction", "s3:ListBucket"): "NoSuchKey for a missing config/tasks/<task>.yaml or control file",
 }
 
 #: S3 actions the analysis sees but the code never makes, and why: (function, action, bucket, prefix) → reason.
@@ -786,6 +787,7 @@ def test_what_the_analysis_finds_for_convert_input() -> None:
     assert Need("s3:GetObject", "InternalBucket", "runs/") in wanted  # records.jsonl read back when ids repeat
     assert Need("s3:GetObjectVersion", "CustomerBucket", "input_data/") in wanted
     assert Need("s3:GetObject", "CustomerBucket", "config/tasks/") in wanted
+    assert Need("s3:GetObject", "CustomerBucket", "config/controls/") in wanted  # the task's control file
     assert Need("s3:AbortMultipartUpload", "InternalBucket", "runs/") in wanted
     assert {need.action for need in wanted if not need.action.startswith("s3:")} == {"dynamodb:UpdateItem"}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -36,7 +37,7 @@ from batch_classifier.workflow import RunRef, ShardRef
 from batch_classifier_local import bedrock_job_files, bedrock_jobs
 from batch_classifier_local.bedrock_service import LocalBedrock
 from batch_classifier_local.faults import TERMINAL_STATUSES, FaultPlan
-from batch_classifier_local.models import Completion
+from batch_classifier_local.models import Completion, ModelThrottled
 
 REGION = "us-east-1"
 CREDENTIALS = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -457,6 +458,39 @@ def test_converse_jobs_write_converse_responses(service: LocalBedrock, bedrock: 
     assert reply["usage"] == {"inputTokens": 6, "outputTokens": 7, "totalTokens": 13}
     assert isinstance(reply["metrics"]["latencyMs"], int)
     assert parse_output_line(json.dumps(line)).output_tokens == 7
+
+
+class ProcessModel(EchoModel):
+    """The echo model, answering in the local Bedrock's answer processes (it says which one answered)."""
+
+    answers_in_processes = True
+
+    def complete(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> Completion:
+        if "throttle" in messages[-1]["content"]:
+            raise ModelThrottled("slow down")
+        echoed = super().complete(system, messages, max_tokens)
+        return Completion(f"{echoed.text} pid {os.getpid()}", echoed.input_tokens, echoed.output_tokens)
+
+
+def test_a_model_that_allows_it_answers_in_processes_of_its_own(s3: Any, prefix: str) -> None:
+    texts = [f"text {i}" for i in range(200)]
+    texts[7], texts[150] = "boom", "throttle"
+    lines = [json.dumps({"recordId": f"R{i:010d}", "modelInput": anthropic_input(t)}) for i, t in enumerate(texts)]
+    source = put_lines(s3, f"{prefix}/in.jsonl", [*lines, "not json"])
+    with LocalBedrock(s3, ProcessModel(), time_scale=FAST) as service:
+        bedrock, _ = clients(service)
+        arn = create(bedrock, "in-processes", source, s3_uri(BUCKET, f"{prefix}/out/"))
+        job, _ = wait(bedrock, arn)
+        assert service.stats.records_answered == 198  # counted in the service's process
+
+    assert (job["status"], job["successRecordCount"], job["errorRecordCount"]) == ("Completed", 198, 3)
+    by_id = {line["recordId"]: line for line in read_lines(s3, f"{prefix}/out/{job_id(arn)}/in.jsonl.out")}
+    errors = {rid: line["error"]["errorCode"] for rid, line in by_id.items() if "error" in line}
+    assert errors == {"R0000000007": 500, "R0000000150": 429, "00000000201": 400}
+    answered = [line for line in by_id.values() if "modelOutput" in line]
+    pids = {line["modelOutput"]["content"][0]["text"].rsplit(" ", 1)[1] for line in answered}
+    assert len(answered) == 198 and str(os.getpid()) not in pids
+    assert all(f"<explanation>{texts[int(line['recordId'][1:])]}</explanation>" in str(line) for line in answered)
 
 
 def test_invoke_model_bodies_in_a_converse_job_are_record_errors(

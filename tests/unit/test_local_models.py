@@ -36,7 +36,15 @@ from batch_classifier_local.models import (
     model_from_env,
     model_from_spec,
 )
-from batch_classifier_local.offline import numbered_texts, parse_prompt, record_text, split_turns, stem
+from batch_classifier_local.offline import (
+    _FIELD_OF,
+    numbered_texts,
+    parse_prompt,
+    record_text,
+    split_turns,
+    stem,
+    words,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample-data" / "travel_calls.csv"
 SEED_FILE = "travel_conversations_labeled.xlsx"
@@ -109,6 +117,17 @@ def test_splits_transcripts_on_one_line_or_many() -> None:
         assert [t.customer for t in turns] == [True, False, True]
         assert turns[0].text == "I want to cancel."
     assert [t.customer for t in split_turns("plain text without roles")] == [True]
+
+
+def test_words_are_stemmed_and_grouped_the_same_however_often_they_come() -> None:
+    text = "I'd like to CANCEL my bookings, the bookings I booked: 2 cancelled flights and a refund. Refund it!"
+    expected = []
+    for raw in ["cancel", "bookings", "bookings", "booked", "cancelled", "flights", "refund", "refund"]:
+        expected.append((stem(raw), raw, False))
+        if (field := _FIELD_OF.get(stem(raw, inflections=True))) is not None:
+            expected.append(("~" + field, raw, True))
+    assert [w for w in words(text) if w[1] not in {"like"}] == expected
+    assert words(text) == words(text)
 
 
 def test_a_prompt_without_categories_is_refused() -> None:
@@ -585,3 +604,19 @@ def test_openai_client_forwards_a_packed_request_and_its_reply_splits_by_number(
     labels = [extract_answer(split.answers[n], task.output_tags).label for n in (1, 2, 3)]
     assert labels == ["Complaint", "Refund Issues", "Booking Inquiry"]
     assert (reply.input_tokens, reply.output_tokens) == (2400, 60)
+
+
+def test_the_openai_client_passes_a_packed_reply_with_confidences_through_unchanged(fake_openai: _FakeOpenAI) -> None:
+    task = load_task("travel")
+    asked = task.model_copy(update={"review": task.review.model_copy(update={"confidence": True})})
+    reply = (
+        '<answer number="1">\n<classification>Complaint</classification>\n<explanation>rude</explanation>\n'
+        "<confidence>83</confidence>\n</answer>\n"
+        '<answer number="2">\n<classification>Refund Issues</classification>\n<explanation>money</explanation>\n'
+        "<confidence>55%</confidence>\n</answer>"
+    )
+    fake_openai.responses.append((200, _reply(reply)))
+    system, messages, max_tokens = _packed_body(asked, ["the staff were rude", "I want my money back"])
+    assert "<confidence>" in system  # the prompt asks for it
+    completion = OpenAICompatibleModel(fake_openai.base_url, "m", timeout=5).complete(system, messages, max_tokens)
+    assert completion.text == reply

@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 import pytest
+from moto import backends
 from moto.awslambda.models import LambdaFunction
 from moto.s3.models import FakeKey, FakeMultipart
 from moto.stepfunctions.responses import StepFunctionResponse
@@ -68,3 +69,16 @@ def test_a_failed_check_undoes_the_patches_made_before_it(monkeypatch: pytest.Mo
     with pytest.raises(RuntimeError, match="redrive patch"):
         moto_patches.install()
     assert LambdaFunction.__dict__["invoke"] is original and not moto_patches._PATCHED
+
+
+def test_the_server_lists_moto_s_services_once() -> None:
+    listed = list(backends.list_of_moto_modules())
+    original = backends.list_of_moto_modules
+    moto_patches.install()
+    try:
+        assert backends.list_of_moto_modules is not original
+        assert list(backends.list_of_moto_modules()) == listed and "s3" in listed and "stepfunctions" in listed
+        assert backends.list_of_moto_modules() is backends.list_of_moto_modules()  # no listing of the folder
+    finally:
+        moto_patches.uninstall()
+    assert backends.list_of_moto_modules is original

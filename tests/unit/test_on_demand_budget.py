@@ -244,7 +244,7 @@ def cloud(monkeypatch):
         monkeypatch.setenv(name, value)
     with mock_aws():
         aws.reset()
-        yield create_cloud()
+        yield create_cloud(texts_per_request=1)
         aws.reset()
 
 

@@ -41,7 +41,13 @@ from batch_classifier.runs import convert_input, plan_retries, process_shard, re
 from batch_classifier.settings import Settings
 from batch_classifier.sharding import ShardKind
 from batch_classifier.storage import RunFiles
-from batch_classifier.tasks import DEFAULT_TEXTS_PER_REQUEST, InvocationType, Task, load_task
+from batch_classifier.tasks import (
+    DEFAULT_TEXTS_PER_REQUEST,
+    SUGGESTED_TEXTS_PER_REQUEST,
+    InvocationType,
+    Task,
+    load_task,
+)
 from batch_classifier.workflow import ObjectCreated, RoundPlan, ShardRef
 
 TASK = load_task("travel").model_copy(update={"texts_per_request": 5})
@@ -94,7 +100,9 @@ def test_a_converse_packed_request():
 
 def test_texts_per_request_is_a_task_setting_from_1_to_50():
     travel = load_task("travel")
-    assert travel.texts_per_request == DEFAULT_TEXTS_PER_REQUEST  # the bundled task does not say
+    assert travel.texts_per_request == SUGGESTED_TEXTS_PER_REQUEST == 6  # the bundled tasks pack six
+    unsaid = {key: value for key, value in travel.model_dump().items() if key != "texts_per_request"}
+    assert Task.model_validate(unsaid).texts_per_request == DEFAULT_TEXTS_PER_REQUEST == 1  # a task that does not say
     text = re.sub(r"(?m)^texts_per_request: \d+$", "texts_per_request: 7", travel.to_yaml())
     assert Task.model_validate(yaml.safe_load(text)).texts_per_request == 7
     for bad in (0, 51):
@@ -540,7 +548,7 @@ def test_prepare_packs_the_job_files_and_collect_gives_every_row_once(tmp_path):
 
 
 def test_a_task_that_packs_needs_the_output_format_placeholder():
-    travel = load_task("travel").model_dump()
+    travel = {key: value for key, value in load_task("travel").model_dump().items() if key != "texts_per_request"}
     own = {**travel, "system_template": "{{persona}}\n{{categories}}\nAnswer with <classification>."}
     assert Task.model_validate(own).texts_per_request == 1  # one text a request: the task's own format is enough
     with pytest.raises(ValueError, match="needs \\{\\{output_format\\}\\} in its system_template"):

@@ -93,9 +93,26 @@ def answer_jobs(
 
 @pytest.fixture
 def travel():
+    """The bundled task at one text a request, as these tests count requests (packing: test_packing.py)."""
     return load_task("travel").model_copy(
-        update={"input": load_task("travel").input.with_overrides(label_column="class")}
+        update={"input": load_task("travel").input.with_overrides(label_column="class"), "texts_per_request": 1}
     )
+
+
+def one_text_task_file(folder: Path) -> Path:
+    """The bundled ``travel`` task at one text a request, as a task file for ``--task``."""
+    path = folder / "travel.yaml"
+    path.write_text(load_task("travel").model_copy(update={"texts_per_request": 1}).to_yaml(), encoding="utf-8")
+    return path
+
+
+def prepare_labelled(source: Path, prepared: Path) -> int:
+    """``batch-classifier prepare`` of a labelled file (``class``) with ``travel`` at one text a request, its task
+    file beside ``source``; the exit status."""
+    from batch_classifier_cli.main import main  # noqa: PLC0415
+
+    task = one_text_task_file(source.parent)
+    return main(["prepare", str(source), "--task", str(task), "--out", str(prepared), "--label-column", "class"])
 
 
 def test_prepare_writes_jobs_records_and_plan(tmp_path, travel):

@@ -173,3 +173,42 @@ def _read_all(fd: int) -> str:
             break
         chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_prepare_reading_a_file_shows_a_percentage_from_the_bytes_read(tmp_path):
+    from test_pipeline import write_input  # noqa: PLC0415
+
+    from batch_classifier.pipeline import prepare  # noqa: PLC0415
+    from batch_classifier.tasks import load_task  # noqa: PLC0415
+
+    source = tmp_path / "calls.csv"
+    write_input(source, 40_000)
+    out = io.StringIO()
+    prepare(source, tmp_path / "prep", load_task("travel"), progress=ProgressLine(out, interval=0))
+    reading = [line for line in out.getvalue().splitlines() if line.startswith("reading rows:")]
+    # "reading rows:  49% 10000/20531 [...]": the total estimated from the bytes read (readers read ahead in blocks)
+    assert len(reading) >= 2 and all("%" in line for line in reading), reading
+    assert reading[-1].startswith("reading rows: 100% 40000/40000 ["), reading
+
+
+def test_a_table_says_how_much_of_its_input_it_has_read(tmp_path):
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from batch_classifier.readers import open_table  # noqa: PLC0415
+
+    csv_file = tmp_path / "calls.csv"
+    csv_file.write_text("id,text\n" + "".join(f"{i},text number {i}\n" for i in range(50_000)), encoding="utf-8")
+    with open_table(csv_file) as table:
+        rows = table.rows()
+        next(rows)
+        assert 0 < table.fraction_read() < 1
+        assert sum(1 for _ in rows) == 49_999 and table.fraction_read() == 1.0
+    with csv_file.open("rb") as stream, open_table(stream, name="calls.csv") as table:
+        assert table.fraction_read() is None  # a stream's size is not known
+
+    parquet_file = tmp_path / "calls.parquet"
+    pq.write_table(pa.table({"id": list(range(1000)), "text": ["t"] * 1000}), parquet_file)
+    with open_table(parquet_file) as table:
+        assert table.fraction_read() == 0.0
+        assert sum(1 for _ in table.rows()) == 1000 and table.fraction_read() == 1.0

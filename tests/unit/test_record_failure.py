@@ -67,7 +67,7 @@ def cloud(monkeypatch):
         monkeypatch.setenv(name, value)
     with mock_aws():
         aws.reset()
-        made = create_cloud()
+        made = create_cloud(texts_per_request=1)
         sns = boto3.client("sns", region_name=REGION)
         assert sns.create_topic(Name=TOPIC)["TopicArn"] == TOPIC_ARN
         sqs = boto3.client("sqs", region_name=REGION)

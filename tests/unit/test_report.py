@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from openpyxl import load_workbook
-from test_pipeline import answer_jobs, write_input
+from test_pipeline import answer_jobs, prepare_labelled, write_input
 
 from batch_classifier import report, report_digest
 from batch_classifier.evaluation import NO_ANSWER, evaluate
@@ -214,7 +214,7 @@ def collected(tmp_path: Path, out: str) -> Path:
     """A prepared and answered run of 150 labelled rows (2 empty, 2 answered off the list), collected to ``out``."""
     source = tmp_path / "calls.csv"
     write_input(source, 150, empty=2)
-    assert main(["prepare", str(source), "--out", str(tmp_path / "prep"), "--label-column", "class"]) == 0
+    assert prepare_labelled(source, tmp_path / "prep") == 0
     answer_jobs(tmp_path / "prep", tmp_path / "outputs")
     for path in (tmp_path / "outputs").rglob("*.jsonl.out"):
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -7,7 +7,7 @@ import json
 import pytest
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
-from test_pipeline import answer_jobs, write_input
+from test_pipeline import answer_jobs, one_text_task_file, write_input
 
 from batch_classifier.errors import OutputFormatError
 from batch_classifier.evaluation import UNKNOWN_TRUTH, TruthSource, evaluate, reviewed_truth
@@ -178,7 +178,10 @@ def test_review_command_refuses_other_formats_and_missing_predictions(tmp_path, 
 def test_collect_review_needs_a_workbook(tmp_path, capsys):
     source = tmp_path / "calls.csv"
     write_input(source, 120)
-    assert main(["prepare", str(source), "--out", str(tmp_path / "prep")]) == 0
+    assert (
+        main(["prepare", str(source), "--task", str(one_text_task_file(tmp_path)), "--out", str(tmp_path / "prep")])
+        == 0
+    )
     answer_jobs(tmp_path / "prep", tmp_path / "outputs")
     common = ["collect", str(tmp_path / "prep"), "--outputs", str(tmp_path / "outputs"), "--review"]
     assert main([*common, "--out", str(tmp_path / "out" / "calls.csv")]) != 0

@@ -43,7 +43,7 @@ def cloud(monkeypatch):
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
-        yield create_cloud()
+        yield create_cloud(texts_per_request=1)
 
 
 def round_shards(cloud, plan: RoundPlan) -> list[ShardRef]:

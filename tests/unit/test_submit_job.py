@@ -63,7 +63,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusStore]:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="bbc-internal-test")
         s3.put_object(
-            Bucket="bbc-internal-test", Key=RunFiles(RUN_ID).task, Body=load_task("travel").to_yaml().encode()
+            Bucket="bbc-internal-test",
+            Key=RunFiles(RUN_ID).task,
+            Body=load_task("travel").model_copy(update={"texts_per_request": 1}).to_yaml().encode(),
         )
         s3.put_object(Bucket="bbc-internal-test", Key=EVENT["shard"]["texts_key"], Body=TEXTS)
         yield StatusStore(table)

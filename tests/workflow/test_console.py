@@ -15,10 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from workflow_helpers import clear_faults, run_id_of_execution, run_item, until, write_calls
+from workflow_helpers import as_served, clear_faults, run_id_of_execution, run_item, until, write_calls
 
 from batch_classifier_cli import local_commands, runtimes
-from batch_classifier_cli.runtimes import Remote
 from batch_classifier_local.console import ConsoleServer
 from batch_classifier_local.faults import FaultPlan
 from batch_classifier_local.runtime import LocalRuntime
@@ -338,13 +337,7 @@ def test_names_and_errors_with_markup_stay_text(console, runs):
 
 
 def test_the_console_command_prints_the_url_without_a_browser(console, runtime, monkeypatch, capsys):
-    remote = Remote(
-        runtime.endpoint,
-        runtime.bedrock.url,
-        runtime.stack.outputs,
-        runtime.stack.state_machine_arn,
-        console=console.url,
-    )
+    remote = as_served(runtime, console.url)
     monkeypatch.setattr(runtimes, "running_server", lambda: remote)
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
         monkeypatch.delenv(name, raising=False)

@@ -5,11 +5,13 @@ again, alone when the request of several texts was refused."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from workflow_helpers import ROOT, results_rows, run_id_of_execution, shard_items, write_calls
+from workflow_helpers import ROOT, SAMPLE, results_rows, run_id_of_execution, shard_items, write_calls
 
 from batch_classifier.packing import alone_id
 from batch_classifier.records import pack_id, record_id
@@ -21,11 +23,14 @@ ROWS = 500  # 100 requests of 5 texts: one batch job of the 100-record minimum
 TRAVEL = ROOT / "layers" / "common" / "batch_classifier" / "tasks" / "travel.yaml"
 
 
-def _upload_packed_task(runtime: LocalRuntime, name: str, texts_per_request: int) -> None:
-    """The bundled travel task as a user's task of its own that sends ``texts_per_request`` texts a request."""
+def _upload_packed_task(runtime: LocalRuntime, name: str, texts_per_request: int | None) -> None:
+    """The bundled travel task as a user's task of its own that sends ``texts_per_request`` texts a request (None:
+    as the bundled task says)."""
     assert runtime.stack is not None
     task = TRAVEL.read_text(encoding="utf-8").replace("name: travel", f"name: {name}", 1)
-    task += f"texts_per_request: {texts_per_request}\n"
+    if texts_per_request is not None:
+        task, changed = re.subn(r"(?m)^texts_per_request: \d+$", f"texts_per_request: {texts_per_request}", task)
+        assert changed == 1
     key = f"config/tasks/{name}.yaml"
     runtime.client("s3").put_object(Bucket=runtime.stack.customer_bucket, Key=key, Body=task.encode())
 
@@ -79,6 +84,26 @@ def test_five_texts_a_request_classify_every_row_once_from_a_fraction_of_the_byt
     assert packed_bytes < single_bytes / 3
     assert {r["id"]: r["class"] for r in rows} == {r["id"]: r["class"] for r in single_rows}  # each text on its own
     assert summary["tokens"]["input"] > 0
+
+
+def test_the_bundled_task_as_shipped_sends_six_texts_a_request_and_answers_as_one_at_a_time(runtime, tmp_path):
+    """The sample file with the bundled travel task unchanged: its 223 texts are 38 requests of up to 6, under a
+    job's 100-record minimum, so they go on demand; every row is answered as it is at one text a request (the
+    session's own ``travel`` task, see tests/conftest.py)."""
+    _upload_packed_task(runtime, "shipped", None)
+    source = tmp_path / "travel_calls.csv"
+    shutil.copy(SAMPLE, source)
+    arn, described = _run(runtime, source, "input_data/shipped/travel_calls.csv")
+    shards = shard_items(runtime, run_id_of_execution(described))
+    assert [(s["kind"], int(s["records"])) for s in shards] == [("on_demand", 38)]
+    summary, rows = results_rows(runtime, arn)
+    assert summary["rows"] == len(rows) == 223
+
+    single_arn, _ = _run(runtime, source, "input_data/travel/travel_calls.csv")
+    _, single_rows = results_rows(runtime, single_arn)
+    assert {r["id"]: (r["status"], r["class"]) for r in rows} == {
+        r["id"]: (r["status"], r["class"]) for r in single_rows
+    }
 
 
 def test_a_refused_packed_record_goes_again_alone_and_lost_ones_go_again_packed(runtime, tmp_path):

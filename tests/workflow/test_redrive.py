@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from workflow_helpers import (
     HAPPY,
+    as_served,
     results_rows,
     run_id_of_execution,
     run_item,
@@ -21,7 +22,7 @@ from workflow_helpers import (
 )
 
 from batch_classifier_cli import local_commands, runtimes
-from batch_classifier_cli.runtimes import LocalRuntimeError, Remote
+from batch_classifier_cli.runtimes import LocalRuntimeError
 from batch_classifier_local.executions import ExecutionNotRedrivable, format_execution, history, redrive
 from batch_classifier_local.runtime import LocalRuntime
 
@@ -48,7 +49,7 @@ def attempt_states(events: list[dict], attempt: int) -> list[str]:
 @pytest.fixture
 def served_by(runtime: LocalRuntime, monkeypatch: pytest.MonkeyPatch) -> LocalRuntime:
     """The session's runtime as `batch-classifier serve` would be found by the CLI's commands."""
-    remote = Remote(runtime.endpoint, runtime.bedrock.url, runtime.stack.outputs, runtime.stack.state_machine_arn)
+    remote = as_served(runtime)
     monkeypatch.setattr(runtimes, "running_server", lambda: remote)
     return runtime
 

@@ -62,3 +62,7 @@ class PriceFileError(BatchClassifierError):
 
 class SpendCapError(BatchClassifierError):
     """A run's estimated cost is above the cap (MaxRunCostUsd or the task's max_cost_usd): nothing was submitted."""
+
+
+class ControlFileError(BatchClassifierError):
+    """A task's control file (``controls.file``) is missing, unreadable, or has too few usable labelled rows."""

@@ -56,6 +56,7 @@ INPUT_ERRORS = frozenset(
         "InputTooLargeError",
         "MissingColumnError",
         "TaskError",
+        "ControlFileError",
     }
 )
 

@@ -9,6 +9,9 @@ A paid run never fails because of an output: a table that cannot be written is d
 so no half object is left) with a warning in the summary, and the other tables still land; so is the report.
 Failing to read the run's own records or verdicts still fails the step, as does writing the summary.
 
+The same pass writes the review queue, ``review.xlsx`` (:mod:`.review_queue`): a review workbook of only the rows
+flagged ``needs_review``, published when it holds a row (dropped otherwise, and a warning if it cannot be written).
+
 The summary holds what the report (``report.html``, :mod:`.report`) shows, so the report can be made again from
 it for any past run: the counts and the evaluation, the bounded aggregates of the rows counted in the same pass
 (:class:`~.report.RowDigest`), what the same tokens cost on demand, and ``timings``, the time of each part of the
@@ -29,6 +32,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .analytics import ANALYTICS_COLUMNS, ANALYTICS_SCHEMA, analytics_row
+from .controls import ControlTally, controls_from_plan, degraded_note, load_controls
 from .cost import PriceTable
 from .errors import PriceNotFoundError
 from .formats import FileFormat
@@ -39,11 +44,13 @@ from .results import (
     SummaryBuilder,
     cost_summary,
     join_verdicts,
+    judge_missing,
     merge_verdicts,
     output_columns,
     output_row,
     read_verdicts,
 )
+from .review_queue import REVIEW_QUEUE_NAME, flagged, queue_summary
 from .runs import run_plan, run_task
 from .settings import Settings
 from .sharding import ShardKind
@@ -65,26 +72,6 @@ from .writers import CONTENT_TYPES, S3Target, TableSink, open_sink
 
 _log = logging.getLogger(__name__)
 
-#: The analytics table's columns and types: those of the Glue table ``AnalyticsResultsTable`` in template.yaml.
-ANALYTICS_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("task", pa.string()),
-        ("source_key", pa.string()),
-        ("row_id", pa.string()),
-        ("class", pa.string()),
-        ("rationale", pa.string()),
-        ("status", pa.string()),
-        ("match", pa.string()),
-        ("label", pa.string()),
-        ("correct", pa.bool_()),
-        ("truncated", pa.bool_()),
-        ("model_id", pa.string()),
-        ("processed_at", pa.string()),
-        ("task_version", pa.string()),
-    ]
-)
-ANALYTICS_COLUMNS = tuple(ANALYTICS_SCHEMA.names)
 REJECTS_COLUMNS = ("row", "id", "reason")
 _WARNING_CHARS = 300
 _VERDICTS_BUFFER = 64 * 1024
@@ -107,6 +94,7 @@ def finalize_run(
     summary = SummaryBuilder(categories=task.category_names)
     digest = RowDigest()
     tables = _Tables()
+    tally = _control_tally(s3, settings, files, plan, task)
 
     for fmt in _results_formats(settings, plan["rows"], tables.warnings):
         target = S3Target(s3, run.bucket, f"{prefix}{stem}.{fmt.value}", CONTENT_TYPES[fmt])
@@ -114,10 +102,22 @@ def finalize_run(
     parquet = FileFormat.PARQUET
     analytics = S3Target(s3, settings.internal_bucket, analytics_key(day, run.run_id), CONTENT_TYPES[parquet])
     tables.open("analytics", parquet, analytics, ANALYTICS_COLUMNS, parquet_schema=ANALYTICS_SCHEMA, results=False)
+    # The review queue: the rows flagged needs_review, as a review workbook (dropped when it holds none).
+    queue = _Tables(warnings=tables.warnings)
+    queue_target = S3Target(s3, run.bucket, f"{prefix}{REVIEW_QUEUE_NAME}", CONTENT_TYPES[FileFormat.XLSX])
+    queue.open(
+        REVIEW_QUEUE_NAME,
+        FileFormat.XLSX,
+        queue_target,
+        columns,
+        xlsx_max_rows=settings.xlsx_max_rows,
+        review_categories=task.category_names,
+    )
     try:
-        _join_run(s3, settings, files, layout, shared, summary, digest, tables, run, task)
+        _join_run(s3, settings, files, layout, shared, summary, digest, tables, run, task, queue, tally)
     except BaseException:
         tables.abort()
+        queue.abort()
         raise
 
     shards = list(store.shards(run.run_id))
@@ -128,11 +128,19 @@ def finalize_run(
     result["task_version"] = task.version_id
     result.update(digest.to_dict())
     outcome = run_outcome(result["rows"], result["by_status"], settings.error_rows_percent)
-    result["outcome"] = outcome.value
     result["headline"] = outcome.headline(result["rows"], result["by_status"])
+    if tally is not None:
+        result["controls"] = tally.to_dict()
+        note = degraded_note(result["controls"])
+        if note and outcome is not RunOutcome.FAILED:  # a degraded run still succeeds: its outcome says so
+            outcome = RunOutcome.DEGRADED
+            result["headline"] = f"{note}; {result['headline']}"
+    result["outcome"] = outcome.value
     result["warnings"] = tables.warnings
     tables.add_sheets(result)
     outputs = [t.target.key for t in tables.close() if t.results]  # the ones published, in the settings' order
+    queued = _close_queue(queue)
+    result["review_queue"] = queue_summary(summary.needs_review, queue_target.key if queued else None)
     if plan.get("invalid"):
         rejects = S3Target(s3, run.bucket, f"{prefix}rejects.csv", CONTENT_TYPES[FileFormat.CSV])
         if _write_rejects(s3, settings, files, rejects, tables.warnings):
@@ -156,6 +164,7 @@ def finalize_run(
         tokens={"input": result["tokens"]["input"], "output": result["tokens"]["output"]},
         cost_usd=result["cost_usd"],
         accuracy=result.get("evaluation", {}).get("accuracy"),
+        **({"control_accuracy": result["controls"]["accuracy"]} if "controls" in result else {}),
         **({"error": NOTHING_CLASSIFIED, "cause": result["headline"]} if failed else {}),
     )
     return {
@@ -168,8 +177,28 @@ def finalize_run(
         "outputs": [f"s3://{run.bucket}/{k}" for k in outputs],
         "summary": f"s3://{run.bucket}/{summary_key}",
         "report": f"s3://{run.bucket}/{report_key}" if "report" in result else None,
+        "review": f"s3://{run.bucket}/{queue_target.key}" if queued else None,
         "warnings": tables.warnings,
+        # The control rows' figures, for the notification (None: the task mixes none in; the state selects the key).
+        "controls": _brief(result["controls"]) if "controls" in result else None,
     }
+
+
+def _brief(controls: dict[str, Any]) -> dict[str, Any]:
+    """The control figures the notification carries (``summary.json`` has the wrong answers too)."""
+    return {k: controls[k] for k in ("rows", "correct", "accuracy", "min_accuracy", "degraded")}
+
+
+def _control_tally(
+    s3: Any, settings: Settings, files: RunFiles, plan: dict[str, Any], task: Task
+) -> ControlTally | None:
+    """The tally of the run's control rows (None when it mixed none in)."""
+    if not controls_from_plan(plan):
+        return None
+    with open_object(s3, settings.internal_bucket, files.controls) as lines:
+        controls = load_controls(lines)
+    minimum = task.controls.min_accuracy if task.controls else None
+    return ControlTally(controls, task.category_names, minimum)
 
 
 def _results_formats(settings: Settings, rows: int, warnings: list[str]) -> list[FileFormat]:
@@ -212,9 +241,17 @@ class _Tables:
         results: bool = True,
         xlsx_max_rows: int | None = None,
         parquet_schema: pa.Schema | None = None,
+        review_categories: Sequence[str] | None = None,
     ) -> None:
         try:
-            sink = open_sink(fmt, target, columns, xlsx_max_rows=xlsx_max_rows, parquet_schema=parquet_schema)
+            sink = open_sink(
+                fmt,
+                target,
+                columns,
+                xlsx_max_rows=xlsx_max_rows,
+                parquet_schema=parquet_schema,
+                review_categories=review_categories,
+            )
         except Exception as error:  # an output never fails a paid run
             self._warn(label, error)
             return
@@ -279,9 +316,13 @@ def _join_run(
     tables: _Tables,
     run: RunRef,
     task: Task,
+    queue: _Tables,
+    tally: ControlTally | None = None,
 ) -> None:
-    """One pass over the records and the merged verdicts: each output row goes to every results table, its
-    analytics row to the analytics table, and both to the summary and the report's digest."""
+    """One pass over the records and the merged verdicts: each output row goes to every results table (and to the
+    review queue when it is flagged), its analytics row to the analytics table, and both to the summary and the
+    report's digest. The control rows' verdicts go to ``tally`` alone (no record has them), and their analytics
+    rows (``control`` true) after the user's."""
     bucket = settings.internal_bucket
     keys = sorted(k for k in list_keys(s3, bucket, files.results_prefix) if k.endswith(".jsonl"))
     processed_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -294,37 +335,34 @@ def _join_run(
         with open_seekable(s3, bucket, files.records) as records_stream:
             records = (CanonicalRecord.from_json(line) for line in records_stream)
             verdicts = merge_verdicts(read_verdicts(stream) for stream in streams)
+            if tally is not None:
+                verdicts = tally.tap(verdicts)
             for record, verdict in join_verdicts(records, verdicts, shared):
                 row = output_row(record, verdict, layout)
                 summary.add(record, row)
                 digest.add(row, record.row)
                 tables.write(results, row)
+                if queue.tables and flagged(row):
+                    queue.write(queue.tables, row)
                 if analytics:
-                    tables.write(analytics, _analytics_row(run, task, record, row, processed_at))
+                    tables.write(analytics, analytics_row(run, task, record, row, processed_at))
+            for _ in verdicts:  # verdicts past the last user row's: control texts the join did not need
+                pass
+        if tally is not None and analytics:
+            for control, verdict in tally.rows():
+                row = output_row(control, verdict or judge_missing(), layout)
+                tables.write(analytics, analytics_row(run, task, control, row, processed_at))
     finally:
         for stream in streams:
             stream.close()
 
 
-def _analytics_row(
-    run: RunRef, task: Task, record: CanonicalRecord, row: dict[str, Any], processed_at: str
-) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "task": task.name,
-        "source_key": run.key,
-        "row_id": record.id,
-        "class": row.get("class"),
-        "rationale": row.get("rationale"),
-        "status": row["status"],
-        "match": row.get("match"),
-        "label": record.label,
-        "correct": row.get("correct"),
-        "truncated": record.truncated,
-        "model_id": task.model_id,
-        "processed_at": processed_at,
-        "task_version": task.version_id,
-    }
+def _close_queue(queue: _Tables) -> bool:
+    """Publish the review queue when it holds a row (dropped otherwise); whether it was published."""
+    if any(t.sink.rows for t in queue.tables if not t.failed):
+        return bool(queue.close())
+    queue.abort()
+    return False
 
 
 def _write_rejects(s3: Any, settings: Settings, files: RunFiles, target: S3Target, warnings: list[str]) -> bool:

@@ -117,6 +117,7 @@ class TextIndex:
     """Gives each distinct text a record id; identical texts share the id of their first occurrence."""
 
     _ids: dict[bytes, int] = field(default_factory=dict)
+    _reserved: int = 0
 
     def assign(self, record: CanonicalRecord) -> int:
         """Set the record's id (and ``first``); returns its index, 0 for a record that is not sent."""
@@ -125,14 +126,22 @@ class TextIndex:
         key = hashlib.blake2b(record.text.encode(), digest_size=16).digest()
         index = self._ids.get(key)
         if index is None:
-            index = len(self._ids) + 1
+            index = len(self._ids) + self._reserved + 1
             self._ids[key] = index
             record.first = True
         record.rid = record_id(index)
         return index
 
+    def reserve(self, record: CanonicalRecord) -> int:
+        """Give a control row's text an index of its own (``first``), shared with no other row: a control row's
+        verdict is never given to a user's row, nor a user's row's to it."""
+        self._reserved += 1
+        index = len(self._ids) + self._reserved
+        record.first, record.rid = True, record_id(index)
+        return index
+
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._ids) + self._reserved
 
 
 @dataclass(slots=True)
@@ -146,6 +155,8 @@ class ConvertStats:
     truncated: int = 0
     text_chars: int = 0
     labelled: int = 0
+    # Control rows mixed in (:mod:`.controls`): their texts are in distinct_texts and text_chars, in no row count.
+    controls: int = 0
     duplicate_ids: int = 0
     duplicate_id_examples: list[str] = field(default_factory=list)
     duplicate_id_hashes: set[int] = field(default_factory=set)
@@ -160,13 +171,19 @@ class ConvertStats:
             "duplicate_texts": self.duplicate_texts,
             "truncated": self.truncated,
             "labelled": self.labelled,
+            "controls": self.controls,
             "duplicate_ids": self.duplicate_ids,
             "duplicate_id_examples": self.duplicate_id_examples,
         }
 
 
-def convert_rows(rows: Iterable[Row], mapper: RecordMapper, stats: ConvertStats) -> Iterator[CanonicalRecord]:
+def convert_rows(
+    rows: Iterable[Row | CanonicalRecord], mapper: RecordMapper, stats: ConvertStats
+) -> Iterator[CanonicalRecord]:
     """Map, validate and index every row, counting as it goes; yields records in input order.
+
+    Control records mixed in (:func:`.controls.mix_controls`, already mapped) get a text index of their own and count
+    as texts, not rows.
 
     Duplicate ids are counted at the end from 8-byte hashes of the ids (a report, not a decision, so a hash
     collision costs nothing); :func:`duplicate_id_examples` finds example ids in a second look when needed.
@@ -174,6 +191,13 @@ def convert_rows(rows: Iterable[Row], mapper: RecordMapper, stats: ConvertStats)
     index = TextIndex()
     id_hashes: array[int] | None = array("q") if mapper.mapping.id_column else None
     for row in rows:
+        if isinstance(row, CanonicalRecord):
+            index.reserve(row)
+            stats.controls += 1
+            stats.distinct_texts += 1
+            stats.text_chars += len(row.text)
+            yield row
+            continue
         record = mapper.map(row)
         text_index = index.assign(record)
         stats.rows += 1

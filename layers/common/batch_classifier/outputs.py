@@ -9,13 +9,18 @@ fatal: its record is then missing from the output and ends as a model error.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
 from typing import IO, Any
 
+import orjson
+
+from .confidence import CONFIDENCE_TAG, parse_confidence
 from .tasks import OutputTags
 
 MANIFEST_NAME = "manifest.json.out"
@@ -109,13 +114,32 @@ def parse_manifest(data: bytes | str) -> Manifest:
 
 def read_output_lines(stream: IO[bytes], name: str, bad: list[BadLine]) -> Iterator[ModelResult]:
     """Results of every readable line of one output file; unreadable lines are appended to ``bad``."""
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in enumerate(_lines(stream), start=1):
         if not raw.strip():
             continue
         try:
             yield parse_output_line(raw)
         except (ValueError, TypeError, KeyError, SyntaxError) as exc:
             bad.append(BadLine(file=name, line=number, problem=str(exc) or type(exc).__name__))
+
+
+_READ_BUFFER = 1 << 20
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The lines of ``stream``, read through a buffer of a megabyte: an output line echoes its request, so lines run
+    to kilobytes, and a file opened with the default buffer (8 KiB) would be read in pieces joined again, line by line.
+    The buffer is detached at the end, leaving ``stream`` open for its owner to close."""
+    try:
+        buffered = io.BufferedReader(stream, buffer_size=_READ_BUFFER)  # type: ignore[type-var]
+    except (AttributeError, OSError, ValueError):  # not a readable binary stream (an iterable of lines, say)
+        yield from stream
+        return
+    try:
+        yield from buffered
+    finally:
+        with suppress(ValueError):  # the stream was closed first: nothing is left to detach
+            buffered.detach()
 
 
 def parse_output_line(raw: bytes | str) -> ModelResult:
@@ -154,16 +178,36 @@ def _parse_fast(raw: bytes) -> ModelResult | None:
         colon = _COLON.match(raw, at + len(key))
         if colon is None:
             return None
-        tail = raw[colon.end() :].decode()
-        try:
-            value, _ = _DECODER.raw_decode(tail, len(tail) - len(tail.lstrip()))
-        except json.JSONDecodeError:
+        value = _decode_tail(raw, colon.end())
+        if value is _UNREAD:
             return None
         record = rid[1].decode()
         if key == b'"error"':
             return _error_result(record, value)
         return model_result(record, value) if isinstance(value, dict) else None
     return None
+
+
+_UNREAD = object()
+
+
+def _decode_tail(raw: bytes, start: int) -> Any:
+    """The JSON value at ``start`` in ``raw``, the line's last key's value (``_UNREAD`` if it cannot be read).
+
+    The value normally runs to the line's closing brace, and orjson reads it at once; when something follows it (a key
+    after ``modelOutput``), the json module finds where it ends."""
+    end = len(raw.rstrip())
+    if end > start and raw[end - 1] == 0x7D:  # "}", the line's object closing after the value
+        try:
+            return orjson.loads(raw[start : end - 1])
+        except orjson.JSONDecodeError:
+            pass
+    tail = raw[start:].decode()
+    try:
+        value, _ = _DECODER.raw_decode(tail, len(tail) - len(tail.lstrip()))
+    except json.JSONDecodeError:
+        return _UNREAD
+    return value
 
 
 def model_result(record_id: str, output: dict[str, Any]) -> ModelResult:
@@ -251,10 +295,12 @@ def _python_literals(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The label and explanation found in a reply (label None when the reply has no label tag)."""
+    """The label and explanation found in a reply (label None when the reply has no label tag), and the confidence
+    (0..1) when the reply gives a readable one."""
 
     label: str | None
     explanation: str | None
+    confidence: float | None = None
 
 
 _QUOTES = "\"'`*“”‘’«»"
@@ -263,7 +309,9 @@ _QUOTES = "\"'`*“”‘’«»"
 def extract_answer(text: str, tags: OutputTags) -> Answer:
     """Find ``<label-tag>`` and ``<explanation-tag>`` (also ``<class>`` followed by a rationale).
 
-    Tolerates whitespace, quotes and text around the tags, tag case, and a reply cut off inside the tags.
+    Tolerates whitespace, quotes and text around the tags, tag case, and a reply cut off inside the tags. A
+    ``<confidence>`` is read when there is one (:func:`~.confidence.parse_confidence`); a missing or garbled one
+    leaves the answer as it is, without a confidence.
     """
     for tag in dict.fromkeys((tags.label, "classification", "class", "category")):
         raw, rest = _tag_value(text, tag)
@@ -274,7 +322,8 @@ def extract_answer(text: str, tags: OutputTags) -> Answer:
                 explanation, _ = _tag_value(text, "rationale")
             if explanation is None:
                 explanation = _free_text(rest)
-            return Answer(label=label, explanation=explanation)
+            said, _ = _tag_value(text, CONFIDENCE_TAG)
+            return Answer(label=label, explanation=explanation, confidence=parse_confidence(said))
     return Answer(label=None, explanation=None)
 
 

@@ -16,16 +16,28 @@ for what each step produces. A prepared folder holds:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+from .controls import (
+    CONTROLS_NAME,
+    ControlTally,
+    CountingReader,
+    controls_from_plan,
+    input_fraction,
+    load_controls,
+    local_controls,
+    mix_controls,
+    write_controls,
+)
 from .cost import CostEstimate, PriceTable, estimate_cost, tokens_for_chars
 from .errors import BatchClassifierError, EmptyInputError
 from .labels import LabelMatcher
@@ -33,7 +45,7 @@ from .mapping import ConvertStats, OutputLayout, RecordMapper, convert_rows, dup
 from .outputs import MANIFEST_NAME, BadLine, Manifest, parse_manifest, read_output_lines
 from .packing import Requests
 from .prompts import PackedPrompt, render_packed_prompt, render_prompt
-from .readers import open_table
+from .readers import Row, Table, open_table
 from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
 from .results import (
     SummaryBuilder,
@@ -63,11 +75,21 @@ SHARED = "shared.json"
 # Tokens a reply takes: a label and a sentence or two of explanation.
 ESTIMATED_OUTPUT_TOKENS = 60
 
-Progress = Callable[[str, int], None]
+
+class Progress(Protocol):
+    """A progress callback: ``done`` units of ``stage``, of ``total`` when known (or estimated)."""
+
+    def __call__(self, stage: str, done: int, total: int | None = None, /) -> None: ...
 
 
-def _quiet(stage: str, done: int) -> None:
+def _quiet(stage: str, done: int, total: int | None = None) -> None:
     """The default progress callback: says nothing."""
+
+
+def expected_rows(table: Table, rows: int) -> int | None:
+    """The rows a table will give, estimated from the part of the input ``rows`` rows took; None when unknown."""
+    fraction = table.fraction_read()
+    return round(rows / fraction) if fraction and rows else None
 
 
 class PreparedRunError(BatchClassifierError):
@@ -94,10 +116,21 @@ def convert_file(
     name: str | None = None,
     options: InputOptions | None = None,
     progress: Progress = _quiet,
+    controls: Sequence[CanonicalRecord] = (),
+    controls_seed: str = "",
+    size: int | None = None,
 ) -> tuple[ConvertStats, OutputLayout]:
-    """Read an input file and write canonical records, distinct texts and rejects (the ConvertInput step)."""
+    """Read an input file and write canonical records, distinct texts and rejects (the ConvertInput step).
+
+    ``controls``: control records to mix in (:mod:`.controls`; seeded by ``controls_seed``), their texts written
+    among the input's; they get their record ids here and are not written to ``records_out``. ``size``: the bytes of
+    a ``source`` stream, to tell how much of it was read."""
     options = options or InputOptions()
     stats = ConvertStats()
+    counter = None
+    if controls and not isinstance(source, str | os.PathLike):
+        counter = CountingReader(source)
+        source = io.BufferedReader(counter)
     with open_table(
         source,
         name=name,
@@ -108,8 +141,17 @@ def convert_file(
     ) as table:
         mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
         dumps = json.JSONEncoder(ensure_ascii=False).encode
-        for record in convert_rows(table.rows(), mapper, stats):
+        rows: Iterable[Row | CanonicalRecord] = (
+            mix_controls(table.rows(), controls, input_fraction(table, counter, size), controls_seed)
+            if controls
+            else table.rows()
+        )
+        for record in convert_rows(rows, mapper, stats):
             text_json = dumps(record.text)
+            if record.control:
+                texts_out.write(text_json)
+                texts_out.write("\n")
+                continue
             records_out.write(record.to_json(text_json))
             records_out.write("\n")
             if record.first:
@@ -119,10 +161,10 @@ def convert_file(
                 rejects_out.write(dumps({"row": record.row, "id": record.id, "reason": record.reason}))
                 rejects_out.write("\n")
             if stats.rows % 10_000 == 0:
-                progress("reading rows", stats.rows)
+                progress("reading rows", stats.rows, expected_rows(table, stats.rows))
         if stats.rows == 0:
             raise EmptyInputError(f"{table.name!r} has a header but no rows; there is nothing to classify.")
-    progress("reading rows", stats.rows)
+        progress("reading rows", stats.rows, expected_rows(table, stats.rows))
     return stats, mapper.layout
 
 
@@ -218,7 +260,10 @@ def prepare(
     progress: Progress = _quiet,
 ) -> PreparedRun:
     """Convert an input file and write its Bedrock batch job files into ``folder``."""
+    # Control rows (the task's controls), drawn for this input file: seeded by its name, as a run is by its id.
+    controls = local_controls(task, Path(source).name)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONTROLS_NAME).unlink(missing_ok=True)
     for sub in (JOBS_DIR, ON_DEMAND_DIR):
         (folder / sub).mkdir(exist_ok=True)
         for stale in (folder / sub).glob("*.jsonl"):
@@ -229,8 +274,19 @@ def prepare(
         (folder / REJECTS).open("w", encoding="utf-8") as rejects_out,
     ):
         stats, layout = convert_file(
-            source, task, records_out, texts_out, rejects_out, options=options, progress=progress
+            source,
+            task,
+            records_out,
+            texts_out,
+            rejects_out,
+            options=options,
+            progress=progress,
+            controls=controls,
+            controls_seed=Path(source).name,
         )
+    if controls:
+        with (folder / CONTROLS_NAME).open("w", encoding="utf-8") as controls_out:
+            write_controls(controls_out, controls)
 
     if stats.duplicate_id_hashes:
         with (folder / RECORDS).open("rb") as lines:
@@ -347,6 +403,7 @@ def collect(
     bad_lines: list[BadLine] = []
     unknown = files = lines = 0
     summary = SummaryBuilder(categories=run.task.category_names)
+    tally = _control_tally(run)
     layout = run.layout
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="collect-") as scratch:
@@ -374,7 +431,8 @@ def collect(
 
         with ExitStack() as open_files:
             streams = [read_verdicts(open_files.enter_context(p.open("rb"))) for p in spilled]
-            joined = join_verdicts(run.records(), merge_verdicts(streams), run.shared)
+            verdicts = tally.tap(merge_verdicts(streams)) if tally else merge_verdicts(streams)
+            joined = join_verdicts(run.records(), verdicts, run.shared)
 
             def rows() -> Iterator[dict[str, Any]]:
                 for record, verdict in joined:
@@ -385,8 +443,12 @@ def collect(
                     yield row
 
             write_table(out_file, output_columns(layout, labelled=run.plan.get("labelled", 0) > 0), rows())
+            for _ in verdicts:  # the verdicts after the last user row's: control texts the join did not need
+                pass
     progress("writing results", summary.rows)
     result = summary.to_dict()
+    if tally:
+        result["controls"] = tally.to_dict()
     result.update(_token_summary(tokens, manifests, run.task.model_id, prices or PriceTable.load()))
     result.update(
         {
@@ -402,6 +464,20 @@ def collect(
     )
     (out_file.parent / SUMMARY).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
+
+
+def _control_tally(run: PreparedRun) -> ControlTally | None:
+    """The tally of a prepared folder's control rows (None when it has none)."""
+    if not controls_from_plan(run.plan):
+        return None
+    try:
+        with (run.folder / CONTROLS_NAME).open("rb") as lines:
+            controls = load_controls(lines)
+    except FileNotFoundError:
+        missing = f"{run.folder} mixed in control rows but has no {CONTROLS_NAME}; prepare it again."
+        raise PreparedRunError(missing) from None
+    minimum = run.task.controls.min_accuracy if run.task.controls else None
+    return ControlTally(controls, run.task.category_names, minimum)
 
 
 def _kind_by_record(shards: list[Shard]) -> Callable[[int], ShardKind]:

@@ -5,7 +5,8 @@ building a million batch records only pastes each record's text between two fixe
 
 A packed request (``texts_per_request`` above 1) carries several texts in one user message, each in a numbered
 ``<text number="N">`` element, after the same system prompt with an output format that asks for one
-``<answer number="N">`` per text, each holding the usual ``<classification>`` and ``<explanation>``::
+``<answer number="N">`` per text, each holding the usual ``<classification>`` and ``<explanation>`` (and
+``<confidence>`` when the task asks for one, see :mod:`.confidence`)::
 
     Classify each of these 3 texts on its own.
     <text number="1">
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from functools import cache
 from xml.sax.saxutils import escape
 
+from .confidence import CONFIDENCE_TAG, confidence_format_line
 from .tasks import TEXT_PLACEHOLDER, Category, Task
 
 
@@ -95,6 +97,9 @@ def render_packed_prompt(task: Task) -> PackedPrompt:
 def packed_output_format(task: Task) -> str:
     label, explanation = task.output_tags.label, task.output_tags.explanation
     answer = f"<{ANSWER_TAG} {NUMBER_ATTRIBUTE}="
+    asked = task.review.confidence
+    confidence = confidence_format_line() + "\n" if asked else ""
+    confidence_again = f"<{CONFIDENCE_TAG}>...</{CONFIDENCE_TAG}>\n" if asked else ""
     return (
         f'Each request holds several texts, each in a <text {NUMBER_ATTRIBUTE}="N"> element. The texts are unrelated: '
         "classify each one on its own, as if it were the only one.\n"
@@ -102,10 +107,12 @@ def packed_output_format(task: Task) -> str:
         f'{answer}"1">\n'
         f"<{label}>one category name from the list above, written exactly as listed</{label}>\n"
         f"<{explanation}>one sentence on why</{explanation}>\n"
+        f"{confidence}"
         f"</{ANSWER_TAG}>\n"
         f'{answer}"2">\n'
         f"<{label}>...</{label}>\n"
         f"<{explanation}>...</{explanation}>\n"
+        f"{confidence_again}"
         f"</{ANSWER_TAG}>\n"
         f"and so on: one <{ANSWER_TAG}> for each text, numbered as its text is."
     )
@@ -121,6 +128,7 @@ def output_format(task: Task) -> str:
         "Answer in exactly this format and nothing else:\n"
         f"<{label}>one category name from the list above, written exactly as listed</{label}>\n"
         f"<{explanation}>one or two sentences on why</{explanation}>"
+        + ("\n" + confidence_format_line() if task.review.confidence else "")
     )
 
 

@@ -89,6 +89,8 @@ class CanonicalRecord:
     truncated: bool = False
     label: str | None = None
     carry: dict[str, Any] = field(default_factory=dict)
+    # A control row mixed in by the task's ``controls`` (:mod:`.controls`): never written to ``records.jsonl``.
+    control: bool = False
 
     def to_json(self, text_json: str | None = None) -> str:
         """One JSON line (without newline). ``text_json``: the text already encoded as a JSON string."""

@@ -80,7 +80,8 @@ h3 { font-size: 14px; margin: 16px 0 6px; }
 .tile { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 150px; }
 .tile b { display: block; font-size: 20px; } .tile span { color: var(--muted); font-size: 12px; }
 .outcome { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; }
-.succeeded { background: #2e7d32; } .succeeded_with_errors { background: #ef6c00; } .failed { background: #c62828; }
+.succeeded { background: #2e7d32; } .succeeded_with_errors, .degraded { background: #ef6c00; }
+.failed { background: #c62828; }
 table { border-collapse: collapse; margin: 4px 0 8px; }
 th, td { border-bottom: 1px solid var(--line); padding: 3px 10px 3px 0; text-align: left; vertical-align: top; }
 th { font-weight: 600; color: var(--muted); font-size: 12px; }
@@ -209,8 +210,39 @@ def _status_section(summary: Mapping[str, Any]) -> str:
     if by_match:
         out.append("<h3>How answers were matched to the categories</h3>")
         out.append(html_table(["match", "rows"], ((escape(m), _int(n)) for m, n in by_match.items()), numeric=(1,)))
+    out.append(_review_note(summary))
+    out.append(_controls_note(summary))
     out.append("</section>")
     return "".join(out)
+
+
+def _review_note(summary: Mapping[str, Any]) -> str:
+    """How many rows need review, and the workbook holding them (a summary from before the flag has none)."""
+    if "needs_review" not in summary:
+        return ""
+    flagged = int(summary.get("needs_review") or 0)
+    queue = summary.get("review_queue") or {}
+    where = ""
+    if isinstance(queue, dict) and queue.get("file"):
+        where = f", in {escape(str(queue['file']).rsplit('/', 1)[-1])}"
+    why = "low or missing confidence, or an answer matched only by alias or fuzzy matching"
+    return f"<p>{_int(flagged)} rows need review ({why}){where}.</p>"
+
+
+def _controls_note(summary: Mapping[str, Any]) -> str:
+    """The control rows' accuracy (the task's controls; in none of the figures above), and whether it fell below the
+    task's minimum."""
+    controls = summary.get("controls")
+    if not isinstance(controls, dict) or not controls.get("rows"):
+        return ""
+    minimum = controls.get("min_accuracy")
+    floor = f" (minimum {percent(float(minimum))})" if minimum is not None else ""
+    verdict = ": <b>below it, the run is degraded</b>" if controls.get("degraded") else ""
+    return (
+        f"<p>Control rows: {_int(controls.get('correct'))} of {_int(controls['rows'])} answered right, accuracy "
+        f"{percent(float(controls.get('accuracy') or 0.0))}{floor}{verdict}. They were mixed into the run's requests "
+        "and are in no figure above.</p>"
+    )
 
 
 def _classes_section(summary: Mapping[str, Any]) -> str:

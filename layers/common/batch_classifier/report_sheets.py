@@ -52,6 +52,17 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[list[Any]]:
             rows.append([name, summary[key]])
     total = int(summary.get("rows") or 0)
     rows.append(["rows", total])
+    if "needs_review" in summary:  # the review queue (a summary from before the flag has none)
+        flagged = int(summary.get("needs_review") or 0)
+        rows.append(["rows that need review", flagged, _percent(share(flagged, total))])
+    controls = summary.get("controls")
+    if isinstance(controls, Mapping) and controls.get("rows"):  # the task's control rows, in no other figure
+        rows += [[], _head("control rows", "rows", "share")]
+        rows.append(["control rows", controls["rows"]])
+        rows.append(["answered right", controls.get("correct"), _percent(controls.get("accuracy"))])
+        if controls.get("min_accuracy") is not None:
+            rows.append(["minimum accuracy", None, _percent(controls["min_accuracy"])])
+        rows.append(["degraded", "yes" if controls.get("degraded") else "no"])
 
     rows += [[], _head("rows by status", "rows", "share")]
     rows += [[s, n, _percent(share(n, total))] for s, n in (summary.get("by_status") or {}).items()]

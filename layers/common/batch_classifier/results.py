@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from .confidence import CONFIDENCE_COLUMN, NEEDS_REVIEW_COLUMN, needs_review
 from .cost import PriceTable
 from .errors import BatchClassifierError
 from .evaluation import evaluate
@@ -26,7 +29,17 @@ from .records import CanonicalRecord, RowStatus, is_text_id, record_id, record_i
 from .tasks import Task
 
 # Columns the product adds to every output row, after the id and the input's own columns.
-RESULT_COLUMNS = ("class", "rationale", "status", "reason", "match", "model_answer", "truncated")
+RESULT_COLUMNS = (
+    "class",
+    "rationale",
+    "status",
+    NEEDS_REVIEW_COLUMN,
+    CONFIDENCE_COLUMN,
+    "reason",
+    "match",
+    "model_answer",
+    "truncated",
+)
 CORRECT_COLUMN = "correct"
 _RESERVED = frozenset(("id", *RESULT_COLUMNS, CORRECT_COLUMN))
 MISSING_REASON = "missing from the model output"
@@ -59,6 +72,9 @@ class Verdict:
     retryable: bool = False
     # Sent again alone (not packed) when retried: the packed request is what may have failed it.
     alone: bool = False
+    # The model's confidence (0..1) when it gave a readable one, and whether the row goes in the review queue.
+    confidence: float | None = None
+    needs_review: bool = False
 
     def to_json(self, index: int) -> str:
         """One line of a results file: the record index and the verdict's set fields."""
@@ -69,27 +85,43 @@ class Verdict:
             ("match", self.match.value if self.match else None),
             ("answer", self.answer),
             ("reason", self.reason),
+            ("confidence", self.confidence),
         ):
             if value is not None:
                 data[key] = value
         if self.retryable:
             data["retryable"] = True
-        return json.dumps(data, ensure_ascii=False)
+        if self.needs_review:
+            data["review"] = True
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:  # text orjson refuses (a lone surrogate): the json module writes it as before
+            return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, line: str | bytes) -> tuple[int, Verdict]:
-        data = json.loads(line)
-        match = data.get("match")
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:  # what to_json wrote with the json module
+            data = json.loads(line)
+        status, match = data["status"], data.get("match")
         verdict = cls(
-            status=RowStatus(data["status"]),
+            status=_STATUSES.get(status) or RowStatus(status),
             category=data.get("class"),
             rationale=data.get("rationale"),
-            match=MatchMethod(match) if match else None,
+            match=(_MATCHES.get(match) or MatchMethod(match)) if match else None,
             answer=data.get("answer"),
             reason=data.get("reason"),
             retryable=data.get("retryable", False),
+            confidence=data.get("confidence"),
+            needs_review=data.get("review", False),
         )
         return data["i"], verdict
+
+
+# Enum members by value: a dict look-up, where calling the enum costs several times as much (a million verdicts read).
+_STATUSES = {status.value: status for status in RowStatus}
+_MATCHES = {method.value: method for method in MatchMethod}
 
 
 def judge(result: ModelResult | None, matcher: LabelMatcher, task: Task) -> Verdict:
@@ -129,9 +161,16 @@ def judge(result: ModelResult | None, matcher: LabelMatcher, task: Task) -> Verd
             match=found.method,
             answer=answer.label,
             reason=f"{answer.label!r} is not one of the task's categories",
+            confidence=answer.confidence,
         )
     return Verdict(
-        RowStatus.CLASSIFIED, category=found.category, rationale=rationale, match=found.method, answer=answer.label
+        RowStatus.CLASSIFIED,
+        category=found.category,
+        rationale=rationale,
+        match=found.method,
+        answer=answer.label,
+        confidence=answer.confidence,
+        needs_review=needs_review(task, found.method, answer.confidence),
     )
 
 
@@ -295,6 +334,7 @@ def output_row(record: CanonicalRecord, verdict: Verdict | None, layout: OutputL
         row[output_name(column)] = value
     if record.status is RowStatus.INVALID_INPUT or verdict is None:
         row["status"] = record.status.value
+        row[NEEDS_REVIEW_COLUMN] = False
         row["reason"] = record.reason
     else:
         row.update(
@@ -302,6 +342,8 @@ def output_row(record: CanonicalRecord, verdict: Verdict | None, layout: OutputL
                 "class": verdict.category,
                 "rationale": verdict.rationale,
                 "status": verdict.status.value,
+                NEEDS_REVIEW_COLUMN: verdict.needs_review,
+                CONFIDENCE_COLUMN: verdict.confidence,
                 "reason": verdict.reason,
                 "match": verdict.match.value if verdict.match else None,
                 "model_answer": verdict.answer,
@@ -324,6 +366,7 @@ class SummaryBuilder:
     by_match: Counter[str] = field(default_factory=Counter)
     pairs: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
     labelled: bool = False
+    needs_review: int = 0
 
     def add(self, record: CanonicalRecord, row: dict[str, Any]) -> None:
         self.rows += 1
@@ -332,6 +375,8 @@ class SummaryBuilder:
             self.by_class[row["class"]] += 1
         if row.get("match"):
             self.by_match[row["match"]] += 1
+        if row.get(NEEDS_REVIEW_COLUMN):
+            self.needs_review += 1
         if record.label is not None:
             self.labelled = True
         self.pairs[(record.label, row.get("class"))] += 1
@@ -342,6 +387,7 @@ class SummaryBuilder:
             "by_status": {s.value: self.by_status.get(s.value, 0) for s in RowStatus if s is not RowStatus.PENDING},
             "by_class": {c: self.by_class.get(c, 0) for c in self.categories},
             "by_match": dict(sorted(self.by_match.items())),
+            NEEDS_REVIEW_COLUMN: self.needs_review,
         }
         if self.labelled:
             pairs = ((truth, predicted) for (truth, predicted), n in self.pairs.items() for _ in range(n))

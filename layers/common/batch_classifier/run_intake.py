@@ -13,8 +13,16 @@ from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
+from .controls import control_key, dumps_controls, read_controls
 from .cost import PriceTable
-from .errors import InputChangedError, InputNotFoundError, InputTooLargeError, PriceNotFoundError, TaskError
+from .errors import (
+    ControlFileError,
+    InputChangedError,
+    InputNotFoundError,
+    InputTooLargeError,
+    PriceNotFoundError,
+    TaskError,
+)
 from .mapping import duplicate_id_examples
 from .packing import group_texts
 from .pipeline import convert_file, estimate_job_bytes, request_count, text_lines
@@ -78,6 +86,7 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
             "(MaxUploadBytes); split it into several files and upload each."
         )
     task = load_run_task(s3, settings, run.task)
+    controls = bucket_controls(s3, settings, task, run.run_id)  # before the upload: a missing file fails at once
     files = RunFiles(run.run_id)
     bucket = settings.internal_bucket
     source, key = _open_upload(s3, run)
@@ -98,7 +107,12 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
             rejects_out,
             name=PurePosixPath(key).name,
             progress=partial(_refuse_beyond, run, settings.max_rows_per_run),
+            controls=controls,
+            controls_seed=run.run_id,
+            size=run.size,
         )
+    if controls:
+        put_bytes(s3, bucket, files.controls, dumps_controls(controls), "application/x-ndjson")
     if stats.duplicate_id_hashes:
         with open_object(s3, bucket, files.records) as lines:
             ids = (CanonicalRecord.from_json(line).id for line in lines)
@@ -119,6 +133,27 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     counts = {k: plan[k] for k in ("rows", "invalid", "distinct_texts", "duplicate_texts", "truncated", "labelled")}
     store.update_run(run.run_id, counts=counts, model_id=task.model_id, task_version=task.version_id)
     return counts
+
+
+def bucket_controls(s3: Any, settings: Settings, task: Task, run_id: str) -> list[CanonicalRecord]:
+    """The control rows of a run (none when its task has no controls): ``controls.rows`` rows of the task's control
+    file in the customer bucket, drawn with the run id as seed; :class:`ControlFileError` when it cannot be read."""
+    if task.controls is None:
+        return []
+    key = control_key(task)
+    try:
+        stream = open_object(s3, settings.customer_bucket, key)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        missing = "is not there" if code in {"NoSuchKey", "404"} else f"cannot be read ({code})"
+        raise ControlFileError(
+            f"task {task.name!r} mixes in control rows from s3://{settings.customer_bucket}/{key}, which {missing}; "
+            "upload the control file there (or remove controls from the task) and upload the input again."
+        ) from None
+    with stream:
+        return read_controls(
+            stream, task, run_id, origin=f"s3://{settings.customer_bucket}/{key}", name=PurePosixPath(key).name
+        )
 
 
 def _open_upload(s3: Any, run: RunRef) -> tuple[IO[bytes], str]:
@@ -143,7 +178,7 @@ def _open_upload(s3: Any, run: RunRef) -> tuple[IO[bytes], str]:
     )
 
 
-def _refuse_beyond(run: RunRef, limit: int, stage: str, rows: int) -> None:
+def _refuse_beyond(run: RunRef, limit: int, stage: str, rows: int, total: int | None = None) -> None:
     """ConvertInput's progress: stop reading as soon as the upload has more rows than one run handles."""
     if rows > limit:
         raise InputTooLargeError(

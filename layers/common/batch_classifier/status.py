@@ -38,6 +38,9 @@ class RunOutcome(StrEnum):
     SUCCEEDED = "succeeded"  # classified, with at most the tolerated share of rows left unclassified
     SUCCEEDED_WITH_ERRORS = "succeeded_with_errors"  # classified, but more rows than tolerated were not
     FAILED = "failed"  # no row was classified: the execution fails
+    # classified, but the task's control rows were answered below its controls.min_accuracy: the run succeeds, and
+    # its accuracy on the user's rows is in doubt (see controls.py)
+    DEGRADED = "degraded"
 
     def headline(self, rows: int, by_status: dict[str, int]) -> str:
         """One sentence for a person: what happened to the rows."""

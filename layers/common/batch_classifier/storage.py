@@ -67,6 +67,10 @@ class RunFiles:
         return self.key("rejects.jsonl")
 
     @property
+    def controls(self) -> str:
+        return self.key("controls.jsonl")
+
+    @property
     def shared(self) -> str:
         return self.key("shared.json")
 

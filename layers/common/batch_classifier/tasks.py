@@ -38,7 +38,8 @@ it but belong elsewhere:
 
 #: Texts per model request when a task does not say: one, as before packed requests existed. Packing changes what the
 #: model sees, and how well a model answers several texts at once depends on the model and the task (see the README),
-#: so a task packs only when it says so, after its accuracy has been measured at its ``texts_per_request``.
+#: so a task packs only when it says so, after its accuracy has been measured at its ``texts_per_request``; a task
+#: with its own ``system_template`` may not ask for numbered answers. The bundled tasks say 6 (below).
 DEFAULT_TEXTS_PER_REQUEST = 1
 #: The value to start from when a task packs: Cheng et al., "Batch Prompting" (EMNLP 2023), report accuracy comparable
 #: to one text a request at 6 texts a request, with up to 5 times fewer tokens; accuracy falls as k grows.
@@ -150,6 +151,28 @@ class OutputTags(_Strict):
     explanation: str = "explanation"
 
 
+class ReviewSettings(_Strict):
+    """The review queue: whether the prompt asks the model for a confidence with each answer, and below which
+    confidence (0 to 1) a classified row is flagged ``needs_review``. The threshold applies only when a confidence is
+    asked; rows matched only by alias or fuzzy matching are flagged whatever this says (see :mod:`.confidence`)."""
+
+    confidence: bool = False
+    threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+
+
+class ControlSettings(_Strict):
+    """Control rows: labelled rows of the task's own, mixed into every run and answered like the user's rows, so
+    that each run measures its accuracy (:mod:`.controls`). ``file``: a key in the customer bucket under
+    ``config/controls/`` for the workflow, a path for ``prepare`` (relative to the current folder); it has the task's
+    text columns and ``label_column``. ``rows``: how many of its rows each run mixes in (drawn afresh per run, seeded
+    by the run). Below ``min_accuracy`` (0 to 1; unset: never) the run's outcome is ``degraded``."""
+
+    file: str = Field(min_length=1)
+    rows: int = Field(default=20, ge=1, le=10_000)
+    label_column: str = Field(default="label", min_length=1)
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
 class Task(_Strict):
     """A complete, validated classification task."""
 
@@ -176,6 +199,10 @@ class Task(_Strict):
     output_formats: tuple[FileFormat, ...] = (FileFormat.CSV,)
     batch: BatchLimits = BatchLimits()
     fuzzy_threshold: float = Field(default=0.85, gt=0.0, le=1.0)
+    # Ask for a confidence with each answer, and flag rows below the threshold for review (default: not asked).
+    review: ReviewSettings = ReviewSettings()
+    # Labelled control rows mixed into every run, to measure its accuracy (default: none).
+    controls: ControlSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -201,6 +228,11 @@ class Task(_Strict):
                 f"{OUTPUT_FORMAT_PLACEHOLDER} in its system_template: that is where a packed request asks for one "
                 "numbered answer a text"
             )
+        if self.review.confidence and OUTPUT_FORMAT_PLACEHOLDER not in self.system_template:
+            raise ValueError(
+                f"a task that asks for a confidence (review.confidence) needs {OUTPUT_FORMAT_PLACEHOLDER} in its "
+                "system_template: that is where the answer's format asks for one"
+            )
         if self.invocation_type is InvocationType.INVOKE_MODEL and not _is_anthropic(self.model_id):
             raise ValueError(
                 f"invocation_type InvokeModel is built for Anthropic models; use Converse for {self.model_id!r}"
@@ -212,7 +244,10 @@ class Task(_Strict):
         return [c.name for c in self.categories]
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=110)
+        data = self.model_dump(mode="json")
+        if data.get("controls") is None:  # a task without controls reads as it did before they existed
+            data.pop("controls", None)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
 
     @property
     def content_hash(self) -> str:
@@ -220,6 +255,10 @@ class Task(_Strict):
         settings): the same task classifies the same way; the batch limits, spend cap, output formats and the
         ``version`` label are left out."""
         shaping = self.model_dump(mode="json", exclude=_NOT_SHAPING)
+        # Only asking for a confidence changes the prompt (the threshold decides which rows are flagged, not the
+        # answers), and a task that does not ask keeps the hash it had before the setting existed.
+        if self.review.confidence:
+            shaping["review"] = {"confidence": True}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
 
     @property
@@ -229,7 +268,7 @@ class Task(_Strict):
 
 
 # Fields of a task that do not change how it classifies.
-_NOT_SHAPING = {"version", "batch", "max_cost_usd", "output_formats"}
+_NOT_SHAPING = {"version", "batch", "max_cost_usd", "output_formats", "review", "controls"}
 
 
 def _is_anthropic(model_id: str) -> bool:

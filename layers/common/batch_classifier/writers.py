@@ -3,16 +3,18 @@
 Each format has one sink (:func:`open_sink`): it takes rows one by one and writes them to a :class:`Target`, a
 local file or an S3 object, as a stream that is published only when the sink is closed (``abort()`` drops
 it, so a failed table never leaves half a file). Memory does not grow with the number of rows: CSV, JSON and
-JSONL are written as text streams, Parquet holds one batch of rows at a time and writes it as a row group,
-and XLSX rows go through openpyxl's write-only mode, which spools each sheet to a temporary file until the
-workbook is saved into the target at close (the one format that uses local disk). :func:`write_table` writes
-an iterable of rows to a local file through the same sinks.
+JSONL are written as streams (JSON objects by orjson, CSV records built directly as ``csv.writer`` would
+write them), Parquet holds one batch of rows at a time and writes it as a row group, and XLSX rows are
+written as SpreadsheetML by :mod:`.xlsx_file`, which spools each sheet to a temporary file until the workbook
+is saved into the target at close (the one format that uses local disk). :func:`write_table` writes an
+iterable of rows to a local file through the same sinks.
 
 Value handling, the same for every writer unless said otherwise:
 
 - A key missing from a row, or ``None``, is an empty cell (``null`` in JSON, JSONL and Parquet).
 - ``datetime``, ``date`` and ``time`` values become ISO 8601 strings (all formats, Parquet included).
 - ``dict`` and ``list`` values stay JSON values in JSON and JSONL, and become compact JSON text elsewhere.
+  JSON and JSONL objects are written compact (no space after ``:`` and ``,``).
 - Booleans are ``true`` / ``false`` wherever they are written as text.
 - Spreadsheet formula injection: in CSV and XLSX a *string* starting with ``=``, ``+``, ``-``, ``@``, tab or
   carriage return gets a leading single quote (see ``neutralise_formula``); numbers are never changed, and
@@ -23,7 +25,7 @@ Value handling, the same for every writer unless said otherwise:
   raises ``OutputFormatError`` on the row after that many, before anything is saved.
 - XLSX sheets are made to work in: a bold, frozen header row with an autofilter over the sheet's rows, and
   column widths taken from the header and the first ``XLSX_SAMPLE_ROWS`` rows (never from all of them; those
-  rows are held until the widths are known, as openpyxl writes widths before the first row). A column whose
+  rows are held until the widths are known, as they decide which columns wrap their cells). A column whose
   sampled text is wider than ``XLSX_MAX_WIDTH`` characters (the text and rationale, typically) gets that width
   and wrapped, top-aligned cells. Sheets of figures (:class:`Sheet`, e.g. a run's summary) can be added to a
   workbook before it is closed (``TableSink.add_sheets``); the other formats have one table and ignore them.
@@ -49,9 +51,8 @@ those types: it neither infers nor widens.
 
 from __future__ import annotations
 
-import csv
+import codecs
 import io
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
@@ -77,10 +78,8 @@ from .writer_base import (
     Styled,
     TableSink,
     Target,
-    _csv_cell,
-    _json_cell,
-    _json_default,
-    _project,
+    _csv_line,
+    _json_bytes,
     neutralise_formula,
     output_format_from_name,
 )
@@ -134,8 +133,8 @@ class _TextSink(TableSink):
     def __init__(self, target: Target, columns: Sequence[str]) -> None:
         super().__init__(target, columns)
         self._upload = target.create()
-        buffered = io.BufferedWriter(self._upload, buffer_size=_STREAM_BUFFER)
-        self._text = io.TextIOWrapper(buffered, encoding=self.encoding, newline=self.newline)
+        self._bytes = io.BufferedWriter(self._upload, buffer_size=_STREAM_BUFFER)
+        self._text = io.TextIOWrapper(self._bytes, encoding=self.encoding, newline=self.newline)
 
     def _finish(self) -> None:
         """Write what ends the table."""
@@ -155,41 +154,56 @@ class _TextSink(TableSink):
 
 
 class _CsvSink(_TextSink):
-    encoding = "utf-8-sig"
+    """CSV in UTF-8 with a byte order mark (Excel then reads it as UTF-8), records built by ``_csv_line`` and written
+    in batches; the mark is written as bytes, as the text stream's "utf-8-sig" encoder would run in Python."""
+
+    encoding = "utf-8"
     newline = ""
+    _BATCH = 256  # records joined into one write (fewer when they are long: see _BATCH_CHARS)
+    _BATCH_CHARS = 1 << 20
 
     def __init__(self, target: Target, columns: Sequence[str]) -> None:
         super().__init__(target, columns)
-        self._writer = csv.writer(self._text, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        self._writer.writerow([_csv_cell(column) for column in self.columns])
+        self._bytes.write(codecs.BOM_UTF8)
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._text.write(_csv_line(dict(zip(self.columns, self.columns, strict=True)), self.columns))
 
     def write(self, row: Row) -> None:
-        self._writer.writerow(_project(row, self.columns, _csv_cell))
+        line = _csv_line(row, self.columns)
+        self._pending.append(line)
+        self._pending_chars += len(line)
         self.rows += 1
+        if len(self._pending) >= self._BATCH or self._pending_chars >= self._BATCH_CHARS:
+            self._finish()
 
-
-def _json_object(columns: Sequence[str], row: Row) -> str:
-    record = {column: _json_cell(row.get(column)) for column in columns}
-    return json.dumps(record, ensure_ascii=False, default=_json_default)
+    def _finish(self) -> None:
+        self._text.write("".join(self._pending))
+        self._pending.clear()
+        self._pending_chars = 0
 
 
 class _JsonSink(_TextSink):
+    """A JSON array of objects, one a line; written as bytes (UTF-8), not through the text stream."""
+
     def __init__(self, target: Target, columns: Sequence[str]) -> None:
         super().__init__(target, columns)
-        self._text.write("[")
+        self._bytes.write(b"[")
 
     def write(self, row: Row) -> None:
-        self._text.write(",\n" if self.rows else "\n")
-        self._text.write(_json_object(self.columns, row))
+        self._bytes.write(b",\n" if self.rows else b"\n")
+        self._bytes.write(_json_bytes(self.columns, row))
         self.rows += 1
 
     def _finish(self) -> None:
-        self._text.write("\n]\n" if self.rows else "]\n")
+        self._bytes.write(b"\n]\n" if self.rows else b"]\n")
 
 
 class _JsonlSink(_TextSink):
+    """One JSON object a line; written as bytes (UTF-8), not through the text stream."""
+
     def write(self, row: Row) -> None:
-        self._text.write(_json_object(self.columns, row) + "\n")
+        self._bytes.write(_json_bytes(self.columns, row) + b"\n")
         self.rows += 1
 
 

@@ -7,10 +7,11 @@ colours are presentation attributes (no ``style``), every name, label and toolti
 
 from __future__ import annotations
 
-import html
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from batch_classifier.charts import escape as _e
 
 from .layout import (
     BADGE_CHAR_WIDTH,
@@ -59,10 +60,6 @@ class NodeView:
 
 
 # --- SVG ------------------------------------------------------------------------------------------------------
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def _n(value: float) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
+
+from ..executions import iso, seconds_between
 
 #: The longest loop, in states, that is looked for.
 MAX_LOOP_STATES = 8
@@ -41,9 +42,9 @@ def history_rows(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "first_id": covered[0]["id"],
                     "last_id": covered[-1]["id"],
                     "events": len(covered),
-                    "timestamp": _iso(covered[0]["timestamp"]),
-                    "ended": _iso(covered[-1]["timestamp"]),
-                    "elapsed": _elapsed(started, covered[0]["timestamp"]),
+                    "timestamp": iso(covered[0]["timestamp"]),
+                    "ended": iso(covered[-1]["timestamp"]),
+                    "elapsed": seconds_between(started, covered[0]["timestamp"]),
                     "detail": f"{' → '.join(states)} ×{turns}",
                 }
             )
@@ -112,8 +113,8 @@ def _event_row(event: dict[str, Any], state: str, started: Any) -> dict[str, Any
         "id": event.get("id"),
         "type": kind,
         "state": _event_state(event) or (state if not kind.startswith("Execution") else ""),
-        "timestamp": _iso(event.get("timestamp")),
-        "elapsed": _elapsed(started, event.get("timestamp")),
+        "timestamp": iso(event.get("timestamp")),
+        "elapsed": seconds_between(started, event.get("timestamp")),
         "failed": kind.endswith(("Failed", "TimedOut", "Aborted")),
         "detail": _detail(kind, details),
     }
@@ -145,13 +146,3 @@ def _cause(cause: Any, limit: int = 300) -> str:
         text = str(parsed["errorMessage"])
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _iso(moment: Any) -> str | None:
-    return moment.isoformat() if isinstance(moment, datetime) else (str(moment) if moment is not None else None)
-
-
-def _elapsed(started: Any, moment: Any) -> float | None:
-    if isinstance(started, datetime) and isinstance(moment, datetime):
-        return round((moment - started).total_seconds(), 3)
-    return None

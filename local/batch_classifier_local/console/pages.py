@@ -2,14 +2,13 @@
 ``static/app.js`` then refreshes them, opens a state's details and sends a redrive.
 
 Every value that comes from a user or a run (file names, keys, errors, causes, payloads) goes through :func:`h`
-(HTML escaping) or, for the data a page's script reads, :func:`script_json` (JSON that cannot close its
-``<script>`` element). The page's frame is ``static/index.html``, filled in one pass so that no value is read as a
-placeholder.
+(the shared package's HTML escaping, :func:`batch_classifier.charts.escape`, which the run report uses too) or,
+for the data a page's script reads, :func:`script_json` (JSON that cannot close its ``<script>`` element). The
+page's frame is ``static/index.html``, filled in one pass so that no value is read as a placeholder.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -18,15 +17,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
+from batch_classifier.charts import escape as h
+
 from ..executions import TERMINAL_FAILURES
 
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
-
-
-def h(value: Any) -> str:
-    """Text for HTML (element content or a quoted attribute); None is empty."""
-    return "" if value is None else html.escape(str(value), quote=True)
 
 
 def script_json(data: Any) -> str:
@@ -71,10 +67,11 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
-def status_badge(status: str | None) -> str:
+def status_badge(status: str | None, ident: str = "") -> str:
     text = status or "—"
     css = re.sub(r"[^a-z0-9-]", "-", text.lower())
-    return f'<span class="status status-{h(css)}">{h(text)}</span>'
+    attribute = f' id="{h(ident)}"' if ident else ""
+    return f'<span class="status status-{h(css)}"{attribute}>{h(text)}</span>'
 
 
 def _table(headers: Iterable[str], rows: Iterable[str], css: str = "", body_id: str = "") -> str:
@@ -119,7 +116,9 @@ def execution_row(row: Mapping[str, Any]) -> str:
     )
 
 
-def executions_page(rows: list[dict[str, Any]], status: str | None) -> str:
+def executions_page(listing: Mapping[str, Any], status: str | None) -> str:
+    """The executions page from :meth:`ConsoleData.executions` (``executions``, ``truncated``, ``limit``)."""
+    rows: list[dict[str, Any]] = list(listing.get("executions") or [])
     options = "".join(
         f'<option value="{h(value)}"{" selected" if value == (status or "") else ""}>{h(value or "all")}</option>'
         for value in ("", *STATUSES)
@@ -132,13 +131,21 @@ def executions_page(rows: list[dict[str, Any]], status: str | None) -> str:
         body_id="execution-rows",
     )
     empty = "" if shown else '<p class="empty" id="no-executions">No executions yet: drop a file into the bucket.</p>'
+    limit = int(listing.get("limit") or len(rows))
+    more = (
+        f'<p class="hint" id="executions-truncated">The newest {limit:,} '
+        "executions; older ones are not listed here (<code>aws stepfunctions list-executions</code> lists them all)."
+        "</p>"
+        if listing.get("truncated")
+        else ""
+    )
     main = (
         '<div class="heading"><h1>Executions</h1>'
         '<form class="filter" method="get" action="/"><label>Status '
         f'<select name="status" id="status-filter">{options}</select></label>'
         '<noscript><button type="submit">Filter</button></noscript></form>'
         '<span class="refresh" id="refresh-note"></span></div>'
-        f"{table}{empty}"
+        f"{table}{empty}{more}"
     )
     return page("Executions", "executions", main, {"status": status or "", "executions": rows})
 
@@ -165,7 +172,7 @@ def execution_page(detail: Mapping[str, Any]) -> str:
     )
     sections = [
         f'<p class="crumbs"><a href="/">Executions</a> / {h(name)}</p>',
-        f'<div class="heading"><h1>{h(name)}</h1>{status_badge(detail["status"])}'
+        f'<div class="heading"><h1>{h(name)}</h1>{status_badge(detail["status"], "execution-status")}'
         '<span class="refresh" id="refresh-note"></span></div>',
         facts,
         _redrive_block(detail),
@@ -357,8 +364,8 @@ def run_page(run: Mapping[str, Any]) -> str:
     )
     report = run.get("report")
     report_block = (
-        f'<p class="report"><a href="{h(run_url(run_id))}/report" target="_blank" rel="noopener">Open the run '
-        "report</a> (report.html in the output folder)</p>"
+        f'<p class="report"><a href="{h(run_url(run_id))}/report" id="report-link" target="_blank" rel="noopener">'
+        "Open the run report</a> (report.html in the output folder)</p>"
         if report
         else '<p class="hint">No report.html in the output folder.</p>'
     )
@@ -396,7 +403,7 @@ def run_page(run: Mapping[str, Any]) -> str:
     )
     main = (
         f'<p class="crumbs"><a href="/">Executions</a> / run {h(run_id)}</p>'
-        f'<div class="heading"><h1>Run {h(run_id)}</h1>{status_badge(summary.get("status"))}'
+        f'<div class="heading"><h1>Run {h(run_id)}</h1>{status_badge(summary.get("status"), "run-status")}'
         '<span class="refresh" id="refresh-note"></span></div>'
         f"{facts}<section><h2>Report</h2>{report_block}</section>"
         f"<section><h2>Output files</h2>{files_block}</section>"

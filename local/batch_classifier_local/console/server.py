@@ -9,7 +9,7 @@ holds the runtime (``batch-classifier serve``), over the runtime's boto3 clients
 ``GET /runs/<run id>``                      one run: status table record, shards, report, output files
 ``GET /runs/<run id>/files/<name>``         a file of the run's output folder, streamed from S3
 ``GET /runs/<run id>/report``               the run's ``report.html``, sandboxed (its scripts get no origin)
-``GET /api/executions``                     the executions as JSON (``?status=``)
+``GET /api/executions``                     the executions as JSON (``?status=``), the newest 500 at most
 ``GET /api/executions/<name>``              one execution as JSON
 ``GET /api/executions/<name>/status``       its status and history length (what a page polls)
 ``GET /api/executions/<name>/graph.svg``    its state machine drawn with what happened in each state
@@ -17,6 +17,8 @@ holds the runtime (``batch-classifier serve``), over the runtime's boto3 clients
 ``POST /api/executions/<name>/redrive``     RedriveExecution; needs the header ``X-Console-Action: redrive``
 ``GET /api/health``                         whether the console answers
 ==========================================  =================================================================
+
+``HEAD`` answers every ``GET`` route with its status and headers (``Content-Length`` included) and no body.
 
 Everything is read-only except the redrive, which a link, a form or another site's script cannot send: it must
 be a POST with a custom header (a cross-site request with one needs a CORS preflight this server never
@@ -112,6 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch("GET")
 
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")  # routed as a GET; _send and _stream leave the body out
+
     def do_POST(self) -> None:
         self._dispatch("POST")
 
@@ -164,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             case ["api", "health"]:
                 self._json({"console": True})
             case ["api", "executions"]:
-                self._json({"executions": data.executions(query.get("status") or None)})
+                self._json(data.executions(query.get("status") or None))
             case ["api", "executions", name]:
                 self._json(data.execution(data.resolve(name)))
             case ["api", "executions", name, "status"]:
@@ -231,8 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Send an S3 object as it is read; its stream is closed whatever happens to the connection."""
         try:
             self._start(HTTPStatus.OK, content_type, headers)
-            for chunk in found.body.iter_chunks(CHUNK):
-                self.wfile.write(chunk)
+            if self.command != "HEAD":
+                for chunk in found.body.iter_chunks(CHUNK):
+                    self.wfile.write(chunk)
         finally:
             found.body.close()
 

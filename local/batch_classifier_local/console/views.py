@@ -14,7 +14,6 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,15 +29,20 @@ from ..executions import (
     StateRun,
     finalize_result,
     history,
-    list_all,
+    iso,
     redrive,
     redrive_refusal,
+    seconds_between,
     state_runs,
 )
 from .graph import Graph, NodeView, layout, render_svg
 from .history import history_rows
 
 REPORT_NAME = "report.html"
+# The executions page lists at most this many, the newest: each one listed costs a DescribeExecution (its input).
+EXECUTIONS_LIMIT = 500
+# ListExecutions answers at most 1,000 a page (moto: 100).
+EXECUTIONS_PAGE = 100
 UNRECORDED_NOTE = (
     "This state runs in each item's child workflow. The local runtime does not record the children's own "
     "histories: the status table's shard items (below, and on the run's page) say how each shard went."
@@ -70,15 +74,16 @@ class ConsoleData:
 
     # --- executions -----------------------------------------------------------------------------------------
 
-    def executions(self, status: str | None = None) -> list[dict[str, Any]]:
-        """Every execution, newest first, with its run's task, rows and outcome from the status table."""
-        rows = list_all(self.sfn)
+    def executions(self, status: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """The newest ``limit`` executions (default :data:`EXECUTIONS_LIMIT`; every page of ListExecutions, up to
+        that many), newest first, with their runs' task, rows and outcome from the status table; ``truncated`` says
+        whether there were more."""
+        limit = EXECUTIONS_LIMIT if limit is None else limit
+        rows, truncated = list_executions(self.sfn, status, limit)
         run_ids = {row["executionArn"]: run_id_for_input(row.get("input")) for row in rows}
         items = self._run_items({run_id for run_id in run_ids.values() if run_id})
         listed = []
         for row in rows:
-            if status and row["status"] != status:
-                continue
             run_id = run_ids[row["executionArn"]]
             item = items.get(run_id or "") or {}
             # A duplicate upload's execution finds the run of the execution that registered it: not its own.
@@ -93,9 +98,9 @@ class ConsoleData:
                     "file": row.get("file") or None,
                     "task": item.get("task"),
                     "rows": _rows_of(item),
-                    "started": _iso(row.get("startDate")),
-                    "stopped": _iso(stop),
-                    "seconds": _seconds(row.get("startDate"), stop),
+                    "started": iso(row.get("startDate")),
+                    "stopped": iso(stop),
+                    "seconds": seconds_between(row.get("startDate"), stop),
                     # before FinalizeRun (or without it) the run's status says how it stands
                     "outcome": (item.get("outcome") or str(item.get("run_status") or "").lower() or None)
                     if own
@@ -105,7 +110,7 @@ class ConsoleData:
                     "redrive_count": int(row.get("redriveCount") or 0),
                 }
             )
-        return listed
+        return {"executions": listed, "truncated": truncated, "limit": limit}
 
     def resolve(self, name_or_arn: str) -> str:
         """An execution's ARN from its name or ARN (NotFound when there is none)."""
@@ -157,13 +162,13 @@ class ConsoleData:
             "state_machine": described.get("stateMachineArn"),
             "status": status,
             "file": _input_key(described.get("input")),
-            "started": _iso(described.get("startDate")),
-            "stopped": _iso(stop),
-            "seconds": _seconds(described.get("startDate"), stop),
+            "started": iso(described.get("startDate")),
+            "stopped": iso(stop),
+            "seconds": seconds_between(described.get("startDate"), stop),
             "error": described.get("error"),
             "cause": described.get("cause"),
             "redrive_count": int(described.get("redriveCount") or 0),
-            "redrive_date": _iso(described.get("redriveDate")),
+            "redrive_date": iso(described.get("redriveDate")),
             "redrivable": status in TERMINAL_FAILURES and refusal is None,
             "redrive_refusal": refusal,
             "run_id": run_id if item else None,
@@ -214,7 +219,7 @@ class ConsoleData:
                 current = event["stateEnteredEventDetails"]["name"]
             elif kind == "MapRunStarted":
                 arn = event.get("mapRunStartedEventDetails", {}).get("mapRunArn", "")
-                started = _iso(event["timestamp"])
+                started = iso(event["timestamp"])
                 maps.setdefault(current, []).append({"arn": arn, "status": "RUNNING", "started": started})
             elif kind in {"MapRunSucceeded", "MapRunFailed", "MapRunAborted"} and maps.get(current):
                 last = maps[current][-1]
@@ -280,7 +285,7 @@ class ConsoleData:
                     {
                         "name": name,
                         "size": int(found.get("Size") or 0),
-                        "modified": _iso(found.get("LastModified")),
+                        "modified": iso(found.get("LastModified")),
                         "uri": f"s3://{bucket}/{found['Key']}",
                         "url": file_url(str(item["pk"]).removeprefix("RUN#"), name),
                     }
@@ -342,6 +347,26 @@ def run_id_for_input(execution_input: str | None) -> str | None:
     return run_id_of(event)
 
 
+def list_executions(sfn: Any, status: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The newest ``limit`` executions of every state machine (``status`` filters them in ListExecutions), newest
+    first, each with its input and uploaded file (DescribeExecution) and its state machine's name; and whether
+    there were more. ListExecutions is followed page by page (``nextToken``) until ``limit`` are found."""
+    found: list[dict[str, Any]] = []
+    for machine in _pages(sfn, "list_state_machines", "stateMachines"):
+        arguments: dict[str, Any] = {"stateMachineArn": machine["stateMachineArn"]}
+        if status:
+            arguments["statusFilter"] = status
+        config = {"MaxItems": limit + 1, "PageSize": min(EXECUTIONS_PAGE, limit + 1)}
+        pages = sfn.get_paginator("list_executions").paginate(**arguments, PaginationConfig=config)
+        found.extend({**row, "state_machine": machine["name"]} for page in pages for row in page["executions"])
+    found.sort(key=lambda row: row["startDate"], reverse=True)
+    kept = found[:limit]
+    for row in kept:
+        row["input"] = sfn.describe_execution(executionArn=row["executionArn"]).get("input")
+        row["file"] = _input_key(row["input"]) or ""
+    return kept, len(found) > limit
+
+
 def file_url(run_id: str, name: str) -> str:
     from urllib.parse import quote  # noqa: PLC0415
 
@@ -375,22 +400,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _iso(moment: Any) -> str | None:
-    return moment.isoformat() if isinstance(moment, datetime) else None
-
-
-def _seconds(start: Any, stop: Any) -> float | None:
-    if isinstance(start, datetime) and isinstance(stop, datetime):
-        return round((stop - start).total_seconds(), 3)
-    return None
-
-
 def _input_key(execution_input: str | None) -> str | None:
     try:
         payload = json.loads(execution_input or "{}")
     except ValueError:
         return None
-    key = payload.get("key") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return None
+    nested = payload.get("input")
+    key = payload.get("key") or (nested.get("key") if isinstance(nested, dict) else None)
     return str(key) if key else None
 
 
@@ -513,8 +531,8 @@ def _state_views(
         if run is not None:
             detail.update(
                 {
-                    "entered": _iso(run.entered),
-                    "exited": _iso(run.exited),
+                    "entered": iso(run.entered),
+                    "exited": iso(run.exited),
                     "seconds": None if run.seconds is None else round(run.seconds, 3),
                     "passes": passes[node.name],
                     "retries": run.retries,

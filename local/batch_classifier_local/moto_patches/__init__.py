@@ -10,7 +10,8 @@
   failed child fails a Distributed Map past its tolerated failure threshold, as Step Functions does, and each map
   run remembers which children succeeded, so that a redrive reruns only the others;
 - RedriveExecution (:mod:`.redrive`, moto has none), with ``redriveCount``, ``redriveDate`` and ``redriveStatus``
-  in DescribeExecution and ListExecutions.
+  in DescribeExecution and ListExecutions;
+- the server (:mod:`.server`): a request finds its service without moto listing its own package folder each time.
 
 Each patch first checks, with :func:`.common.require`, that what it replaces or wraps is there with the signature
 it expects, so that another moto release stops the runtime at start-up rather than misbehave. The patched code
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import threading
 
-from . import awslambda, events, redrive, s3, stepfunctions
+from . import awslambda, events, redrive, s3, server, stepfunctions
 from .common import Runtime, restore
 
 #: The runtime the patched moto code serves (one per process); set by LocalRuntime.start().
@@ -45,6 +46,7 @@ def install() -> None:
             stepfunctions.patch_time(_active)
             stepfunctions.patch_distributed_map()
             redrive.patch()
+            server.patch_dispatch()
         except BaseException:
             restore()
             raise

@@ -8,12 +8,17 @@ The streaming promise: memory does not grow with the number of rows. Each reader
 buffer plus the row being handed out (Parquet: one record batch), so a million-row file is read in the same
 memory as a thousand-row one:
 
-- CSV is decoded line by line and parsed with ``csv.reader``; quoted fields spanning lines stay intact.
-- XLSX is read with openpyxl in read-only mode, which parses the sheet XML as it goes. (One exception to
-  the promise, inherent to the format and openpyxl: the workbook's shared-strings table, every distinct
-  text of the workbook, is loaded at open time.)
-- JSON is never loaded whole: a scanner walks the document over fixed-size text chunks and decodes
-  one array element at a time with ``json.JSONDecoder.raw_decode``.
+- CSV in UTF-8 is parsed by pyarrow a block of whole rows (about 1 MiB) at a time (``csv_native``); any other
+  encoding, and any block pyarrow would not read exactly as ``csv.reader`` does, is decoded line by line and
+  parsed with ``csv.reader``. Quoted fields spanning lines stay intact either way.
+- XLSX is read with python-calamine (``xlsx_native``), which loads one sheet's cells at a time, or, for a
+  workbook whose values calamine would read differently or whose sheets are very large, with openpyxl in
+  read-only mode, which parses the sheet XML as it goes. (The exception to the promise, inherent to the
+  format: the workbook's shared-strings table, every distinct text of the workbook, is loaded at open time,
+  and with calamine the sheet being read.)
+- JSON is never loaded whole: an array opened on a line of its own is read a line at a time while each line
+  holds one record (decoded with orjson); otherwise a scanner walks the document over fixed-size text
+  chunks and decodes one array element at a time with ``json.JSONDecoder.raw_decode``.
 - JSON Lines is decoded one line at a time; Parquet one record batch at a time.
 
 CSV and JSON inputs are read strictly forwards, so a stream that cannot seek (an S3 body) works as is.
@@ -25,7 +30,8 @@ messages name the file and the row, line or element that is wrong, and say what 
 
 Modules: ``table`` (``Row``, ``Table``, column names), ``sources`` (peeking, forward streams, random access),
 ``detect`` (recognising a format by its content), ``encoding`` (choosing a text encoding), and one reader per
-format: ``csv_reader``, ``xlsx_reader``, ``json_reader``, ``jsonl_reader``, ``parquet_reader``.
+format: ``csv_reader`` (with its pyarrow fast path ``csv_native``), ``xlsx_reader`` (with its calamine fast path
+``xlsx_native``), ``json_reader``, ``jsonl_reader``, ``parquet_reader``.
 """
 
 from __future__ import annotations
@@ -84,10 +90,14 @@ def open_table(
             return open_parquet(opened.random_access(resources), label, resources)
         data = opened.forward(resources)
         if kind is FileFormat.CSV:
-            return open_csv(data, opened.head, label, requested=encoding, delimiter=delimiter, resources=resources)
-        if kind is FileFormat.JSON:
-            return open_json(data, label, encoding, records_key, resources)
-        return open_jsonl(data, opened.head, label, encoding, resources)
+            table = open_csv(data, opened.head, label, requested=encoding, delimiter=delimiter, resources=resources)
+        elif kind is FileFormat.JSON:
+            table = open_json(data, label, encoding, records_key, resources)
+        else:
+            table = open_jsonl(data, opened.head, label, encoding, resources)
+        if isinstance(opened.origin, str):
+            table.track_bytes(data, os.path.getsize(opened.origin))
+        return table
     except BaseException:
         resources.close()
         raise

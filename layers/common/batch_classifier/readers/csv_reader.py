@@ -8,11 +8,12 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from itertools import repeat
+from itertools import chain, repeat
 from typing import IO
 
 from ..errors import EmptyInputError, InputEncodingError, InputFormatError, MalformedInputError
 from ..formats import FileFormat
+from .csv_native import FAST_DELIMITERS, NativeCsv
 from .encoding import Encoding, choose_encoding
 from .table import Row, Table, clean_names
 
@@ -91,7 +92,10 @@ def open_csv(
         raise MalformedInputError(f"{label!r} has a header row that cannot be parsed as CSV ({exc}).") from None
     if header is None:
         raise EmptyInputError(f"{label!r} has no header row; the first line must name the columns.")
-    return _CsvTable(label, clean_names(header), reader, encoding=encoding, delimiter=sep, resources=resources)
+    columns = clean_names(header)
+    # UTF-8 data rows go to pyarrow's parser; csv.reader takes over wherever that would not give the same rows.
+    native = NativeCsv(stream, columns, sep) if encoding.codec == "utf-8" and sep in FAST_DELIMITERS else None
+    return _CsvTable(label, columns, reader, encoding=encoding, delimiter=sep, resources=resources, native=native)
 
 
 def _is_blank(fields: list[str]) -> bool:
@@ -116,16 +120,25 @@ class _CsvTable(Table):
         encoding: Encoding,
         delimiter: str,
         resources: ExitStack,
+        native: NativeCsv | None = None,
     ) -> None:
         super().__init__(name, FileFormat.CSV, columns, resources)
         self._reader = reader
         self._encoding = encoding
         self._delimiter = delimiter
+        self._native = native
 
     def _iter_rows(self) -> Iterator[Row]:
         keys = list(self.columns)
         width = len(keys)
         number = 0
+        if self._native is not None:
+            number, rest = yield from self._native.rows(number)
+            if not rest:
+                return
+            # The same csv.reader options, over the bytes the fast path handed back and then the rest of the file.
+            lines = map(bytes.decode, chain(io.BytesIO(rest), self._native.stream), repeat(self._encoding.codec))
+            self._reader = csv.reader(lines, delimiter=self._delimiter)
         try:
             for fields in self._reader:
                 if len(fields) == width:

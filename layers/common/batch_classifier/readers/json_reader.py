@@ -12,7 +12,8 @@ from typing import IO, Any, TextIO
 
 from ..errors import EmptyInputError, InputEncodingError, InputFormatError, MalformedInputError
 from ..formats import FileFormat
-from .encoding import lookup_codec
+from .encoding import UTF8_BOM, lookup_codec
+from .sources import PEEK, Prefixed
 from .table import FirstThenRest, Row, Table
 
 # Characters read per step by the JSON scanner (tests shrink it to cross chunk boundaries).
@@ -22,6 +23,14 @@ _MAX_JSON_VALUE = 64 * 1024 * 1024
 _JSON_WS = re.compile(r"[ \t\n\r]*")
 _JSON_SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
 _JSON_DECODER = json.JSONDecoder()
+_WS_BYTES = b" \t\r\n"
+# Longest line the line-at-a-time path takes in one piece; a longer one goes to the scanner.
+_MAX_LINE = 1024 * 1024
+# Value types after which a record orjson decoded is looked at: a float may be a widened integer, and a nested
+# value may hold one.
+SUSPECT = frozenset((float, dict, list))
+# orjson reads integers outside [-2**63, 2**64) as floats; json keeps them exact.
+_WIDENED = float(2**63)
 
 
 def json_kind(value: object) -> str:
@@ -44,14 +53,15 @@ class _JsonScanner:
     ``items`` streams the values of an array whose ``[`` was just consumed.
     """
 
-    def __init__(self, text: TextIO, label: str, chunk: int) -> None:
+    def __init__(self, text: TextIO, label: str, chunk: int, *, lines_before: int = 0) -> None:
         self._text = text
         self._label = label
         self._chunk = chunk
         self._buffer = ""
         self._pos = 0
         self._eof = False
-        self._lines_dropped = 0  # lines in the text already discarded from the buffer, for messages
+        self._lines_dropped = lines_before  # lines in the text already discarded from the buffer, for messages
+        self._line_start = True  # whether the buffer starts a line (it does until something is dropped)
 
     def _more(self, at_least: int) -> bool:
         """Append the next chunk (at least ``at_least`` characters) to the unread rest; False at the end."""
@@ -66,6 +76,7 @@ class _JsonScanner:
             self._eof = True
             return False
         self._lines_dropped += self._buffer.count("\n", 0, self._pos)
+        self._line_start = self._line_start and not self._pos
         self._buffer = self._buffer[self._pos :] + data
         self._pos = 0
         return True
@@ -74,7 +85,7 @@ class _JsonScanner:
         """``line L, column C`` of a position in the buffer (the column only when the line starts in it)."""
         line = self._lines_dropped + self._buffer.count("\n", 0, pos) + 1
         start = self._buffer.rfind("\n", 0, pos)
-        if start < 0 and self._lines_dropped:
+        if start < 0 and self._lines_dropped and not self._line_start:
             return f"line {line}"
         return f"line {line}, column {pos - start}"
 
@@ -121,11 +132,18 @@ class _JsonScanner:
         """Whether a decoding error may only mean that the value continues beyond the buffer."""
         return exc.msg.startswith("Unterminated string") or exc.pos >= len(self._buffer) - 6
 
-    def items(self) -> Iterator[Any]:
-        """The values of the array whose ``[`` was just consumed, through its closing ``]``."""
-        if self.peek() == "]":
+    def items(self, state: str = "open") -> Iterator[Any]:
+        """The values of the array whose ``[`` was just consumed, through its closing ``]``.
+
+        ``state`` resumes an array read partly by other means: ``"comma"`` after the ``,`` that follows an
+        element (a value must come), ``"value"`` after an element (a ``,`` or ``]`` must come).
+        """
+        if state == "value" and self._separator() == "]":
+            return
+        if state == "open" and self.peek() == "]":
             self.advance()
             return
+        self.peek()
         decode = _JSON_DECODER.raw_decode
         separator = _JSON_SEPARATOR.match
         while True:
@@ -175,15 +193,87 @@ def open_json(
     stream: IO[bytes], label: str, requested: str | None, records_key: str | None, resources: ExitStack
 ) -> Table:
     codec = "utf-8" if requested is None else lookup_codec(requested, label)
-    # utf-8-sig drops a BOM if there is one.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig" if codec == "utf-8" else codec)
-    scanner = _JsonScanner(text, label, _CHUNK)
-    items, where = _json_records(scanner, label, records_key)
-    records = _json_rows(items, label, where)
+    if codec == "utf-8":
+        opening = stream.readline()
+        if opening.startswith(UTF8_BOM):
+            opening = opening[len(UTF8_BOM) :]
+        if opening.strip(_WS_BYTES) == b"[":
+            # An array opened on a line of its own: its elements are read a line at a time while each fills one.
+            where = "the top-level list"
+            records = _array_by_line(stream, label, where)
+        else:
+            scanner = _JsonScanner(_text_from(opening, stream, "utf-8"), label, _CHUNK)
+            items, where = _json_records(scanner, label, records_key)
+            records = _json_rows(items, label, where)
+    else:
+        scanner = _JsonScanner(io.TextIOWrapper(stream, encoding=codec), label, _CHUNK)
+        items, where = _json_records(scanner, label, records_key)
+        records = _json_rows(items, label, where)
     first = next(records, None)
     if first is None:
         raise EmptyInputError(f"{label!r} has no records: {where} is empty.")
     return FirstThenRest(label, FileFormat.JSON, list(first.values), first=first, rest=records, resources=resources)
+
+
+def _text_from(pending: bytes, stream: IO[bytes], codec: str) -> TextIO:
+    """The text of ``pending`` and then the rest of ``stream``."""
+    return io.TextIOWrapper(io.BufferedReader(Prefixed(pending, stream), buffer_size=PEEK), encoding=codec)
+
+
+def _array_by_line(stream: IO[bytes], label: str, where: str) -> Iterator[Row]:
+    """The elements of a top-level array whose ``[`` line was read: while each element is an object that fills
+    its line (``{...},``, or ``{...}]`` or ``{...}`` for the last), it is decoded with orjson, several times
+    faster than ``raw_decode``; from the first line that is anything else, the scanner reads the rest, exactly as
+    it reads a whole file. orjson accepts a subset of what ``json`` does and gives the same values, except that
+    it makes an integer beyond 64 bits a float: a record that holds such a float, or a nested value (not looked
+    into), is left to the scanner as well."""
+    import orjson  # noqa: PLC0415 - loaded only when a JSON file is read
+
+    loads, failed = orjson.loads, orjson.JSONDecodeError
+    line_number = 1  # lines read so far
+    number = 0  # records given
+    state = "open"
+    while line := stream.readline(_MAX_LINE):
+        body = line.rstrip(_WS_BYTES)
+        end = body[-1:]
+        if (len(line) == _MAX_LINE and not line.endswith(b"\n")) or b"\r" in body:
+            break  # a line too long to hold whole, or a carriage return the scanner would count as a line end
+        if end == b",":
+            body, after = body[:-1], "comma"
+        elif end == b"}":
+            after = "value"
+        elif end == b"]":
+            body, after = body[:-1], "end"
+        elif not body:
+            line_number += 1
+            continue
+        else:
+            break
+        try:
+            value = loads(body)  # surrounding whitespace is allowed
+        except failed:
+            break
+        if type(value) is not dict or (not SUSPECT.isdisjoint(map(type, value.values())) and not plain_values(value)):
+            break
+        line_number += 1
+        number += 1
+        yield Row(number, value)
+        if after == "end":
+            return  # the array's end: like the scanner, nothing after it is read
+        state = after
+    scanner = _JsonScanner(_text_from(line, stream, "utf-8"), label, _CHUNK, lines_before=line_number)
+    yield from _json_rows(scanner.items(state), label, where, start=number + 1)
+
+
+def plain_values(record: dict[str, Any]) -> bool:
+    """True when no float in the record could be an integer orjson widened, and it holds no nested value."""
+    for value in record.values():
+        if type(value) is float:
+            if abs(value) >= _WIDENED:
+                return False
+        elif type(value) in (dict, list):
+            return False
+    return True
 
 
 def _json_records(scanner: _JsonScanner, label: str, records_key: str | None) -> tuple[Iterator[Any], str]:
@@ -251,8 +341,8 @@ def _no_records(
     )
 
 
-def _json_rows(items: Iterator[Any], label: str, where: str) -> Iterator[Row]:
-    for number, value in enumerate(items, start=1):
+def _json_rows(items: Iterator[Any], label: str, where: str, start: int = 1) -> Iterator[Row]:
+    for number, value in enumerate(items, start=start):
         if type(value) is not dict:
             raise MalformedInputError(
                 f"{label!r} element {number} of {where} is a JSON {json_kind(value)}, not an object; "

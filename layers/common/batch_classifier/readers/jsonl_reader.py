@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from itertools import repeat
-from typing import IO
+from typing import IO, Any
 
 from ..errors import EmptyInputError, InputEncodingError, MalformedInputError
 from ..formats import FileFormat
 from .encoding import choose_encoding
-from .json_reader import json_kind
+from .json_reader import SUSPECT, json_kind, plain_values
 from .table import FirstThenRest, Row, Table
 
 
@@ -34,7 +34,7 @@ def open_jsonl(stream: IO[bytes], head: bytes, label: str, requested: str | None
 
 
 def _jsonl_rows(lines: Iterable[bytes | str], label: str, codec: str) -> Iterator[Row]:
-    loads = json.loads
+    loads = _loads()
     number = 0
     line_number = 0
     try:
@@ -60,6 +60,29 @@ def _jsonl_rows(lines: Iterable[bytes | str], label: str, codec: str) -> Iterato
             yield Row(number, value)
     except UnicodeDecodeError:  # raised while decoding the next line in another encoding
         raise _jsonl_encoding_error(label, codec, line_number + 1) from None
+
+
+def _loads() -> Callable[[bytes | str], Any]:
+    """``json.loads``, sped up by orjson where it gives the same value.
+
+    orjson accepts a subset of what ``json`` does (not NaN, a lone surrogate, or invalid UTF-8, all left to
+    ``json``, which also raises the errors as ever) and gives the same values, except that it makes an integer
+    beyond 64 bits a float: a record holding a float that large, or a nested value, is decoded again by ``json``.
+    """
+    import orjson  # noqa: PLC0415 - loaded only when a JSON Lines file is read
+
+    fast, failed, plain = orjson.loads, orjson.JSONDecodeError, json.loads
+
+    def loads(line: bytes | str) -> Any:
+        try:
+            value = fast(line)
+        except failed:
+            return plain(line)
+        if type(value) is dict and not SUSPECT.isdisjoint(map(type, value.values())) and not plain_values(value):
+            return plain(line)
+        return value
+
+    return loads
 
 
 def _jsonl_encoding_error(label: str, codec: str, line_number: int) -> InputEncodingError:

@@ -38,15 +38,16 @@ class _ParquetTable(Table):
     def __init__(self, name: str, columns: list[str], parquet: Any, resources: ExitStack) -> None:
         super().__init__(name, FileFormat.PARQUET, columns, resources)
         self._parquet = parquet
+        self._number = 0
+        self._fraction = lambda: self._number / parquet.metadata.num_rows
 
     def _iter_rows(self) -> Iterator[Row]:
         keys = list(self.columns)
-        number = 0
         batches = self._parquet.iter_batches(batch_size=_parquet_batch_rows(self._parquet.metadata), use_threads=False)
         for batch in batches:
             for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
-                number += 1
-                yield Row(number, dict(zip(keys, values, strict=False)))
+                self._number += 1
+                yield Row(self._number, dict(zip(keys, values, strict=False)))
 
 
 def _parquet_batch_rows(metadata: Any) -> int:

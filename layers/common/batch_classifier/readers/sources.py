@@ -49,7 +49,7 @@ class Source:
         """A buffered binary stream over the whole input, read forwards only (no seeking needed)."""
         if isinstance(self.origin, str):
             return resources.enter_context(open(self.origin, "rb"))
-        return resources.enter_context(io.BufferedReader(_Prefixed(self.head, self.origin), buffer_size=PEEK))
+        return resources.enter_context(io.BufferedReader(Prefixed(self.head, self.origin), buffer_size=PEEK))
 
     def random_access(self, resources: ExitStack) -> str | IO[bytes]:
         """The path, the caller's stream rewound, or a temporary copy of a stream that cannot seek."""
@@ -85,7 +85,7 @@ def _read_head(stream: IO[bytes]) -> bytes:
     return b"".join(parts)
 
 
-class _Prefixed(io.RawIOBase):
+class Prefixed(io.RawIOBase):
     """The bytes already peeked from a stream, then the rest of that stream; never closes the stream."""
 
     def __init__(self, head: bytes, rest: IO[bytes]) -> None:

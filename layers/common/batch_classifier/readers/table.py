@@ -4,11 +4,11 @@ columns, and header cells made into column names."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from ..formats import FileFormat
 
@@ -65,6 +65,17 @@ class Table(ABC):
         self.columns = columns
         self._resources = resources
         self._started = False
+        self._fraction: Callable[[], float | None] = lambda: None
+
+    def fraction_read(self) -> float | None:
+        """How much of the input the rows read so far took, from 0 to 1, when the table can tell (a file read
+        forwards from its path: bytes; Parquet: rows); None otherwise."""
+        return self._fraction()
+
+    def track_bytes(self, stream: IO[bytes], size: int) -> None:
+        """Measure :meth:`fraction_read` as the position of ``stream`` in an input of ``size`` bytes."""
+        if size > 0:
+            self._fraction = lambda: min(stream.tell() / size, 1.0)
 
     def rows(self) -> Iterator[Row]:
         """The data rows in file order; a table can be iterated once."""

@@ -1,37 +1,47 @@
-"""XLSX: every sheet (or one), each with its own header row, read with openpyxl in read-only mode. A results
-workbook of this product is read from its row sheets (`results`, `results-2`, ...), without its figure sheets."""
+"""XLSX: every sheet (or one), each with its own header row, read with python-calamine (``xlsx_native``) or, where
+its values would differ, with openpyxl in read-only mode. A results workbook of this product is read from its row
+sheets (`results`, `results-2`, ...), without its figure sheets."""
 
 from __future__ import annotations
 
 import warnings
 import zipfile
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack
 from typing import IO, Any
 
 from ..errors import EmptyInputError, InputFormatError, MalformedInputError
 from ..formats import FileFormat, data_sheets
 from .table import Row, Table, clean_names
+from .xlsx_native import native_workbook
 
 
 def open_xlsx(target: str | IO[bytes], label: str, sheet: str | None, resources: ExitStack) -> Table:
-    book = _load_workbook(target, label)
-    resources.callback(book.close)
-    worksheets = {ws.title: ws for ws in book.worksheets}
-    if sheet is not None and sheet not in worksheets:
-        listed = ", ".join(repr(title) for title in worksheets)
+    native = native_workbook(target)
+    values: Callable[[str], Generator[Sequence[Any]]]
+    if native is not None:
+        resources.callback(native.close)
+        titles, values = native.titles, native.values
+    else:
+        book = _load_workbook(target, label)
+        resources.callback(book.close)
+        worksheets = {ws.title: ws for ws in book.worksheets}
+        titles = list(worksheets)
+        values = lambda title: _sheet_values(worksheets[title])  # noqa: E731
+    if sheet is not None and sheet not in titles:
+        listed = ", ".join(repr(title) for title in titles)
         raise InputFormatError(f"{label!r} has no sheet {sheet!r}; its sheets are {listed}.")
-    chosen = [sheet] if sheet is not None else data_sheets(list(worksheets))  # a results workbook: its rows only
+    chosen = [sheet] if sheet is not None else data_sheets(titles)  # a results workbook: its rows only
     headers: list[tuple[str, list[str]]] = []
     for title in chosen:
-        header = _sheet_header(worksheets[title])
+        header = _sheet_header(values(title))
         if header is not None:
             headers.append((title, header))
     if not headers:
         which = f"sheet {sheet!r} of {label!r} has" if sheet is not None else f"{label!r} has"
         raise EmptyInputError(f"{which} no header row; the first row must name the columns.")
     columns = list(dict.fromkeys(name for _, header in headers for name in header))
-    return _XlsxTable(label, columns, worksheets, headers, resources)
+    return _XlsxTable(label, columns, values, headers, resources)
 
 
 def _load_workbook(target: str | IO[bytes], label: str) -> Any:
@@ -59,9 +69,8 @@ def _sheet_values(worksheet: Any) -> Generator[Sequence[Any]]:
             yield values
 
 
-def _sheet_header(worksheet: Any) -> list[str] | None:
+def _sheet_header(values: Generator[Sequence[Any]]) -> list[str] | None:
     """The column names of the sheet's first non-empty row (trailing empty cells trimmed), or None."""
-    values = _sheet_values(worksheet)
     try:
         first = next(values, None)
     finally:
@@ -79,12 +88,12 @@ class _XlsxTable(Table):
         self,
         name: str,
         columns: list[str],
-        worksheets: dict[str, Any],
+        values: Callable[[str], Generator[Sequence[Any]]],
         headers: list[tuple[str, list[str]]],
         resources: ExitStack,
     ) -> None:
         super().__init__(name, FileFormat.XLSX, columns, resources)
-        self._worksheets = worksheets
+        self._values = values
         self._headers = headers
 
     def _iter_rows(self) -> Iterator[Row]:
@@ -94,7 +103,7 @@ class _XlsxTable(Table):
             keys = header + [name for name in self.columns if name not in header]
             width = len(header)
             padding = (None,) * (len(keys) - width)
-            values = _sheet_values(self._worksheets[title])
+            values = self._values(title)
             next(values, None)  # the header row
             for in_sheet, cells in enumerate(values, start=1):
                 fitted = cells if len(cells) == width else self._fit(cells, width, title, in_sheet)
