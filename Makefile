@@ -89,8 +89,9 @@ format: dev ## Format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: dev ## Benchmarks: prepare and collect against parse and write floors; the local runtime's start
+bench: dev ## Benchmarks (about 10 minutes): packing, reading, prepare, collect against floors; the local runtime
 	$(BIN)/python tests/bench/bench_pipeline.py
+	$(BIN)/python tests/bench/bench_scale.py --rows 100000
 	$(BIN)/python tests/bench/bench_start.py
 	$(BIN)/python tests/bench/bench_report.py
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from batch_classifier.controls import local_controls
 from batch_classifier.cost import PriceTable
 from batch_classifier.errors import BatchClassifierError
 from batch_classifier.evaluation import (
@@ -467,10 +468,16 @@ def _estimate(args: argparse.Namespace) -> int:
             if stats.rows % 10_000 == 0:
                 progress("reading rows", stats.rows, expected_rows(table, stats.rows))
     progress.done()
-    estimates = cost_estimates(task, stats.rows, stats.distinct_texts, stats.text_chars, PriceTable.load())
+    # The task's control rows go into every run's requests too (drawn as prepare draws them).
+    controls = local_controls(task, Path(args.input).name)
+    texts = stats.distinct_texts + len(controls)
+    chars = stats.text_chars + sum(len(control.text) for control in controls)
+    estimates = cost_estimates(task, stats.rows, texts, chars, PriceTable.load())
     print(f"Estimate for {args.input} with task {task.name!r} ({task.model_id})")
     print(f"  records           {stats.rows:>12,}   ({stats.invalid:,} invalid)")
     print(f"  distinct texts    {stats.distinct_texts:>12,}")
+    if controls:
+        print(f"  control rows      {len(controls):>12,}   (mixed into the run; in the figures below)")
     _print_estimates([e.to_dict() for e in estimates])
     return 0
 

@@ -314,7 +314,7 @@ def report_packing(workdir: Path, rows: int) -> None:
     packed_k = SUGGESTED_TEXTS_PER_REQUEST
     print(
         f"packed requests, travel task, {rows:,} conversations of travel-call length "
-        f"(texts_per_request: {packed_k} suggested; tasks default to {DEFAULT_TEXTS_PER_REQUEST})"
+        f"(the bundled tasks send {packed_k} a request; a task file that does not say, {DEFAULT_TEXTS_PER_REQUEST})"
     )
     header = ("texts/request", 13), ("requests", 9), ("bytes/text", 11), ("tokens/text", 12), ("classified", 16)
     print(" ".join(f"{name:>{width}}" for name, width in header))

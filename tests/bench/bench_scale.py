@@ -3,7 +3,8 @@
 It generates a CSV of call-centre-like conversations (the generator of ``bench_pipeline.py``), runs
 ``batch-classifier run FILE`` in a fresh process with its own temporary folder, and samples the whole process
 tree every half second (from /proc): the tree's peak resident memory, the largest single process (a function's
-worker: the largest invocation), and the peak size of the temporary folder the functions spool to. It prints the
+worker: the largest invocation), and how far the disk space in use where its temporary folder is grew (temporary
+files, unlinked as they are made, count only there). It prints the
 time from upload to summary (what ``batch-classifier run`` reports as "finished in", after the local runtime has
 started) and the tree's peak against the targets of the row count (on a 2-core machine: 100k rows in 60 s and
 2 GB, 1M rows in 15 minutes and 4 GB), each followed by "met" or "missing", the time of each state, and, for
@@ -66,23 +67,23 @@ def _name(pid: int) -> str:
     return f"{Path(functions[0]).parent.name} worker" if functions else "batch-classifier run"
 
 
-def _folder_mb(folder: Path) -> float:
-    total = 0
-    for path in folder.rglob("*"):
-        try:
-            total += path.stat().st_size if path.is_file() else 0
-        except OSError:
-            continue
-    return total / 1024 / 1024
+def _disk_used_mb(folder: Path) -> float:
+    """Space in use on the file system that holds ``folder``: temporary files made unlinked (as Python's are) have
+    no name to measure them by, but take space all the same."""
+    stats = os.statvfs(folder)
+    return (stats.f_blocks - stats.f_bfree) * stats.f_frsize / 1024 / 1024
 
 
 class Sampler(threading.Thread):
-    """Peak memory of a process tree, of its largest process, and of a folder's size."""
+    """Peak memory of a process tree and of its largest process, and the peak growth of the disk space in use where
+    ``folder`` (its temporary folder) is: its temporary files and everything else it writes there, as the local S3's
+    objects and the results."""
 
     def __init__(self, pid: int, folder: Path) -> None:
         super().__init__(daemon=True)
         self.pid, self.folder = pid, folder
         self.tree_mb = self.process_mb = self.folder_mb = 0.0
+        self._disk_before = _disk_used_mb(folder)
         self.process_name = ""
         self.done = threading.Event()
 
@@ -98,7 +99,7 @@ class Sampler(threading.Thread):
             largest = max(range(len(sizes)), key=sizes.__getitem__, default=None)
             if largest is not None and sizes[largest] > self.process_mb:
                 self.process_mb, self.process_name = sizes[largest], _name(pids[largest])
-            self.folder_mb = max(self.folder_mb, _folder_mb(self.folder))
+            self.folder_mb = max(self.folder_mb, _disk_used_mb(self.folder) - self._disk_before)
 
 
 def run_once(rows: int, work: Path) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def run_once(rows: int, work: Path) -> dict[str, Any]:
 def plan(rows: int) -> None:
     """Planning figures of the deployed workflow for an upload of ``rows`` distinct texts (defaults)."""
     from batch_classifier.bedrock import polls_for  # noqa: PLC0415
-    from batch_classifier.pipeline import estimate_job_bytes  # noqa: PLC0415
+    from batch_classifier.pipeline import estimate_job_bytes, request_count  # noqa: PLC0415
     from batch_classifier.records import BatchLineEncoder  # noqa: PLC0415
     from batch_classifier.settings import Settings  # noqa: PLC0415
     from batch_classifier.sharding import ShardKind, plan_shards  # noqa: PLC0415
@@ -153,8 +154,10 @@ def plan(rows: int) -> None:
     task = load_task("travel")
     limits = BatchLimits()
     encoder = BatchLineEncoder(task)
-    job_bytes = estimate_job_bytes(rows, rows * 900, encoder)  # conversations of about 900 characters
-    shards = plan_shards(rows, limits, job_bytes)
+    k = task.texts_per_request
+    # Conversations of about 900 characters, k a request (a job's quotas count requests, as Bedrock counts records).
+    job_bytes = estimate_job_bytes(rows, rows * 900, encoder, k)
+    shards = plan_shards(request_count(rows, k), limits, job_bytes)
     run = RunRef(run_id="0" * 20, task="travel", bucket="b" * 63, key="input_data/" + "k" * 200, etag="e" * 34)
     shard = ShardRef(
         name="retry2-shard-00001",
@@ -174,7 +177,8 @@ def plan(rows: int) -> None:
     )
     state = len(json.dumps({"run": run.model_dump(), "plan": RoundPlan(bucket="b" * 63, key="k" * 80).model_dump()}))
     print(
-        f"planning, {rows:,} distinct texts with the default quotas: {len(shards.batch_sizes)} batch jobs of "
+        f"planning, {rows:,} distinct texts ({request_count(rows, k):,} requests of up to {k}, the bundled task's) "
+        f"with the default quotas: {len(shards.batch_sizes)} batch jobs of "
         f"{min(shards.batch_sizes):,}-{max(shards.batch_sizes):,} records ({job_bytes / 1e9:.1f} GB of job input); "
         f"largest state payload about {max(payload, state):,} bytes (a child's, the same at any size); "
         f"per invocation: ConvertInput, ShardRecords (reads the texts only) and FinalizeRun {rows:,} rows, "
@@ -205,8 +209,8 @@ def main() -> None:
         f"{figures['run_seconds']:.1f} s from upload to summary{_against(figures['run_seconds'], seconds_target, 's')}"
         f" ({figures['seconds']:.0f} s with the local runtime's start); process tree peak "
         f"{figures['tree_mb']:,.0f} MB{_against(figures['tree_mb'], tree_target, 'MB')}; largest process "
-        f"{figures['process_mb']:,.0f} MB ({figures['process_name']}); temporary files peak "
-        f"{figures['tmp_mb']:,.0f} MB"
+        f"{figures['process_mb']:,.0f} MB ({figures['process_name']}); disk in use grew by at most "
+        f"{figures['tmp_mb']:,.0f} MB (temporary files, the local S3's objects, the results)"
     )
 
 

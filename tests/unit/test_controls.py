@@ -307,6 +307,24 @@ def test_prepare_names_a_missing_control_file(tmp_path, monkeypatch):
         prepare(source, tmp_path / "prepared", with_controls(file="nowhere.csv"))
 
 
+def test_estimate_counts_the_control_rows_a_run_mixes_in(tmp_path, monkeypatch, capsys):
+    from batch_classifier_cli.main import main  # noqa: PLC0415
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "controls.csv").write_bytes(control_csv(30))
+    (tmp_path / "calls.csv").write_bytes(conversations_csv(50))
+    (tmp_path / "plain.yaml").write_text(TRAVEL.to_yaml(), encoding="utf-8")
+    (tmp_path / "with.yaml").write_text(with_controls(rows=30, file="controls.csv").to_yaml(), encoding="utf-8")
+
+    def input_tokens(task: str) -> int:
+        assert main(["estimate", "calls.csv", "--task", task]) == 0
+        printed = capsys.readouterr().out
+        assert ("control rows                30" in printed) == (task == "with.yaml"), printed
+        return int(printed.split("input tokens")[1].split()[0].replace(",", ""))
+
+    assert input_tokens("with.yaml") > input_tokens("plain.yaml")
+
+
 # --- the summary's figures ---------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ accuracy by run, task version or model is ``avg(correct)`` over ``WHERE control`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -43,26 +44,32 @@ ANALYTICS_SCHEMA = pa.schema(
 ANALYTICS_COLUMNS = tuple(ANALYTICS_SCHEMA.names)
 
 
-def analytics_row(
-    run: RunRef, task: Task, record: CanonicalRecord, row: dict[str, Any], processed_at: str
-) -> dict[str, Any]:
-    """The analytics row of one results row (or of a control row: ``record.control``)."""
-    return {
-        "run_id": run.run_id,
-        "task": task.name,
-        "source_key": run.key,
-        "row_id": record.id,
-        "class": row.get("class"),
-        "rationale": row.get("rationale"),
-        "status": row["status"],
-        "match": row.get("match"),
-        "label": record.label,
-        "correct": row.get("correct"),
-        "truncated": record.truncated,
-        "model_id": task.model_id,
-        "processed_at": processed_at,
-        "task_version": task.version_id,
-        CONFIDENCE_COLUMN: row.get(CONFIDENCE_COLUMN),
-        NEEDS_REVIEW_COLUMN: bool(row.get(NEEDS_REVIEW_COLUMN)),
-        "control": record.control,
-    }
+def analytics_rows(
+    run: RunRef, task: Task, processed_at: str
+) -> Callable[[CanonicalRecord, dict[str, Any]], dict[str, Any]]:
+    """The analytics row of one results row (or of a control row: ``record.control``) of ``run``; what is the same
+    for every row (the task's version is a hash of the task) is worked out once."""
+    version = task.version_id
+
+    def analytics_row(record: CanonicalRecord, row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "run_id": run.run_id,
+            "task": task.name,
+            "source_key": run.key,
+            "row_id": record.id,
+            "class": row.get("class"),
+            "rationale": row.get("rationale"),
+            "status": row["status"],
+            "match": row.get("match"),
+            "label": record.label,
+            "correct": row.get("correct"),
+            "truncated": record.truncated,
+            "model_id": task.model_id,
+            "processed_at": processed_at,
+            "task_version": version,
+            CONFIDENCE_COLUMN: row.get(CONFIDENCE_COLUMN),
+            NEEDS_REVIEW_COLUMN: bool(row.get(NEEDS_REVIEW_COLUMN)),
+            "control": record.control,
+        }
+
+    return analytics_row

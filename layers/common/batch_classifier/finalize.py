@@ -2,8 +2,9 @@
 
 One pass over the records and the merged verdicts writes every output format and the analytics partition at
 once, each streamed straight to S3 as it goes (multipart uploads, Parquet a row group at a time), so neither
-memory nor /tmp grows with the number of rows. XLSX is the exception: openpyxl spools its sheets to /tmp until
-the workbook is saved, so it is written only up to ``XLSX_MAX_ROWS`` rows and skipped above (with a warning).
+memory nor /tmp grows with the number of rows. XLSX is the exception: its sheets are spooled to /tmp, as the XML
+their rows become, until the workbook is zipped (:mod:`.xlsx_file`), so it is written only up to ``XLSX_MAX_ROWS``
+rows and skipped above (with a warning).
 
 A paid run never fails because of an output: a table that cannot be written is dropped (its upload aborted,
 so no half object is left) with a warning in the summary, and the other tables still land; so is the report.
@@ -32,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .analytics import ANALYTICS_COLUMNS, ANALYTICS_SCHEMA, analytics_row
+from .analytics import ANALYTICS_COLUMNS, ANALYTICS_SCHEMA, analytics_rows
 from .controls import ControlTally, controls_from_plan, degraded_note, load_controls
 from .cost import PriceTable
 from .errors import PriceNotFoundError
@@ -325,7 +326,7 @@ def _join_run(
     rows (``control`` true) after the user's."""
     bucket = settings.internal_bucket
     keys = sorted(k for k in list_keys(s3, bucket, files.results_prefix) if k.endswith(".jsonl"))
-    processed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    analytics_row = analytics_rows(run, task, datetime.now(UTC).isoformat(timespec="seconds"))
     results = [t for t in tables.tables if t.results]
     analytics = [t for t in tables.tables if not t.results]
     # Every results file is open at once for the merge: each holds a small buffer and no connection while it waits.
@@ -345,13 +346,13 @@ def _join_run(
                 if queue.tables and flagged(row):
                     queue.write(queue.tables, row)
                 if analytics:
-                    tables.write(analytics, analytics_row(run, task, record, row, processed_at))
+                    tables.write(analytics, analytics_row(record, row))
             for _ in verdicts:  # verdicts past the last user row's: control texts the join did not need
                 pass
         if tally is not None and analytics:
             for control, verdict in tally.rows():
                 row = output_row(control, verdict or judge_missing(), layout)
-                tables.write(analytics, analytics_row(run, task, control, row, processed_at))
+                tables.write(analytics, analytics_row(control, row))
     finally:
         for stream in streams:
             stream.close()
