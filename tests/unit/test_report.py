@@ -284,3 +284,15 @@ def test_report_needs_a_summary(tmp_path: Path, capsys, given: str):
     assert main(["report", str(target)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "summary" in err and "Traceback" not in err
+
+
+def test_a_run_answered_wholly_on_demand_saved_nothing_by_batch():
+    from batch_classifier.cost import PriceTable  # noqa: PLC0415
+
+    prices = PriceTable.load()
+    model = "anthropic.claude-3-haiku-20240307-v1:0"
+    on_demand = prices.cost(model, 104_762, 10_463, "on_demand")
+    # The run's cost, summed shard by shard, can come out a hair above the same tokens priced at once.
+    cost = on_demand + 1e-9
+    saved = report_digest.batch_savings({"input": 104_762, "output": 10_463}, cost, model, prices)
+    assert saved["batch_saved_usd"] == 0.0 and str(saved["batch_saved_usd"]) == "0.0"  # never "-0.0"

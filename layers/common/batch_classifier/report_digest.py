@@ -144,7 +144,8 @@ def batch_savings(
         return {}
     return {
         "on_demand_equivalent_usd": round(all_on_demand, 6),
-        "batch_saved_usd": round(all_on_demand - cost_usd, 6),
+        # Never below nothing: a run answered wholly on demand saved nothing (and rounding must not say -0.0000).
+        "batch_saved_usd": max(round(all_on_demand - cost_usd, 6), 0.0) + 0.0,
     }
 
 

@@ -308,7 +308,8 @@ def _history_block(detail: Mapping[str, Any]) -> str:
         at = f"+{elapsed:.2f} s" if isinstance(elapsed, float | int) else ""
         if row["kind"] == "loop":
             rows.append(
-                f'<tr class="loop"><td class="num">{h(row["first_id"])}–{h(row["last_id"])}</td><td>{h(at)}</td>'
+                f'<tr class="loop"><td class="num">{h(row["first_id"])}–{h(row["last_id"])}</td>'
+                f'<td class="num">{h(at)}</td>'
                 f"<td>poll loop</td><td>{h(' → '.join(row['states']))}</td>"
                 f"<td><strong>×{h(row['count'])}</strong> ({h(row['events'])} events, until "
                 f"{h(when(row.get('ended')))})</td></tr>"
@@ -316,7 +317,7 @@ def _history_block(detail: Mapping[str, Any]) -> str:
             continue
         css = ' class="failed"' if row.get("failed") else ""
         rows.append(
-            f'<tr{css}><td class="num">{h(row["id"])}</td><td>{h(at)}</td><td>{h(row["type"])}</td>'
+            f'<tr{css}><td class="num">{h(row["id"])}</td><td class="num">{h(at)}</td><td>{h(row["type"])}</td>'
             f"<td>{h(row.get('state'))}</td><td>{h(row.get('detail'))}</td></tr>"
         )
     table = _table(["#", "Time", "Type", "State", "Detail"], rows, css="history")
