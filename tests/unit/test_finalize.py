@@ -129,6 +129,10 @@ def test_every_format_summary_rejects_and_analytics_from_one_pass(cloud):
         "controls",
     }
     assert result["controls"] is None  # the task mixes no control rows in
+    # The FinalizeRun state selects keys of this result: each must be there (Step Functions fails on a missing one).
+    asl = json.loads((ROOT / "statemachine" / "batch_classifier.asl.json").read_text(encoding="utf-8"))
+    selected = asl["States"]["FinalizeRun"]["ResultSelector"].values()
+    assert {path.removeprefix("$.Payload.") for path in selected} <= set(result)
     assert (result["rows"], result["warnings"], result["status"]) == (40, [], RunStatus.SUCCEEDED.value)
     # 2 of 40 rows (5%) not classified: within the default 5% the run simply succeeded.
     assert (result["outcome"], result["headline"]) == (
