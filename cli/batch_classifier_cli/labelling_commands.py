@@ -22,12 +22,12 @@ from batch_classifier.compare import (
 from batch_classifier.errors import BatchClassifierError
 from batch_classifier.evaluation import REVIEW_COLUMNS
 from batch_classifier.formats import FileFormat, format_from_name
-from batch_classifier.pipeline import InputOptions
 from batch_classifier.readers import open_table
 from batch_classifier.sampling import draw_sample
 from batch_classifier.tasks import load_task
 from batch_classifier.writers import LocalTarget, open_sink, output_format_from_name, write_table
 
+from .reading_options import add_reading_options, reading_options
 from .workbooks import row_sheets
 
 
@@ -103,9 +103,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     files = list(args.task or [])
     variants = [(name, file, load_task(file)) for name, file in zip(variant_names(files), files, strict=True)]
     out = Path(args.out)
-    options = InputOptions(
-        encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet, records_key=args.records_key
-    )
+    options = reading_options(args)
     comparison = compare_variants(
         Path(args.sample),
         variants,
@@ -133,7 +131,7 @@ def add_commands(commands: Any) -> None:
     cmd.add_argument("--stratify", metavar="COLUMN", help="draw in proportion to this column's values")
     cmd.add_argument("--seed", type=int, default=1, help="the random seed (default: 1); the same seed, the same rows")
     cmd.add_argument("--out", help="where to write the sample (default: <file>-sample-<n>.<ext> beside it)")
-    _add_reading_options(cmd)
+    add_reading_options(cmd)
     cmd.set_defaults(run=cmd_sample)
 
     cmd = commands.add_parser(
@@ -156,7 +154,7 @@ def add_commands(commands: Any) -> None:
     cmd.add_argument("--label-column", help="the ground-truth column (default: the tasks' own, or one named like it)")
     cmd.add_argument("--out", required=True, metavar="DIR", help="where each variant's run and the comparison go")
     cmd.add_argument("--model", help="offline (default) or openai:<base url>#<model> for an OpenAI-compatible server")
-    _add_reading_options(cmd)
+    add_reading_options(cmd)
     cmd.set_defaults(run=cmd_compare)
 
     cmd = commands.add_parser(
@@ -172,11 +170,3 @@ def add_commands(commands: Any) -> None:
     cmd.add_argument("--out", help="the workbook to write (default: <results>-review.xlsx beside it)")
     cmd.add_argument("--prediction-column", default="class", help="the predicted column (default: class)")
     cmd.set_defaults(run=cmd_review)
-
-
-def _add_reading_options(cmd: argparse.ArgumentParser) -> None:
-    """How to read the input file, on sample and compare (the options of InputOptions)."""
-    cmd.add_argument("--encoding", help="CSV encoding (default: UTF-8, falling back to cp1252)")
-    cmd.add_argument("--delimiter", help="CSV delimiter (default: sniffed from the header)")
-    cmd.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
-    cmd.add_argument("--records-key", help="JSON key holding the list of records")

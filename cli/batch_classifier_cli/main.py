@@ -25,6 +25,7 @@ from .fault_commands import add_commands as add_fault_commands
 from .labelling_commands import add_commands as add_labelling_commands
 from .local_commands import add_commands
 from .manual_commands import _collect, _estimate, _evaluate, _prepare, _print_summary, _report, _tasks
+from .reading_options import add_reading_options
 from .review_commands import add_commands as add_review_commands
 
 EXIT_ERROR = 1
@@ -81,10 +82,7 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-column", action="append", help="the column to classify (repeat to join several)")
     parser.add_argument("--id-column", help="the column holding each row's id (default: the task's, else row numbers)")
     parser.add_argument("--label-column", help="a ground-truth column to evaluate against")
-    parser.add_argument("--encoding", help="CSV encoding (default: UTF-8, falling back to cp1252)")
-    parser.add_argument("--delimiter", help="CSV delimiter (default: sniffed from the header)")
-    parser.add_argument("--sheet", help="XLSX sheet to read (default: all sheets)")
-    parser.add_argument("--records-key", help="JSON key holding the list of records")
+    add_reading_options(parser)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -40,7 +40,6 @@ from batch_classifier.pipeline import (
     SUMMARY,
     TASK,
     TEXTS,
-    InputOptions,
     PreparedRun,
     collect,
     cost_estimates,
@@ -57,6 +56,7 @@ from batch_classifier.writer_base import load_json_row
 from batch_classifier.writers import LocalTarget, open_sink, output_format_from_name
 
 from .progress import ProgressLine
+from .reading_options import reading_options
 from .workbooks import row_sheets
 
 #: What ``prepare`` writes in its folder: a folder holding only these is one it may replace.
@@ -71,7 +71,7 @@ def _prepare(args: argparse.Namespace) -> int:
     _check_prepare_target(target, args.out)
     progress = ProgressLine()
     with _staged_folder(target) as staging:
-        run = prepare(Path(args.input), staging, task, options=_options(args), progress=progress)
+        run = prepare(Path(args.input), staging, task, options=reading_options(args), progress=progress)
     progress.done()
     plan = run.plan
     print(f"Prepared {args.input} with task {task.name!r} ({task.model_id}) in {args.out}")
@@ -453,16 +453,10 @@ def _cell(value: Any) -> str | None:
 
 def _estimate(args: argparse.Namespace) -> int:
     task = _task(args)
-    options = _options(args)
+    options = reading_options(args)
     progress = ProgressLine()
     stats = ConvertStats()
-    with open_table(
-        args.input,
-        encoding=options.encoding,
-        delimiter=options.delimiter,
-        sheet=options.sheet,
-        records_key=options.records_key,
-    ) as table:
+    with options.open(args.input) as table:
         mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
         for _ in convert_rows(table.rows(), mapper, stats):
             if stats.rows % 10_000 == 0:
@@ -503,9 +497,3 @@ def _task(args: argparse.Namespace) -> Task:
         label_column=args.label_column,
     )
     return task.model_copy(update={"input": mapping})
-
-
-def _options(args: argparse.Namespace) -> InputOptions:
-    return InputOptions(
-        encoding=args.encoding, delimiter=args.delimiter, sheet=args.sheet, records_key=args.records_key
-    )

@@ -206,6 +206,12 @@ def test_a_table_says_how_much_of_its_input_it_has_read(tmp_path):
         assert sum(1 for _ in rows) == 49_999 and table.fraction_read() == 1.0
     with csv_file.open("rb") as stream, open_table(stream, name="calls.csv") as table:
         assert table.fraction_read() is None  # a stream's size is not known
+    size = csv_file.stat().st_size
+    with csv_file.open("rb") as stream, open_table(stream, name="calls.csv", size=size) as table:
+        rows = table.rows()  # as an S3 body is read, its size given by the upload's event
+        next(rows)
+        assert 0 < table.fraction_read() < 1
+        assert sum(1 for _ in rows) == 49_999 and table.fraction_read() == 1.0
 
     parquet_file = tmp_path / "calls.parquet"
     pq.write_table(pa.table({"id": list(range(1000)), "text": ["t"] * 1000}), parquet_file)

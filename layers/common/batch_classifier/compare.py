@@ -27,7 +27,6 @@ from .compare_output import format_comparison, render_comparison, write_comparis
 from .errors import BatchClassifierError
 from .evaluation import Evaluation, evaluate
 from .pipeline import InputOptions, PreparedRun, collect, prepare
-from .readers import open_table
 from .records import RowStatus
 from .tasks import Task
 
@@ -148,13 +147,7 @@ def count_rows(sample: Path, limit: int = MAX_COMPARE_ROWS, options: InputOption
     """The sample's data rows, refused (CompareError) above ``limit`` without reading further."""
     options = options or InputOptions()
     rows = 0
-    with open_table(
-        sample,
-        encoding=options.encoding,
-        delimiter=options.delimiter,
-        sheet=options.sheet,
-        records_key=options.records_key,
-    ) as table:
+    with options.open(sample) as table:
         for _ in table.rows():
             rows += 1
             if rows > limit:

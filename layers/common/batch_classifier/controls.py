@@ -167,39 +167,6 @@ def mix_controls(
         yield control
 
 
-class CountingReader(io.RawIOBase):
-    """A stream that counts the bytes read through it, so the share of an upload read is known without ``tell()``."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__()
-        self._raw = raw
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
-        size = len(data)
-        buffer[:size] = data
-        self.count += size
-        return size
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-def input_fraction(table: Table, counter: CountingReader | None, size: int | None) -> Callable[[], float | None]:
-    """The share of the input read so far: the table's own measure, else the bytes ``counter`` passed of ``size``
-    (unless the reader took the whole input at once, to read it from a copy, as XLSX is read)."""
-    if table.fraction_read() is not None:
-        return table.fraction_read
-    if counter is not None and size and counter.count < size:
-        return lambda: min(counter.count / size, 1.0)
-    return lambda: None
-
-
 def write_controls(out: IO[str], controls: Iterable[CanonicalRecord]) -> None:
     """The control records (with their text's record id) as JSON lines."""
     for control in controls:

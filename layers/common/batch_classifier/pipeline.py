@@ -16,7 +16,6 @@ for what each step produces. A prepared folder holds:
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -30,9 +29,7 @@ from typing import IO, Any, Protocol
 from .controls import (
     CONTROLS_NAME,
     ControlTally,
-    CountingReader,
     controls_from_plan,
-    input_fraction,
     load_controls,
     local_controls,
     mix_controls,
@@ -105,6 +102,20 @@ class InputOptions:
     sheet: str | None = None
     records_key: str | None = None
 
+    def open(
+        self, source: str | os.PathLike[str] | IO[bytes], name: str | None = None, size: int | None = None
+    ) -> Table:
+        """``source`` opened for reading with these options (:func:`.readers.open_table`)."""
+        return open_table(
+            source,
+            name=name,
+            size=size,
+            encoding=self.encoding,
+            delimiter=self.delimiter,
+            sheet=self.sheet,
+            records_key=self.records_key,
+        )
+
 
 def convert_file(
     source: str | os.PathLike[str] | IO[bytes],
@@ -127,24 +138,11 @@ def convert_file(
     a ``source`` stream, to tell how much of it was read."""
     options = options or InputOptions()
     stats = ConvertStats()
-    counter = None
-    if controls and not isinstance(source, str | os.PathLike):
-        counter = CountingReader(source)
-        source = io.BufferedReader(counter)
-    with open_table(
-        source,
-        name=name,
-        encoding=options.encoding,
-        delimiter=options.delimiter,
-        sheet=options.sheet,
-        records_key=options.records_key,
-    ) as table:
+    with options.open(source, name, size) as table:
         mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
         dumps = json.JSONEncoder(ensure_ascii=False).encode
         rows: Iterable[Row | CanonicalRecord] = (
-            mix_controls(table.rows(), controls, input_fraction(table, counter, size), controls_seed)
-            if controls
-            else table.rows()
+            mix_controls(table.rows(), controls, table.fraction_read, controls_seed) if controls else table.rows()
         )
         for record in convert_rows(rows, mapper, stats):
             text_json = dumps(record.text)

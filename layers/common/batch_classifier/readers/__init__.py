@@ -62,6 +62,7 @@ def open_table(
     delimiter: str | None = None,
     sheet: str | None = None,
     records_key: str | None = None,
+    size: int | None = None,
 ) -> Table:
     """Open an input file for streaming.
 
@@ -74,6 +75,9 @@ def open_table(
     or tab, sniffed from the header line unless given; ``.tsv`` means tab), ``sheet`` (XLSX: one sheet by
     name; default all sheets, each with its own header row) and ``records_key`` (JSON: the key of the list
     of records when the top level is an object; default the first key holding a list of objects).
+
+    ``size``: the bytes of a ``source`` stream, when its caller knows them, so that the table can tell how much of
+    it has been read (:meth:`.Table.fraction_read`; a path's size is its file's).
 
     A file without a header (CSV, XLSX) or without a single record (JSON, JSON Lines, Parquet) raises
     ``EmptyInputError`` here, since its columns cannot be known. A CSV or sheet with a header but no data
@@ -88,15 +92,16 @@ def open_table(
             return open_xlsx(opened.random_access(resources), label, sheet, resources)
         if kind is FileFormat.PARQUET:
             return open_parquet(opened.random_access(resources), label, resources)
-        data = opened.forward(resources)
+        data, position = opened.forward(resources)
         if kind is FileFormat.CSV:
             table = open_csv(data, opened.head, label, requested=encoding, delimiter=delimiter, resources=resources)
         elif kind is FileFormat.JSON:
             table = open_json(data, label, encoding, records_key, resources)
         else:
             table = open_jsonl(data, opened.head, label, encoding, resources)
-        if isinstance(opened.origin, str):
-            table.track_bytes(data, os.path.getsize(opened.origin))
+        total = opened.size(size)
+        if total:
+            table.track_bytes(position, total)
         return table
     except BaseException:
         resources.close()

@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -45,11 +46,18 @@ class Source:
         start = source.tell() if _is_seekable(source) else 0
         return cls(source, _read_head(source), start)
 
-    def forward(self, resources: ExitStack) -> IO[bytes]:
-        """A buffered binary stream over the whole input, read forwards only (no seeking needed)."""
+    def forward(self, resources: ExitStack) -> tuple[IO[bytes], Callable[[], int]]:
+        """A buffered binary stream over the whole input, read forwards only (no seeking needed), and how many of
+        the input's bytes it has read so far."""
         if isinstance(self.origin, str):
-            return resources.enter_context(open(self.origin, "rb"))
-        return resources.enter_context(io.BufferedReader(Prefixed(self.head, self.origin), buffer_size=PEEK))
+            stream = resources.enter_context(open(self.origin, "rb"))  # noqa: SIM115 - the table closes it
+            return stream, stream.tell
+        raw = Prefixed(self.head, self.origin)
+        return resources.enter_context(io.BufferedReader(raw, buffer_size=PEEK)), lambda: raw.count
+
+    def size(self, given: int | None) -> int | None:
+        """The input's size in bytes: a file's own, else ``given`` (a stream's, when its caller knows it)."""
+        return os.path.getsize(self.origin) if isinstance(self.origin, str) else given
 
     def random_access(self, resources: ExitStack) -> str | IO[bytes]:
         """The path, the caller's stream rewound, or a temporary copy of a stream that cannot seek."""
@@ -92,6 +100,7 @@ class Prefixed(io.RawIOBase):
         super().__init__()
         self._head = memoryview(head)
         self._rest = rest
+        self.count = 0  # bytes given out so far (the stream cannot tell its position)
 
     def readable(self) -> bool:
         return True
@@ -102,7 +111,9 @@ class Prefixed(io.RawIOBase):
             size = min(len(target), len(self._head))
             target[:size] = self._head[:size]
             self._head = self._head[size:]
+            self.count += size
             return size
         data = self._rest.read(len(target)) or b""
         target[: len(data)] = data
+        self.count += len(data)
         return len(data)

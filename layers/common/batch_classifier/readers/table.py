@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, Self
 
 from ..formats import FileFormat
 
@@ -72,10 +72,10 @@ class Table(ABC):
         forwards from its path: bytes; Parquet: rows); None otherwise."""
         return self._fraction()
 
-    def track_bytes(self, stream: IO[bytes], size: int) -> None:
-        """Measure :meth:`fraction_read` as the position of ``stream`` in an input of ``size`` bytes."""
+    def track_bytes(self, position: Callable[[], int], size: int) -> None:
+        """Measure :meth:`fraction_read` as ``position()``, the bytes read so far, of an input of ``size`` bytes."""
         if size > 0:
-            self._fraction = lambda: min(stream.tell() / size, 1.0)
+            self._fraction = lambda: min(position() / size, 1.0)
 
     def rows(self) -> Iterator[Row]:
         """The data rows in file order; a table can be iterated once."""
