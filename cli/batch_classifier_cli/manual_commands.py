@@ -49,10 +49,9 @@ from batch_classifier.pipeline import (
 from batch_classifier.readers import open_table
 from batch_classifier.records import RowStatus
 from batch_classifier.report import REPORT_NAME, RowDigest, batch_savings, render_report, workbook_sheets
-from batch_classifier.results import output_columns
 from batch_classifier.review_queue import REVIEW_QUEUE_NAME, ReviewQueue, queue_summary
 from batch_classifier.tasks import Task, bundled_task_names, load_task
-from batch_classifier.writer_base import load_json_row
+from batch_classifier.writer_base import TableSink
 from batch_classifier.writers import LocalTarget, open_sink, output_format_from_name
 
 from .progress import ProgressLine
@@ -209,22 +208,18 @@ def _collect(args: argparse.Namespace) -> int:
             f"{REVIEW_QUEUE_NAME} beside the results is the review queue collect writes (the rows that need review): "
             "give the results file another name."
         )
-    # The rows are joined into a JSONL file first, then written in the asked format in one more pass that also
-    # counts what the report shows of them; an XLSX then gets the summary's figures as sheets of its own.
-    joined = out.with_name(f".{out.name}.joined.jsonl")
-    # Rows are counted as they are written, so those stages know their total (the prepared run's rows) and show a
+    # Rows are counted as they are written, so that stage knows its total (the prepared run's rows) and shows a
     # percentage; output lines are counted against no total (a file's lines are known only once it is read).
     rows = int(prepared.plan.get("rows", 0))
-    progress = ProgressLine(totals={"writing results": rows, f"writing {out.name}": rows})
+    progress = ProgressLine(totals={"writing results": rows})
+    writer = _ResultsWriter(out, fmt, prepared, review=args.review)
     try:
-        summary = collect(Path(args.folder), outputs, joined, progress=progress)
-        try:
-            _write_results(joined, out, fmt, summary, prepared, progress, review=args.review)
-        except BaseException:
+        summary = collect(Path(args.folder), outputs, out, progress=progress, write_rows=writer)
+        writer.finish(summary)
+    except BaseException:
+        if writer.abort():
             (out.parent / SUMMARY).unlink(missing_ok=True)  # it describes rows that were not written
-            raise
-    finally:
-        joined.unlink(missing_ok=True)
+        raise
     progress.done()
     report = out.parent / REPORT_NAME
     summary["report"] = report.name
@@ -235,48 +230,55 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_results(
-    joined: Path,
-    out: Path,
-    fmt: FileFormat,
-    summary: dict[str, Any],
-    run: PreparedRun,
-    progress: ProgressLine,
-    review: bool = False,
-) -> None:
-    """Write the joined rows to ``out`` in its format, counting them for the report; complete ``summary``.
-    ``review``: with the reviewer's columns and drop-downs of the task's categories (XLSX). The rows flagged
-    ``needs_review`` also go to ``review.xlsx`` beside ``out`` (none, and an earlier one removed, when no row is)."""
-    columns = output_columns(run.layout, labelled=run.plan.get("labelled", 0) > 0)
-    digest = RowDigest()
-    categories = run.task.category_names if review else None
-    queue_path = out.parent / REVIEW_QUEUE_NAME
-    sink = open_sink(fmt, LocalTarget(out), columns, review_categories=categories)
-    queue = ReviewQueue(LocalTarget(queue_path), columns, run.task.category_names)
-    try:
-        with joined.open("rb") as lines:
-            for number, line in enumerate(lines, start=1):
-                row = load_json_row(line)
-                digest.add(row, number)
-                sink.write(row)
-                queue.add(row)
-                if number % 10_000 == 0:
-                    progress(f"writing {out.name}", number)
-        summary["results_file"] = out.name
-        summary["cost"].update(
-            batch_savings(summary["tokens"], summary["cost_usd"], run.task.model_id, PriceTable.load())
+class _ResultsWriter:
+    """Writes collect's rows to ``out`` in its format as they are joined, counting them for the report; the rows
+    flagged ``needs_review`` also go to ``review.xlsx`` beside ``out`` (none, and an earlier one removed, when no row
+    is). ``review``: with the reviewer's columns and drop-downs of the task's categories (XLSX). :meth:`finish`
+    completes the summary and, for an XLSX, adds its figures as sheets of their own."""
+
+    def __init__(self, out: Path, fmt: FileFormat, run: PreparedRun, *, review: bool) -> None:
+        self.out, self.fmt, self.run, self.review = out, fmt, run, review
+        self.queue_path = out.parent / REVIEW_QUEUE_NAME
+        self.digest = RowDigest()
+        self.sink: TableSink | None = None
+        self.queue: ReviewQueue | None = None
+
+    def __call__(self, columns: list[str], rows: Iterator[dict[str, Any]]) -> None:
+        categories = self.run.task.category_names
+        self.sink = open_sink(
+            self.fmt, LocalTarget(self.out), columns, review_categories=categories if self.review else None
         )
-        summary.update(digest.to_dict())
-        sink.add_sheets(workbook_sheets(summary))
-    except BaseException:
-        sink.abort()
-        queue.abort()
-        raise
-    sink.close()
-    queued = queue.close()
-    if not queued:
-        queue_path.unlink(missing_ok=True)  # an earlier collect's queue: these results have none
-    summary["review_queue"] = queue_summary(queued, queue_path.name if queued else None)
+        self.queue = ReviewQueue(LocalTarget(self.queue_path), columns, categories)
+        sink, queue, add = self.sink, self.queue, self.digest.add
+        for number, row in enumerate(rows, start=1):
+            add(row, number)
+            sink.write(row)
+            queue.add(row)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        assert self.sink is not None and self.queue is not None  # collect hands its rows over before it returns
+        summary["cost"].update(
+            batch_savings(summary["tokens"], summary["cost_usd"], self.run.task.model_id, PriceTable.load())
+        )
+        summary.update(self.digest.to_dict())
+        self.sink.add_sheets(workbook_sheets(summary))
+        self.sink.close()
+        self.sink = None
+        queued = self.queue.close()
+        self.queue = None
+        if not queued:
+            self.queue_path.unlink(missing_ok=True)  # an earlier collect's queue: these results have none
+        summary["review_queue"] = queue_summary(queued, self.queue_path.name if queued else None)
+
+    def abort(self) -> bool:
+        """Remove what was being written; whether anything was."""
+        started = self.sink is not None
+        if self.sink is not None:
+            self.sink.abort()
+        if self.queue is not None:
+            self.queue.abort()
+        self.sink = self.queue = None
+        return started
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -16,11 +16,12 @@ import pytest
 from openpyxl import load_workbook
 
 from batch_classifier import xlsx_writer
+from batch_classifier.exact_json import load_object
 from batch_classifier.formats import FileFormat
 from batch_classifier.outputs import parse_output_line, read_output_lines
-from batch_classifier.records import RowStatus
+from batch_classifier.records import CanonicalRecord, RowStatus
 from batch_classifier.results import Verdict
-from batch_classifier.writer_base import _csv_cell, _csv_line, _json_bytes, load_json_row
+from batch_classifier.writer_base import _csv_cell, _csv_line, _json_bytes
 from batch_classifier.writers import LocalTarget, Target, open_sink, write_table
 from batch_classifier.xlsx_file import escape
 
@@ -68,7 +69,7 @@ def test_json_rows_orjson_refuses_are_written_by_the_json_module() -> None:
     ],
 )
 def test_json_rows_read_back_with_their_exact_values(line: bytes) -> None:
-    assert load_json_row(line) == json.loads(line)
+    assert load_object(line) == json.loads(line)
 
 
 def test_verdicts_go_through_their_lines_unchanged() -> None:
@@ -202,3 +203,27 @@ def test_xlsx_styles_of_sheets_of_figures(tmp_path: Path) -> None:
     assert sheet.freeze_panes == "B2"
     (rule,) = sheet.conditional_formatting
     assert str(rule.sqref) == "B1:B3" and rule.rules[0].type == "colorScale"
+
+
+@pytest.mark.parametrize(
+    "carry",
+    [
+        {"n": 18446744073709551616},
+        {"n": float("nan"), "m": float("inf")},
+        {"nested": {"n": 123456789012345678901234567890}},
+        {"list": [1, 2.5, "x"]},
+        {"n": 1.5, "t": "é", "none": None},
+    ],
+)
+def test_records_read_back_with_their_carried_values_exact(carry: dict) -> None:
+    record = CanonicalRecord(row=3, id="a", text="hi", carry=carry, label="X", rid="R0000000001", first=True)
+    again = CanonicalRecord.from_json(record.to_json())
+    assert json.dumps(again.carry) == json.dumps(carry)
+    assert (again.row, again.id, again.text, again.label, again.rid, again.first) == (
+        3,
+        "a",
+        "hi",
+        "X",
+        record.rid,
+        True,
+    )

@@ -229,3 +229,26 @@ def test_prepare_reports_duplicate_ids_with_examples(tmp_path):
     plan = prepare(source, tmp_path / "prep", load_task("travel")).plan
     assert plan["duplicate_ids"] == 3
     assert plan["duplicate_id_examples"] == ["7", "8"]
+
+
+def test_collect_gives_the_same_results_whether_it_keeps_or_spills_verdicts(tmp_path, travel, monkeypatch):
+    source = tmp_path / "calls.csv"
+    write_input(source, 260, duplicates=20, empty=3)
+    travel = travel.model_copy(update={"batch": travel.batch.model_copy(update={"max_records_per_job": 120})})
+    prepare(source, tmp_path / "prep", travel)
+    errors = {"R0000000005": {"errorCode": 400, "errorMessage": "bad request"}}
+    answer_jobs(tmp_path / "prep", tmp_path / "outputs", errors=errors, drop={"R0000000007"})
+    # A second answer for record 5, in a later file: an answer beats an error, in memory and from spilled files.
+    later = tmp_path / "outputs" / "zz-retry" / "retry.jsonl.out"
+    later.parent.mkdir()
+    job = (tmp_path / "prep" / "jobs" / "shard-00001.jsonl").read_text().splitlines()
+    fifth = next(json.loads(line) for line in job if '"R0000000005"' in line)
+    reply = {"content": [{"type": "text", "text": fake_reply("Refund Issues")}], "usage": {}}
+    later.write_text(json.dumps({**fifth, "modelOutput": reply}) + "\n")
+    kept = collect(tmp_path / "prep", tmp_path / "outputs", tmp_path / "kept" / "calls.csv")
+    monkeypatch.setattr("batch_classifier.pipeline.HELD_VERDICTS", 1)
+    spilled = collect(tmp_path / "prep", tmp_path / "outputs", tmp_path / "spilled" / "calls.csv")
+    assert kept == spilled
+    assert (tmp_path / "kept" / "calls.csv").read_bytes() == (tmp_path / "spilled" / "calls.csv").read_bytes()
+    assert kept["by_status"]["model_error"] == 1  # record 7, never answered; record 5's error was answered later
+    assert kept["output_files"] == 5 and kept["results_file"] == "calls.csv"

@@ -313,22 +313,26 @@ def extract_answer(text: str, tags: OutputTags) -> Answer:
     ``<confidence>`` is read when there is one (:func:`~.confidence.parse_confidence`); a missing or garbled one
     leaves the answer as it is, without a confidence.
     """
+    folded = text.lower() if text.isascii() else None  # re.I folds some non-ASCII letters to ASCII ones
     for tag in dict.fromkeys((tags.label, "classification", "class", "category")):
-        raw, rest = _tag_value(text, tag)
+        raw, rest = _tag_value(text, tag, folded)
         label = _clean_label(raw) if raw is not None else None
         if label is not None:
-            explanation, _ = _tag_value(text, tags.explanation)
+            explanation, _ = _tag_value(text, tags.explanation, folded)
             if explanation is None:
-                explanation, _ = _tag_value(text, "rationale")
+                explanation, _ = _tag_value(text, "rationale", folded)
             if explanation is None:
                 explanation = _free_text(rest)
-            said, _ = _tag_value(text, CONFIDENCE_TAG)
+            said, _ = _tag_value(text, CONFIDENCE_TAG, folded)
             return Answer(label=label, explanation=explanation, confidence=parse_confidence(said))
     return Answer(label=None, explanation=None)
 
 
-def _tag_value(text: str, tag: str) -> tuple[str | None, str]:
-    """The stripped content of the first ``<tag>`` and the text after it; an unclosed tag runs to the next tag."""
+def _tag_value(text: str, tag: str, folded: str | None = None) -> tuple[str | None, str]:
+    """The stripped content of the first ``<tag>`` and the text after it; an unclosed tag runs to the next tag.
+    ``folded``: ``text.lower()``, to skip the search when the tag's name is nowhere in the text."""
+    if folded is not None and tag.lower() not in folded:
+        return None, text
     closed, opened = _tag_patterns(tag)
     found = closed.search(text) or opened.search(text)
     if found is None:

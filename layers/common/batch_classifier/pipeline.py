@@ -45,6 +45,7 @@ from .prompts import PackedPrompt, render_packed_prompt, render_prompt
 from .readers import Row, Table, open_table
 from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
 from .results import (
+    JudgedOutputs,
     SummaryBuilder,
     cost_summary,
     join_verdicts,
@@ -69,6 +70,8 @@ ON_DEMAND_DIR = "on-demand"
 SUMMARY = "summary.json"
 SHARED = "shared.json"
 
+# Verdicts collect keeps in memory before it spills them to scratch files (about 40 MB).
+HELD_VERDICTS = 200_000
 # Tokens a reply takes: a label and a sentence or two of explanation.
 ESTIMATED_OUTPUT_TOKENS = 60
 
@@ -77,6 +80,12 @@ class Progress(Protocol):
     """A progress callback: ``done`` units of ``stage``, of ``total`` when known (or estimated)."""
 
     def __call__(self, stage: str, done: int, total: int | None = None, /) -> None: ...
+
+
+class RowWriter(Protocol):
+    """Writes a results file's rows: the output ``columns``, then the rows (dicts by column) as they are joined."""
+
+    def __call__(self, columns: list[str], rows: Iterator[dict[str, Any]], /) -> object: ...
 
 
 def _quiet(stage: str, done: int, total: int | None = None) -> None:
@@ -378,12 +387,16 @@ def collect(
     *,
     prices: PriceTable | None = None,
     progress: Progress = _quiet,
+    write_rows: RowWriter | None = None,
 ) -> dict[str, Any]:
     """Join batch outputs with a prepared run; write the results file and ``summary.json`` beside it.
 
-    Each output file is judged on its own and its verdicts are spilled, in record order, to a scratch file;
-    the spilled files are then merged and joined with the records in one pass, so memory holds one output
-    file's verdicts at a time, not the run's.
+    ``write_rows(columns, rows)`` writes the results file instead of :func:`.writers.write_table` (the CLI's, which
+    also counts the rows for the report and fills the review queue as they go by).
+
+    Each output file is judged on its own; its verdicts are kept, or spilled in record order to a scratch file once
+    more than :data:`HELD_VERDICTS` are kept. The kept and spilled verdicts are then merged and joined with the records
+    in one pass, so memory holds a bounded number of verdicts, not the run's.
     """
     run = PreparedRun.load(folder)
     if not outputs.is_dir():
@@ -406,6 +419,13 @@ def collect(
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="collect-") as scratch:
         spilled: list[Path] = []
+        held: list[JudgedOutputs] = []  # judged files kept in memory while they hold few verdicts, spilled after
+
+        def spill(judged: JudgedOutputs) -> None:
+            path = Path(scratch) / f"{len(spilled):05d}.jsonl"
+            path.write_text("".join(line + "\n" for line in judged.sorted_lines()), encoding="utf-8")
+            spilled.append(path)
+
         for path in sorted(outputs.rglob("*.out")):
             files += 1
             if path.name == MANIFEST_NAME:
@@ -422,13 +442,16 @@ def collect(
                 kind = kind_of(min(judged.verdicts)).value
                 tokens[kind]["input"] += judged.input_tokens
                 tokens[kind]["output"] += judged.output_tokens
-                spill = Path(scratch) / f"{len(spilled):05d}.jsonl"
-                spill.write_text("".join(line + "\n" for line in judged.sorted_lines()), encoding="utf-8")
-                spilled.append(spill)
+                held.append(judged)
+                if sum(len(j.verdicts) for j in held) > HELD_VERDICTS:
+                    for kept in held:
+                        spill(kept)
+                    held.clear()
             progress("reading outputs", lines)
 
         with ExitStack() as open_files:
             streams = [read_verdicts(open_files.enter_context(p.open("rb"))) for p in spilled]
+            streams += [j.sorted_items() for j in held]
             verdicts = tally.tap(merge_verdicts(streams)) if tally else merge_verdicts(streams)
             joined = join_verdicts(run.records(), verdicts, run.shared)
 
@@ -440,7 +463,11 @@ def collect(
                         progress("writing results", summary.rows)
                     yield row
 
-            write_table(out_file, output_columns(layout, labelled=run.plan.get("labelled", 0) > 0), rows())
+            columns = output_columns(layout, labelled=run.plan.get("labelled", 0) > 0)
+            if write_rows is None:
+                write_table(out_file, columns, rows())
+            else:
+                write_rows(columns, rows())
             for _ in verdicts:  # the verdicts after the last user row's: control texts the join did not need
                 pass
     progress("writing results", summary.rows)

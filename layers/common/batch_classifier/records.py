@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .exact_json import load_object
 from .prompts import PackedPrompt, render_packed_prompt, render_prompt
 from .tasks import InvocationType, Task
 
@@ -44,6 +45,10 @@ class RowStatus(StrEnum):
     MODEL_ERROR = "model_error"
     UNPARSEABLE = "unparseable"
     OFF_LIST = "off_list"
+
+
+# Statuses by value: a dict look-up, where calling the enum costs several times as much (a record read per row).
+STATUS_BY_VALUE = {status.value: status for status in RowStatus}
 
 
 def record_id(index: int) -> str:
@@ -115,12 +120,12 @@ class CanonicalRecord:
 
     @classmethod
     def from_json(cls, line: str | bytes) -> CanonicalRecord:
-        data = json.loads(line)
+        data = load_object(line, inner="carry")
         return cls(
             row=data["row"],
             id=data["id"],
             text=data["text"],
-            status=RowStatus(data["status"]),
+            status=STATUS_BY_VALUE.get(data["status"]) or RowStatus(data["status"]),
             reason=data.get("reason"),
             rid=data.get("rid"),
             first=data.get("first", False),

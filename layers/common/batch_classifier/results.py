@@ -25,7 +25,7 @@ from .evaluation import evaluate
 from .labels import LabelMatcher, MatchMethod
 from .mapping import OutputLayout
 from .outputs import ModelResult, extract_answer, split_packed_reply
-from .records import CanonicalRecord, RowStatus, is_text_id, record_id, record_index
+from .records import STATUS_BY_VALUE, CanonicalRecord, RowStatus, is_text_id, record_id, record_index
 from .tasks import Task
 
 # Columns the product adds to every output row, after the id and the input's own columns.
@@ -106,7 +106,7 @@ class Verdict:
             data = json.loads(line)
         status, match = data["status"], data.get("match")
         verdict = cls(
-            status=_STATUSES.get(status) or RowStatus(status),
+            status=STATUS_BY_VALUE.get(status) or RowStatus(status),
             category=data.get("class"),
             rationale=data.get("rationale"),
             match=(_MATCHES.get(match) or MatchMethod(match)) if match else None,
@@ -119,8 +119,7 @@ class Verdict:
         return data["i"], verdict
 
 
-# Enum members by value: a dict look-up, where calling the enum costs several times as much (a million verdicts read).
-_STATUSES = {status.value: status for status in RowStatus}
+# Match methods by value: a dict look-up, where calling the enum costs several times as much (a million verdicts).
 _MATCHES = {method.value: method for method in MatchMethod}
 
 
@@ -191,9 +190,14 @@ class JudgedOutputs:
         if previous is None or previous.status is RowStatus.MODEL_ERROR:
             self.verdicts[index] = verdict
 
-    def sorted_lines(self) -> Iterator[str]:
+    def sorted_items(self) -> Iterator[tuple[int, Verdict]]:
+        """``(index, verdict)`` in index order."""
         for index in sorted(self.verdicts):
-            yield self.verdicts[index].to_json(index)
+            yield index, self.verdicts[index]
+
+    def sorted_lines(self) -> Iterator[str]:
+        for index, verdict in self.sorted_items():
+            yield verdict.to_json(index)
 
 
 def judge_results(

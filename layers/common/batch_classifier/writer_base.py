@@ -11,7 +11,7 @@ import json
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -135,18 +135,27 @@ def _project(row: Row, columns: Sequence[str], cell: Callable[[Any], Any]) -> li
 def _csv_line(row: Row, columns: Sequence[str]) -> str:
     """``columns`` of ``row`` as one CSV record, as ``csv.writer`` writes it (commas, minimal quoting with doubled
     quotes, CRLF), built directly: a row at a time, the csv module is the slower part of writing a CSV file."""
-    fields = []
-    for value in map(row.get, columns):
-        if value.__class__ is str:
+    fields: list[str] = []
+    append = fields.append
+    values: Iterator[Any] = map(row.get, columns)
+    for value in values:
+        kind = value.__class__
+        if kind is str:
             text = "'" + value if value.startswith(FORMULA_PREFIXES) else value
         elif value is None:
-            fields.append("")
+            append("")
+            continue
+        elif kind is bool:
+            append("true" if value else "false")
+            continue
+        elif kind is int:
+            append(str(value))
             continue
         else:
             text = _csv_cell(value)
         if "," in text or '"' in text or "\n" in text or "\r" in text:
             text = '"' + text.replace('"', '""') + '"'
-        fields.append(text)
+        append(text)
     if len(fields) == 1 and not fields[0]:
         return '""\r\n'  # a lone empty field is quoted, or the record would be an empty line
     return ",".join(fields) + "\r\n"
@@ -187,24 +196,6 @@ def _json_bytes(columns: Sequence[str], row: Row) -> bytes:
     except (TypeError, orjson.JSONEncodeError):
         record = {column: _json_cell(value) for column, value in record.items()}
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default).encode()
-
-
-def load_json_row(line: bytes | str) -> dict[str, Any]:
-    """A row written by :func:`_json_bytes` read back with the same values. orjson reads it unless the row may hold an
-    integer orjson would read as a float (one beyond 64 bits, or one inside a list or object), or a number it refuses
-    (``1e400``): the json module reads those."""
-    try:
-        row: dict[str, Any] = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return dict(json.loads(line))
-    for value in row.values():
-        kind = type(value)
-        if kind is dict or kind is list or (kind is float and not -_BIG < value < _BIG):
-            return dict(json.loads(line))
-    return row
-
-
-_BIG = 2.0**63
 
 
 # --- targets -------------------------------------------------------------------------------------------
