@@ -27,7 +27,7 @@ from batch_classifier.evaluation import (
     reviewed_truth,
 )
 from batch_classifier.formats import FileFormat
-from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows
+from batch_classifier.mapping import Converter, ConvertStats, RecordMapper
 from batch_classifier.outputs import MANIFEST_NAME
 from batch_classifier.pipeline import (
     ESTIMATED_OUTPUT_TOKENS,
@@ -459,10 +459,11 @@ def _estimate(args: argparse.Namespace) -> int:
     progress = ProgressLine()
     stats = ConvertStats()
     with options.open(args.input) as table:
-        mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
-        for _ in convert_rows(table.rows(), mapper, stats):
-            if stats.rows % 10_000 == 0:
-                progress("reading rows", stats.rows, expected_rows(table, stats.rows))
+        converter = Converter(RecordMapper(task.input, table.columns, source=repr(table.name)), stats)
+        for block in table.blocks():
+            converter.block(block)  # counted: its lines are not needed
+            progress("reading rows", stats.rows, expected_rows(table, stats.rows))
+        converter.finish()
     progress.done()
     # The task's control rows go into every run's requests too (drawn as prepare draws them).
     controls = local_controls(task, Path(args.input).name)

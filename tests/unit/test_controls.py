@@ -24,9 +24,10 @@ from batch_classifier.controls import (
 )
 from batch_classifier.errors import ControlFileError
 from batch_classifier.finalize import finalize_run
-from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows
+from batch_classifier.mapping import Converter, ConvertStats, RecordMapper
 from batch_classifier.pipeline import collect, prepare
 from batch_classifier.readers import Row
+from batch_classifier.readers.table import Block
 from batch_classifier.records import CanonicalRecord, RowStatus, record_index
 from batch_classifier.report import render_report
 from batch_classifier.report_sheets import workbook_sheets
@@ -348,7 +349,15 @@ def test_a_control_text_never_shares_its_index_with_a_users_identical_text():
     user = [Row(i, {"conversation_id": f"u{i}", "conversation": "same words"}) for i in (1, 2)]
     control = CanonicalRecord(row=1, id="control:1", text="same words", label="Complaint", control=True)
     stats = ConvertStats()
-    records = list(convert_rows([user[0], control, user[1]], mapper, stats))
+    converter = Converter(mapper, stats)
+    lines = [*converter.block(Block.of(user[:1], ["conversation_id", "conversation"])).records]
+    assert converter.control(control) == b'"same words"\n'
+    lines += converter.block(Block.of(user[1:], ["conversation_id", "conversation"])).records
+    records = (
+        [CanonicalRecord.from_json(line) for line in lines[:1]]
+        + [control]
+        + [CanonicalRecord.from_json(line) for line in lines[1:]]
+    )
     assert [(r.id, r.rid, r.first) for r in records] == [
         ("u1", "R0000000001", True),
         ("control:1", "R0000000002", True),

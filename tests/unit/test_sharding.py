@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from batch_classifier.packing import group_texts
 from batch_classifier.records import BatchLineEncoder, record_id
 from batch_classifier.sharding import ShardKind, ShardPlan, plan_shards, write_shards
 from batch_classifier.tasks import BatchLimits, load_task
@@ -66,7 +67,7 @@ def test_write_shards_follows_the_plan_and_keeps_every_record_once():
     task = load_task("travel")
     sink = Sink()
     plan = plan_shards(250, BatchLimits(min_records_per_job=100, max_records_per_job=120))
-    shards = write_shards(_items(250), plan, BatchLineEncoder(task), task.batch, sink)
+    shards = write_shards(group_texts(_items(250), 1), plan, BatchLineEncoder(task), task.batch, sink)
     assert [(s.kind, s.records) for s in shards] == [
         (ShardKind.BATCH, 120),
         (ShardKind.BATCH, 120),
@@ -82,7 +83,7 @@ def test_write_shards_follows_the_plan_and_keeps_every_record_once():
 def test_remainder_goes_to_one_on_demand_shard():
     task = load_task("travel")
     sink = Sink()
-    shards = write_shards(_items(40), plan_shards(40, LIMITS), BatchLineEncoder(task), LIMITS, sink)
+    shards = write_shards(group_texts(_items(40), 1), plan_shards(40, LIMITS), BatchLineEncoder(task), LIMITS, sink)
     assert [(s.kind, s.records) for s in shards] == [(ShardKind.ON_DEMAND, 40)]
     assert list(sink.files) == ["on_demand/shard-00001"]
 
@@ -95,7 +96,7 @@ def test_byte_cap_is_enforced_while_writing():
     plan = plan_shards(100, limits)  # no byte estimate: the plan is one job of 100
     assert plan.batch_sizes == (100,)
     sink = Sink()
-    shards = write_shards(_items(100), plan, encoder, limits, sink)
+    shards = write_shards(group_texts(_items(100), 1), plan, encoder, limits, sink)
     assert all(s.bytes <= limits.max_bytes_per_file for s in shards)
     assert sum(s.records for s in shards) == 100
     assert len(shards) >= 4

@@ -28,14 +28,16 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .errors import BatchClassifierError, ControlFileError, MissingColumnError
 from .evaluation import evaluate
 from .mapping import RecordMapper
-from .readers import Row, Table, open_table
+from .readers import Table, open_table
 from .records import CanonicalRecord, RowStatus, record_index
 from .tasks import ControlSettings, InputMapping, Task
+
+T = TypeVar("T")
 
 #: Where the workflow reads control files: keys under this prefix of the customer bucket.
 CONTROLS_PREFIX = "config/controls"
@@ -147,11 +149,11 @@ def _rng(seed: str, purpose: str) -> random.Random:
 
 
 def mix_controls(
-    rows: Iterable[Row], controls: Sequence[CanonicalRecord], fraction: Callable[[], float | None], seed: str
-) -> Iterator[Row | CanonicalRecord]:
-    """The input's rows with the control records mixed in: the i-th of n goes in once ``fraction()`` (the share of
-    the input read) reaches a point drawn in ``[i/n, (i+1)/n)``; when the input cannot tell its share, or is read
-    before a point is reached, the controls left go in at the end."""
+    rows: Iterable[T], controls: Sequence[CanonicalRecord], fraction: Callable[[], float | None], seed: str
+) -> Iterator[T | CanonicalRecord]:
+    """The input's rows (or blocks of rows) with the control records mixed in: the i-th of n goes in once
+    ``fraction()`` (the share of the input read) reaches a point drawn in ``[i/n, (i+1)/n)``; when the input cannot
+    tell its share, or is read before a point is reached, the controls left go in at the end."""
     if not controls:
         yield from rows
         return

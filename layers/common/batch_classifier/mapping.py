@@ -12,16 +12,19 @@ their result is fanned back out to every row that carries them.
 
 from __future__ import annotations
 
-import hashlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from hashlib import blake2b
 from typing import Any
+
+import orjson
 
 from .errors import MissingColumnError
 from .readers import Row
-from .records import CanonicalRecord, RowStatus, record_id
+from .readers.table import Block
+from .records import PENDING_LINE, CanonicalRecord, RowStatus, escaped, escaped_strings, record_id
 from .tasks import InputMapping
 
 _DUPLICATE_ID_EXAMPLES = 5
@@ -80,54 +83,131 @@ class RecordMapper:
         self._carry = tuple(c for c in shown if c != restored)
         self._text_columns = mapping.text_columns
         self._max_chars = mapping.max_text_chars
+        self._label = (self.label_column,) if self.label_column else ()
+        ids = (mapping.id_column,) if mapping.id_column else ()
+        self._needed = tuple(dict.fromkeys([*self._text_columns, *ids, *self._label, *self._carry]))
 
     def map(self, row: Row) -> CanonicalRecord:
-        values = row.values
-        carry = {c: values.get(c) for c in self._carry}
-        label = _as_label(values.get(self.label_column)) if self.label_column else None
-        rid_source = self.mapping.id_column
-        row_id = _as_id(values.get(rid_source)) if rid_source else str(row.number)
-        text = self._text(values)
-        record = CanonicalRecord(row=row.number, id=row_id or "", text=text, label=label, carry=carry)
+        """One row as a canonical record (its status ``invalid_input`` with the reason when it cannot be classified)."""
+        return self.map_block(Block.of([row], self._needed)).record(0)
+
+    def map_block(self, block: Block) -> MappedBlock:
+        """The rows of ``block``, column by column, as records are made of them (see :class:`MappedBlock`)."""
+        columns, size = block.columns, block.size
+        texts = self._texts(columns)
+        id_column = self.mapping.id_column
+        ids: list[str | None] = (
+            _ids(columns[id_column]) if id_column else list(map(str, range(block.start, block.start + size)))
+        )
+        labels: list[str | None] = _labels(columns[self.label_column]) if self.label_column else [None] * size
+        return MappedBlock(self, block, ids, texts, labels, [columns[c] for c in self._carry])
+
+    def _texts(self, columns: dict[str, list[Any]]) -> list[str]:
+        if len(self._text_columns) == 1:
+            values = columns[self._text_columns[0]]
+            return values if _all_text(values) else list(map(_as_text, values))
+        parts = [list(map(_as_text, columns[c])) for c in self._text_columns]
+        named = self._text_columns
+        return [
+            "\n".join(f"{column}: {value}" for column, value in zip(named, row, strict=True) if value.strip())
+            for row in zip(*parts, strict=True)
+        ]
+
+
+@dataclass(slots=True)
+class MappedBlock:
+    """A block of rows mapped column by column: each row's id (None when empty), text and label, and the values of the
+    carried columns (in the order of the mapper's ``carry``)."""
+
+    mapper: RecordMapper
+    block: Block
+    ids: list[str | None]
+    texts: list[str]
+    labels: list[str | None]
+    carried: list[list[Any]]
+
+    def unusual(self) -> set[int]:
+        """The positions of the rows :meth:`record` does more with than copy their values: an empty id or text (the row
+        is invalid), a text to truncate."""
+        ids, texts, limit = self.ids, self.texts, self.mapper._max_chars
+        lengths = list(map(len, texts))
+        if None not in ids and min(lengths) > 0 and max(lengths) <= limit and not any(map(str.isspace, texts)):
+            return set()
+        return {
+            position
+            for position, (row_id, text, length) in enumerate(zip(ids, texts, lengths, strict=True))
+            if not row_id or not length or length > limit or text.isspace()
+        }
+
+    def tails(self) -> list[bytes]:
+        """The end of each row's record line, as :meth:`CanonicalRecord.to_line` writes it: the label and the carried
+        columns (escaped by orjson all at once), the closing brace and a newline. ``TypeError`` or
+        ``orjson.JSONEncodeError`` when a carried value is not text or empty, or a text is one orjson refuses: those are
+        left to :meth:`CanonicalRecord.to_line`."""
+        size = self.block.size
+        labels = self.labels
+        if labels.count(None) == size:
+            tails = [b""] * size
+        else:
+            escaped_labels = escaped_strings([label or "" for label in labels])
+            tails = [
+                b',"label":"' + text + b'"' if label is not None else b""
+                for label, text in zip(labels, escaped_labels, strict=True)
+            ]
+        if not self.carried:
+            return [tail + b"}\n" for tail in tails]
+        values = []
+        for name, column in zip(self.mapper._carry, self.carried, strict=True):
+            if not set(map(type, column)) <= _TEXT_OR_NONE:
+                raise TypeError(f"the carried column {name!r} holds values that are not text")
+            key = orjson.dumps(name) + b":"
+            texts = escaped_strings([v or "" for v in column])
+            values.append(
+                [key + (b'"' + t + b'"' if v is not None else b"null") for v, t in zip(column, texts, strict=True)]
+            )
+        carries = map(b",".join, zip(*values, strict=True))
+        return [tail + b',"carry":{' + carry + b"}}\n" for tail, carry in zip(tails, carries, strict=True)]
+
+    def record(self, position: int) -> CanonicalRecord:
+        """The canonical record of the row at ``position``."""
+        row_id, text = self.ids[position], self.texts[position]
+        carry = {name: column[position] for name, column in zip(self.mapper._carry, self.carried, strict=True)}
+        number = self.block.start + position
+        record = CanonicalRecord(row=number, id=row_id or "", text=text, label=self.labels[position], carry=carry)
+        mapper = self.mapper
         if not row_id:
             record.status = RowStatus.INVALID_INPUT
-            record.reason = f"{row.where()}: the id column {rid_source!r} is empty"
+            record.reason = f"{self.block.where(position)}: the id column {mapper.mapping.id_column!r} is empty"
         elif not text.strip():
             record.status = RowStatus.INVALID_INPUT
-            named = ", ".join(repr(c) for c in self._text_columns)
-            record.reason = f"{row.where()}: no text in {named}"
-        elif len(text) > self._max_chars:
-            record.text = text[: self._max_chars]
+            named = ", ".join(repr(c) for c in mapper._text_columns)
+            record.reason = f"{self.block.where(position)}: no text in {named}"
+        elif len(text) > mapper._max_chars:
+            record.text = text[: mapper._max_chars]
             record.truncated = True
         return record
-
-    def _text(self, values: dict[str, Any]) -> str:
-        if len(self._text_columns) == 1:
-            return _as_text(values.get(self._text_columns[0]))
-        parts = []
-        for column in self._text_columns:
-            value = _as_text(values.get(column))
-            if value.strip():
-                parts.append(f"{column}: {value}")
-        return "\n".join(parts)
 
 
 @dataclass(slots=True)
 class TextIndex:
-    """Gives each distinct text a record id; identical texts share the id of their first occurrence."""
+    """Gives each distinct text a record id; identical texts share the id of their first occurrence.
 
-    _ids: dict[bytes, int] = field(default_factory=dict)
-    _reserved: int = 0
+    ``ids``: the index of each text by a 16-byte hash of its escaped form (:func:`.records.escaped`); ``reserved``:
+    the indexes given to control texts, which share theirs with no other."""
 
-    def assign(self, record: CanonicalRecord) -> int:
-        """Set the record's id (and ``first``); returns its index, 0 for a record that is not sent."""
+    ids: dict[bytes, int] = field(default_factory=dict)
+    reserved: int = 0
+
+    def assign(self, record: CanonicalRecord, text: bytes) -> int:
+        """Set the record's id (and ``first``) from ``text``, its escaped text; returns its index, 0 for a record that
+        is not sent."""
         if record.status is not RowStatus.PENDING:
             return 0
-        key = hashlib.blake2b(record.text.encode(), digest_size=16).digest()
-        index = self._ids.get(key)
+        key = blake2b(text, digest_size=16).digest()
+        index = self.ids.get(key)
         if index is None:
-            index = len(self._ids) + self._reserved + 1
-            self._ids[key] = index
+            index = len(self.ids) + self.reserved + 1
+            self.ids[key] = index
             record.first = True
         record.rid = record_id(index)
         return index
@@ -135,13 +215,13 @@ class TextIndex:
     def reserve(self, record: CanonicalRecord) -> int:
         """Give a control row's text an index of its own (``first``), shared with no other row: a control row's
         verdict is never given to a user's row, nor a user's row's to it."""
-        self._reserved += 1
-        index = len(self._ids) + self._reserved
+        self.reserved += 1
+        index = len(self.ids) + self.reserved
         record.first, record.rid = True, record_id(index)
         return index
 
     def __len__(self) -> int:
-        return len(self._ids) + self._reserved
+        return len(self.ids) + self.reserved
 
 
 @dataclass(slots=True)
@@ -177,46 +257,125 @@ class ConvertStats:
         }
 
 
-def convert_rows(
-    rows: Iterable[Row | CanonicalRecord], mapper: RecordMapper, stats: ConvertStats
-) -> Iterator[CanonicalRecord]:
-    """Map, validate and index every row, counting as it goes; yields records in input order.
+@dataclass(slots=True)
+class ConvertedLines:
+    """The lines (each ending in a newline) a block of rows gives ``records.jsonl``, ``texts.jsonl`` and
+    ``rejects.jsonl``."""
+
+    records: list[bytes] = field(default_factory=list)
+    texts: list[bytes] = field(default_factory=list)
+    rejects: list[bytes] = field(default_factory=list)
+
+
+class Converter:
+    """Maps, validates and indexes an input's rows a block at a time, counting them in ``stats``, and gives the lines
+    of the canonical records, of the distinct texts and of the rejects (:meth:`block`).
 
     Control records mixed in (:func:`.controls.mix_controls`, already mapped) get a text index of their own and count
-    as texts, not rows.
+    as texts, not rows (:meth:`control`).
 
-    Duplicate ids are counted at the end from 8-byte hashes of the ids (a report, not a decision, so a hash
-    collision costs nothing); :func:`duplicate_id_examples` finds example ids in a second look when needed.
+    Most rows are written without a :class:`CanonicalRecord` being made: a block's texts and ids are escaped at once,
+    and a pending row's line is :data:`.records.PENDING_LINE` filled in. A row :meth:`MappedBlock.record` does more
+    with (an invalid row, a text to truncate), and every row of a block whose values orjson would not write as the
+    json module does, goes through :meth:`CanonicalRecord.to_line`; both give the same bytes.
+
+    Duplicate ids are counted at the end (:meth:`finish`) from 8-byte hashes of the ids (a report, not a decision, so
+    a hash collision costs nothing); :func:`duplicate_id_examples` finds example ids in a second look when needed.
     """
-    index = TextIndex()
-    id_hashes: array[int] | None = array("q") if mapper.mapping.id_column else None
-    for row in rows:
-        if isinstance(row, CanonicalRecord):
-            index.reserve(row)
-            stats.controls += 1
-            stats.distinct_texts += 1
-            stats.text_chars += len(row.text)
-            yield row
-            continue
-        record = mapper.map(row)
-        text_index = index.assign(record)
-        stats.rows += 1
+
+    def __init__(self, mapper: RecordMapper, stats: ConvertStats) -> None:
+        self.mapper = mapper
+        self.stats = stats
+        self.index = TextIndex()
+        self._id_hashes: array[int] | None = array("q") if mapper.mapping.id_column else None
+
+    def block(self, block: Block) -> ConvertedLines:
+        """The lines of the rows of ``block``."""
+        mapped = self.mapper.map_block(block)
+        stats, out = self.stats, ConvertedLines()
+        stats.rows += block.size
+        stats.labelled += block.size - mapped.labels.count(None)
+        if self._id_hashes is not None:
+            self._id_hashes.extend(map(hash, filter(None, mapped.ids)))
+        try:
+            texts = escaped_strings(mapped.texts)
+            ids = escaped_strings([row_id or "" for row_id in mapped.ids])
+            tails = mapped.tails()
+        except (TypeError, orjson.JSONEncodeError):  # values orjson writes otherwise, or refuses: the slow way
+            for position in range(block.size):
+                self._unusual(mapped.record(position), out)
+            return out
+        unusual = {block.start + position for position in mapped.unusual()}
+        seen, offset = self.index.ids, self.index.reserved + 1
+        records, shared = out.records, stats.shared
+        firsts: list[bytes] = []
+        added = text_chars = 0
+        numbers = range(block.start, block.start + block.size)
+        for number, row_id, text, raw, tail in zip(numbers, ids, texts, mapped.texts, tails, strict=True):
+            if unusual and number in unusual:
+                if firsts:  # the texts so far come first: a text's line number is its index
+                    out.texts.append(_text_lines(firsts))
+                    firsts = []
+                self._unusual(mapped.record(number - block.start), out)
+                offset = self.index.reserved + 1
+                continue
+            key = blake2b(text, digest_size=16).digest()
+            index = seen.get(key)
+            if index is None:
+                index = seen[key] = len(seen) + offset
+                records.append(_FIRST_LINE % (number, row_id, text, index, tail))
+                firsts.append(text)
+                added += 1
+                text_chars += len(raw)
+            else:
+                records.append(_LATER_LINE % (number, row_id, text, index, tail))
+                shared.add(index)
+        if firsts:
+            out.texts.append(_text_lines(firsts))
+        stats.distinct_texts += added
+        stats.duplicate_texts += block.size - len(unusual) - added
+        stats.text_chars += text_chars
+        return out
+
+    def _unusual(self, record: CanonicalRecord, out: ConvertedLines) -> None:
+        stats = self.stats
+        text = escaped(record.text)
+        text_index = self.index.assign(record, text)
+        out.records.append(record.to_line(text) + b"\n")
         if record.status is RowStatus.INVALID_INPUT:
             stats.invalid += 1
+            out.rejects.append(orjson.dumps({"row": record.row, "id": record.id, "reason": record.reason}) + b"\n")
         elif record.first:
             stats.distinct_texts += 1
             stats.text_chars += len(record.text)
+            out.texts.append(b'"%b"\n' % text)
         else:
             stats.duplicate_texts += 1
             stats.shared.add(text_index)
         stats.truncated += record.truncated
-        stats.labelled += record.label is not None
-        if id_hashes is not None and record.id:
-            id_hashes.append(hash(record.id))
-        yield record
-    del index  # the text index is the largest thing held: let it go before counting ids
-    if id_hashes is not None:
-        stats.duplicate_ids, stats.duplicate_id_hashes = _repeated(id_hashes)
+
+    def control(self, record: CanonicalRecord) -> bytes:
+        """Give a control record its own text index; the line of its text."""
+        self.index.reserve(record)
+        self.stats.controls += 1
+        self.stats.distinct_texts += 1
+        self.stats.text_chars += len(record.text)
+        return b'"%b"\n' % escaped(record.text)
+
+    def finish(self) -> None:
+        """Count the duplicate ids, once every row is converted."""
+        del self.index  # the text index is the largest thing held: let it go before counting ids
+        if self._id_hashes is not None:
+            self.stats.duplicate_ids, self.stats.duplicate_id_hashes = _repeated(self._id_hashes)
+
+
+_FIRST_LINE = PENDING_LINE + b',"first":true%b'
+_LATER_LINE = PENDING_LINE + b"%b"
+
+
+def _text_lines(texts: list[bytes]) -> bytes:
+    """The lines of ``texts.jsonl`` holding these escaped texts."""
+    return b'"' + b'"\n"'.join(texts) + b'"\n'
 
 
 def _repeated(hashes: array[int]) -> tuple[int, set[int]]:
@@ -251,6 +410,29 @@ def _detect_label(columns: list[str], mapping: InputMapping) -> str | None:
     wanted = {c.casefold() for c in mapping.label_candidates}
     found = [c for c in columns if c.strip().casefold() in wanted and c not in taken]
     return found[0] if len(found) == 1 else None
+
+
+_TEXT_OR_NONE = {str, type(None)}
+
+
+def _all_text(values: list[Any]) -> bool:
+    return set(map(type, values)) == {str}
+
+
+def _ids(values: list[Any]) -> list[str | None]:
+    return _stripped(values) if _all_text(values) else list(map(_as_id, values))
+
+
+def _labels(values: list[Any]) -> list[str | None]:
+    return _stripped(values) if _all_text(values) else list(map(_as_label, values))
+
+
+def _stripped(values: list[str]) -> list[str | None]:
+    """The texts without surrounding whitespace, None for those left empty."""
+    stripped: list[str | None] = list(map(str.strip, values))
+    if "" in stripped:
+        stripped = [value or None for value in stripped]
+    return stripped
 
 
 def _as_text(value: Any) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import TypeVar
 
 from .records import is_pack_id, is_text_id, record_id, record_index, request_id
@@ -67,6 +68,19 @@ def group_texts(items: Iterable[tuple[str, T]], per_request: int) -> Iterator[tu
             indexes, payloads = [], []
     if indexes:
         yield _request(indexes), payloads
+
+
+def consecutive_requests(
+    payloads: Iterable[T], first_index: int, per_request: int
+) -> Iterator[tuple[Request, list[T]]]:
+    """:func:`group_texts` of the payloads of the consecutive texts ``first_index``, ``first_index + 1``, ..., none of
+    them sent alone (a round-0 shard), without a text id made and read again for each."""
+    payloads = iter(payloads)
+    index = first_index
+    while chunk := list(islice(payloads, per_request)):
+        count = len(chunk)
+        yield Request(request_id(index, count), tuple(range(index, index + count))), chunk
+        index += count
 
 
 def _request(indexes: list[int]) -> Request:

@@ -38,12 +38,13 @@ from .controls import (
 from .cost import CostEstimate, PriceTable, estimate_cost, tokens_for_chars
 from .errors import BatchClassifierError, EmptyInputError
 from .labels import LabelMatcher
-from .mapping import ConvertStats, OutputLayout, RecordMapper, convert_rows, duplicate_id_examples
+from .mapping import Converter, ConvertStats, OutputLayout, RecordMapper, duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, Manifest, parse_manifest, read_output_lines
-from .packing import Requests
+from .packing import Requests, consecutive_requests
 from .prompts import PackedPrompt, render_packed_prompt, render_prompt
-from .readers import Row, Table, open_table
-from .records import BatchLineEncoder, CanonicalRecord, RowStatus, record_id, record_index
+from .readers import Table, open_table
+from .readers.table import Block
+from .records import BatchLineEncoder, CanonicalRecord, record_id, record_index
 from .results import (
     JudgedOutputs,
     SummaryBuilder,
@@ -58,6 +59,7 @@ from .results import (
 )
 from .sharding import Shard, ShardKind, plan_shards, write_shards
 from .tasks import SUGGESTED_TEXTS_PER_REQUEST, Task, parse_task
+from .write_behind import WriteBehind
 from .writers import write_table
 
 RECORDS = "records.jsonl"
@@ -80,6 +82,12 @@ class Progress(Protocol):
     """A progress callback: ``done`` units of ``stage``, of ``total`` when known (or estimated)."""
 
     def __call__(self, stage: str, done: int, total: int | None = None, /) -> None: ...
+
+
+class Writable(Protocol):
+    """Where lines go: a file opened for binary writing, an S3 upload, a :class:`.write_behind.WriteBehind`."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class RowWriter(Protocol):
@@ -129,9 +137,9 @@ class InputOptions:
 def convert_file(
     source: str | os.PathLike[str] | IO[bytes],
     task: Task,
-    records_out: IO[str],
-    texts_out: IO[str],
-    rejects_out: IO[str],
+    records_out: Writable,
+    texts_out: Writable,
+    rejects_out: Writable,
     *,
     name: str | None = None,
     options: InputOptions | None = None,
@@ -148,37 +156,36 @@ def convert_file(
     options = options or InputOptions()
     stats = ConvertStats()
     with options.open(source, name, size) as table:
-        mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
-        dumps = json.JSONEncoder(ensure_ascii=False).encode
-        rows: Iterable[Row | CanonicalRecord] = (
-            mix_controls(table.rows(), controls, table.fraction_read, controls_seed) if controls else table.rows()
+        converter = Converter(RecordMapper(task.input, table.columns, source=repr(table.name)), stats)
+        items: Iterable[Block | CanonicalRecord] = (
+            mix_controls(table.blocks(), controls, table.fraction_read, controls_seed) if controls else table.blocks()
         )
-        for record in convert_rows(rows, mapper, stats):
-            text_json = dumps(record.text)
-            if record.control:
-                texts_out.write(text_json)
-                texts_out.write("\n")
+        for item in items:
+            if isinstance(item, CanonicalRecord):
+                texts_out.write(converter.control(item))
                 continue
-            records_out.write(record.to_json(text_json))
-            records_out.write("\n")
-            if record.first:
-                texts_out.write(text_json)
-                texts_out.write("\n")
-            elif record.status is RowStatus.INVALID_INPUT:
-                rejects_out.write(dumps({"row": record.row, "id": record.id, "reason": record.reason}))
-                rejects_out.write("\n")
-            if stats.rows % 10_000 == 0:
+            before = stats.rows
+            lines = converter.block(item)
+            records_out.write(b"".join(lines.records))
+            texts_out.write(b"".join(lines.texts))
+            if lines.rejects:
+                rejects_out.write(b"".join(lines.rejects))
+            if stats.rows // 10_000 != before // 10_000:
                 progress("reading rows", stats.rows, expected_rows(table, stats.rows))
+        converter.finish()
         if stats.rows == 0:
             raise EmptyInputError(f"{table.name!r} has a header but no rows; there is nothing to classify.")
         progress("reading rows", stats.rows, expected_rows(table, stats.rows))
-    return stats, mapper.layout
+    return stats, converter.mapper.layout
 
 
-def distinct_texts(texts: IO[bytes]) -> Iterator[tuple[str, bytes]]:
-    """``(record id, JSON-escaped text)`` from a texts file: line k holds the text of record id k."""
-    for index, line in enumerate(texts, start=1):
-        yield record_id(index), line.rstrip(b"\r\n")[1:-1]
+def escaped_texts(texts: IO[bytes]) -> Iterator[bytes]:
+    """The JSON-escaped texts of a texts file, in order (line k holds the text of record id k)."""
+    while lines := texts.readlines(_READ_AHEAD):
+        yield from (line.rstrip(b"\r\n")[1:-1] for line in lines)
+
+
+_READ_AHEAD = 1 << 20
 
 
 def text_lines(texts: IO[bytes], *, keyed: bool, first_index: int = 1) -> Iterator[tuple[str, bytes, int]]:
@@ -276,9 +283,9 @@ def prepare(
         for stale in (folder / sub).glob("*.jsonl"):
             stale.unlink()
     with (
-        (folder / RECORDS).open("w", encoding="utf-8") as records_out,
-        (folder / TEXTS).open("w", encoding="utf-8") as texts_out,
-        (folder / REJECTS).open("w", encoding="utf-8") as rejects_out,
+        WriteBehind((folder / RECORDS).open("wb")) as records_out,
+        WriteBehind((folder / TEXTS).open("wb")) as texts_out,
+        (folder / REJECTS).open("wb") as rejects_out,
     ):
         stats, layout = convert_file(
             source,
@@ -307,12 +314,13 @@ def prepare(
         estimate_job_bytes(stats.distinct_texts, stats.text_chars, encoder, k),
     )
 
-    def open_shard(shard: Shard) -> IO[bytes]:
+    def open_shard(shard: Shard) -> WriteBehind:
         sub = JOBS_DIR if shard.kind is ShardKind.BATCH else ON_DEMAND_DIR
-        return (folder / sub / f"{shard.name}.jsonl").open("wb")
+        return WriteBehind((folder / sub / f"{shard.name}.jsonl").open("wb"))
 
     with (folder / TEXTS).open("rb") as texts:
-        shards = write_shards(distinct_texts(texts), shard_plan, encoder, task.batch, open_shard, texts_per_request=k)
+        requests = consecutive_requests(escaped_texts(texts), 1, k)
+        shards = write_shards(requests, shard_plan, encoder, task.batch, open_shard)
     progress("writing jobs", sum(s.records for s in shards))
 
     estimates = cost_estimates(task, stats.rows, stats.distinct_texts, stats.text_chars, prices or PriceTable.load())

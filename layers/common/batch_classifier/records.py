@@ -20,14 +20,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from .exact_json import load_object
 from .prompts import PackedPrompt, render_packed_prompt, render_prompt
 from .tasks import InvocationType, Task
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
-# Serialisers for the hot path: a JSON string, and any cell value (dates and other objects as text).
-_json_string = json.JSONEncoder(ensure_ascii=False).encode
-_json_value = json.JSONEncoder(ensure_ascii=False, default=str).encode
+# The json module's serialisers, for what orjson refuses (text with a lone surrogate) or would write otherwise (NaN):
+# a JSON string, and any cell value (dates and other objects as text). ASCII only, so the bytes are always UTF-8.
+_json_string = json.JSONEncoder().encode
+_json_value = json.JSONEncoder(default=str, separators=(",", ":")).encode
 _RECORD_ID_DIGITS = 10
 TEXT_ID_PREFIX = "R"
 PACK_ID_PREFIX = "P"
@@ -97,26 +100,33 @@ class CanonicalRecord:
     # A control row mixed in by the task's ``controls`` (:mod:`.controls`): never written to ``records.jsonl``.
     control: bool = False
 
-    def to_json(self, text_json: str | None = None) -> str:
-        """One JSON line (without newline). ``text_json``: the text already encoded as a JSON string."""
+    def to_json(self) -> str:
+        """One JSON line (without newline)."""
+        return self.to_line().decode()
+
+    def to_line(self, text: bytes | None = None) -> bytes:
+        """One JSON line (UTF-8, without newline). ``text``: the text already escaped (:func:`escaped`).
+
+        A pending record of plain values is :data:`PENDING_LINE` filled in; the converter writes most lines that way.
+        """
         parts = [
-            f'{{"row":{self.row},"id":{_json_string(self.id)},'
-            f'"text":{text_json or _json_string(self.text)},"status":"{self.status.value}"'
+            b'{"row":%d,"id":"%b","text":"%b","status":"%b"'
+            % (self.row, escaped(self.id), escaped(self.text) if text is None else text, self.status.value.encode())
         ]
         if self.reason is not None:
-            parts.append(f',"reason":{_json_string(self.reason)}')
+            parts.append(b',"reason":"%b"' % escaped(self.reason))
         if self.rid is not None:
-            parts.append(f',"rid":"{self.rid}"')
+            parts.append(b',"rid":"%b"' % self.rid.encode())
         if self.first:
-            parts.append(',"first":true')
+            parts.append(b',"first":true')
         if self.truncated:
-            parts.append(',"truncated":true')
+            parts.append(b',"truncated":true')
         if self.label is not None:
-            parts.append(f',"label":{_json_string(self.label)}')
+            parts.append(b',"label":"%b"' % escaped(self.label))
         if self.carry:
-            parts.append(f',"carry":{_json_value(self.carry)}')
-        parts.append("}")
-        return "".join(parts)
+            parts.append(b',"carry":' + carry_json(self.carry))
+        parts.append(b"}")
+        return b"".join(parts)
 
     @classmethod
     def from_json(cls, line: str | bytes) -> CanonicalRecord:
@@ -191,16 +201,17 @@ class BatchLineEncoder:
         self._head, self._middle, self._tail = self._line_template(model_input(task, self._MARK))
         # Per count of texts: the JSON around a packed request's numbered texts (its max_tokens depends on the count).
         self._packed: dict[int, tuple[bytes, bytes, bytes]] = {}
+        self._packed_lines: dict[int, bytes] = {}
         self._opens: list[bytes] = [b""]  # the escaped opening of the n-th text, from 1
-        self._close = _escaped(PackedPrompt.TEXT_CLOSE)
+        self._close = escaped(PackedPrompt.TEXT_CLOSE)
 
     def _line_template(self, body: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
         template = json.dumps({"recordId": self._MARK, "modelInput": body}, ensure_ascii=False, separators=(",", ":"))
-        head, middle, tail = template.split(_escaped(self._MARK).decode())
+        head, middle, tail = template.split(escaped(self._MARK).decode())
         return head.encode(), middle.encode(), (tail + "\n").encode()
 
     def encode(self, rid: str, text: str) -> bytes:
-        return self.encode_escaped(rid, _escaped(text))
+        return self.encode_escaped(rid, escaped(text))
 
     def encode_escaped(self, rid: str, escaped: bytes) -> bytes:
         """The line for a text already escaped as the inside of a JSON string (UTF-8)."""
@@ -210,12 +221,17 @@ class BatchLineEncoder:
         """The line of a request of the texts ``escaped`` (each already escaped as the inside of a JSON string)."""
         if len(escaped) == 1:
             return self.encode_escaped(rid, escaped[0])
-        head, middle, tail = self._packed_template(len(escaped))
-        parts = [head, rid.encode(), middle]
-        for number, text in enumerate(escaped, start=1):
-            parts.extend((self._text_opening(number), text, self._close))
-        parts.append(tail)
-        return b"".join(parts)
+        return self._packed_line(len(escaped)) % (rid.encode(), *escaped)
+
+    def _packed_line(self, count: int) -> bytes:
+        """The line of a packed request of ``count`` texts as a ``%`` format: the record id, then each text."""
+        found = self._packed_lines.get(count)
+        if found is None:
+            head, middle, tail = (part.replace(b"%", b"%%") for part in self._packed_template(count))
+            close = self._close.replace(b"%", b"%%")
+            texts = (self._text_opening(n).replace(b"%", b"%%") + b"%b" + close for n in range(1, count + 1))
+            found = self._packed_lines[count] = head + b"%b" + middle + b"".join(texts) + tail
+        return found
 
     def _packed_template(self, count: int) -> tuple[bytes, bytes, bytes]:
         found = self._packed.get(count)
@@ -229,7 +245,7 @@ class BatchLineEncoder:
 
     def _text_opening(self, number: int) -> bytes:
         while len(self._opens) <= number:
-            self._opens.append(_escaped(PackedPrompt.text_open(len(self._opens))))
+            self._opens.append(escaped(PackedPrompt.text_open(len(self._opens))))
         return self._opens[number]
 
     @property
@@ -246,6 +262,36 @@ class BatchLineEncoder:
         return len(head) + len(middle) + len(tail) + numbered
 
 
-def _escaped(text: str) -> bytes:
-    """``text`` as the inside of a JSON string (UTF-8, non-ASCII kept)."""
-    return _json_string(text)[1:-1].encode()
+def escaped(text: str) -> bytes:
+    """``text`` as the inside of a JSON string (UTF-8, non-ASCII kept; a text with a lone surrogate, which UTF-8 cannot
+    hold, escaped to ASCII)."""
+    try:
+        return orjson.dumps(text)[1:-1]
+    except orjson.JSONEncodeError:
+        return _json_string(text)[1:-1].encode()
+
+
+def escaped_strings(texts: list[str]) -> list[bytes]:
+    """:func:`escaped` of every text, at once (orjson writes the list; its items are split apart again: ``","`` cannot
+    occur inside a JSON string, whose quotes are escaped). ``TypeError`` or ``orjson.JSONEncodeError`` when one is
+    not a string orjson writes."""
+    if not texts:
+        return []
+    return orjson.dumps(texts)[2:-2].split(b'","')
+
+
+def carry_json(carry: dict[str, Any]) -> bytes:
+    """The carried columns as a JSON object: orjson writes text and empty values, the json module anything else (numbers
+    and dates as the json module writes them, so that they read back as they were)."""
+    for value in carry.values():
+        if value is not None and value.__class__ is not str:
+            return _json_value(carry).encode()
+    try:
+        return orjson.dumps(carry)
+    except orjson.JSONEncodeError:
+        return _json_value(carry).encode()
+
+
+#: The start of the line of a pending record (:meth:`CanonicalRecord.to_line`), up to its record id: to be filled in
+#: with the row, the escaped id and text, and the index of the record id.
+PENDING_LINE = b'{"row":%d,"id":"%b","text":"%b","status":"pending","rid":"R%010d"'

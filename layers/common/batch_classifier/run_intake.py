@@ -93,12 +93,7 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     records = io.BufferedWriter(UploadFile(s3, bucket, files.records))
     texts = io.BufferedWriter(UploadFile(s3, bucket, files.texts))
     rejects = io.BufferedWriter(UploadFile(s3, bucket, files.rejects))
-    with (
-        source,
-        io.TextIOWrapper(records, encoding="utf-8") as records_out,
-        io.TextIOWrapper(texts, encoding="utf-8") as texts_out,
-        io.TextIOWrapper(rejects, encoding="utf-8") as rejects_out,
-    ):
+    with source, records as records_out, texts as texts_out, rejects as rejects_out:
         stats, layout = convert_file(
             source,
             task,

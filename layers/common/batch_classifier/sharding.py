@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from .packing import group_texts
+from .packing import Request
 from .records import BatchLineEncoder, record_id
 from .tasks import BatchLimits
 
@@ -155,16 +155,16 @@ class _Cutter:
 
 
 def write_shards(
-    items: Iterable[tuple[str, bytes]],
+    requests: Iterable[tuple[Request, Sequence[bytes]]],
     plan: ShardPlan,
     encoder: BatchLineEncoder,
     limits: BatchLimits,
     open_shard: ShardOpener,
     prefix: str = "",
-    texts_per_request: int = 1,
 ) -> list[Shard]:
-    """Write ``(record id, JSON-escaped text)`` items, ``texts_per_request`` to a request, into shard files following
-    ``plan`` (counted in requests); returns the shards written.
+    """Write requests (each with its JSON-escaped texts, as :func:`.packing.group_texts` or
+    :func:`.packing.consecutive_requests` make them) into shard files following ``plan`` (counted in requests); returns
+    the shards written.
 
     ``open_shard`` opens the destination of a shard (a local file, an S3 upload); it is closed when the shard
     is full. The byte cap is enforced while writing: a batch shard that would exceed it is closed early and
@@ -173,7 +173,7 @@ def write_shards(
     cutter = _Cutter(plan, limits, prefix)
     out: ShardSink | None = None
     try:
-        for request, escaped in group_texts(items, texts_per_request):
+        for request, escaped in requests:
             line = encoder.encode_request(request.record_id, escaped)
             first, last = record_id(request.indexes[0]), record_id(request.indexes[-1])
             if cutter.add(first, last, len(request.indexes), len(line)):

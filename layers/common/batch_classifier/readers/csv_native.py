@@ -76,8 +76,21 @@ class NativeCsv:
         self._sentinel = delimiter.encode().join([sentinel_field] * len(columns)) + b"\n"
 
     def rows(self, number: int) -> Generator[Row, None, tuple[int, bytes]]:
-        """Rows numbered from ``number + 1``; returns the last number given and the bytes left to ``csv.reader``
-        (from the start of the block it could not take up to a line end; empty when the file is done)."""
+        """Rows numbered from ``number + 1``; returns what :meth:`blocks` returns."""
+        blocks = self.blocks(number)
+        while True:
+            try:
+                start, values = next(blocks)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            # The rows are made by map and zip, without a Python loop of their own.
+            records = map(dict, map(zip, repeat(self._keys), zip(*values, strict=True)))
+            yield from map(Row, range(start, start + len(values[0])), records)
+
+    def blocks(self, number: int) -> Generator[tuple[int, list[list[str]]], None, tuple[int, bytes]]:
+        """``(number of the first row, the columns' values)`` for each block parsed, rows numbered from ``number + 1``;
+        returns the last number given and the bytes left to ``csv.reader`` (from the start of the block it could not
+        take up to a line end; empty when the file is done)."""
         carry = b""
         while True:
             data = self.stream.read(self._block)
@@ -96,11 +109,9 @@ class NativeCsv:
             values = self._parse_block(block, final=final)
             if values is None:
                 return number, block + carry + (b"" if final else self.stream.readline())
-            # The rows are made by map and zip, without a Python loop of their own.
-            start = number + 1
-            number += len(values[0])
-            records = map(dict, map(zip, repeat(self._keys), zip(*values, strict=True)))
-            yield from map(Row, range(start, number + 1), records)
+            if values[0]:
+                yield number + 1, values
+                number += len(values[0])
             if final:
                 return number, b""
 

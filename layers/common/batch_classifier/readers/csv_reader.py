@@ -15,7 +15,7 @@ from ..errors import EmptyInputError, InputEncodingError, InputFormatError, Malf
 from ..formats import FileFormat
 from .csv_native import FAST_DELIMITERS, NativeCsv
 from .encoding import Encoding, choose_encoding
-from .table import Row, Table, clean_names
+from .table import Block, Row, Table, blocks_of, clean_names
 
 # Largest CSV field; csv's default (128 KiB) is too small for long texts, an unbounded one unsafe.
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024
@@ -129,16 +129,41 @@ class _CsvTable(Table):
         self._native = native
 
     def _iter_rows(self) -> Iterator[Row]:
-        keys = list(self.columns)
-        width = len(keys)
         number = 0
         if self._native is not None:
             number, rest = yield from self._native.rows(number)
             if not rest:
                 return
-            # The same csv.reader options, over the bytes the fast path handed back and then the rest of the file.
-            lines = map(bytes.decode, chain(io.BytesIO(rest), self._native.stream), repeat(self._encoding.codec))
-            self._reader = csv.reader(lines, delimiter=self._delimiter)
+            self._hand_over(rest)
+        yield from self._reader_rows(number)
+
+    def _iter_blocks(self) -> Iterator[Block]:
+        number = 0
+        if self._native is not None:
+            blocks = self._native.blocks(number)
+            while True:
+                try:
+                    start, values = next(blocks)
+                except StopIteration as done:
+                    number, rest = done.value
+                    break
+                yield Block(start, len(values[0]), dict(zip(self.columns, values, strict=True)))
+            if not rest:
+                return
+            self._hand_over(rest)
+        yield from blocks_of(self._reader_rows(number), self.columns)
+
+    def _hand_over(self, rest: bytes) -> None:
+        """Go on with ``csv.reader`` (the same options) over the bytes the fast path handed back, then the rest of the
+        file."""
+        assert self._native is not None
+        lines = map(bytes.decode, chain(io.BytesIO(rest), self._native.stream), repeat(self._encoding.codec))
+        self._reader = csv.reader(lines, delimiter=self._delimiter)
+
+    def _reader_rows(self, number: int) -> Iterator[Row]:
+        """The rows ``csv.reader`` parses, numbered from ``number + 1``."""
+        keys = list(self.columns)
+        width = len(keys)
         try:
             for fields in self._reader:
                 if len(fields) == width:

@@ -4,9 +4,10 @@ columns, and header cells made into column names."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import islice
 from types import TracebackType
 from typing import Any, Self
 
@@ -40,6 +41,40 @@ class Row:
         if self.sheet is None:
             return f"row {self.number}"
         return f"sheet {self.sheet!r}, row {self._sheet_row or self.number}"
+
+
+@dataclass(slots=True)
+class Block:
+    """Consecutive data rows, column by column: ``columns[name][i]`` is the value of row number ``start + i``.
+
+    ``rows``: the rows themselves when the reader made them (an XLSX row's :meth:`Row.where` names its sheet)."""
+
+    start: int
+    size: int
+    columns: dict[str, list[Any]]
+    rows: list[Row] | None = None
+
+    def where(self, position: int) -> str:
+        """Where the ``position``-th row of the block is, for messages (see :meth:`Row.where`)."""
+        return self.rows[position].where() if self.rows is not None else f"row {self.start + position}"
+
+    @classmethod
+    def of(cls, rows: Sequence[Row], columns: Sequence[str]) -> Block:
+        """A block of ``rows`` (consecutive), with the values of ``columns`` (None where a row has none)."""
+        values = [row.values for row in rows]
+        by_column = {column: [v.get(column) for v in values] for column in columns}
+        return cls(rows[0].number, len(rows), by_column, list(rows))
+
+
+#: Rows a block holds when a reader hands out rows and they are gathered into blocks.
+BLOCK_ROWS = 2048
+
+
+def blocks_of(rows: Iterable[Row], columns: Sequence[str], size: int = BLOCK_ROWS) -> Iterator[Block]:
+    """``rows`` gathered into blocks of up to ``size``."""
+    rows = iter(rows)
+    while chunk := list(islice(rows, size)):
+        yield Block.of(chunk, columns)
 
 
 _SET_NUMBER: Any = vars(Row)["number"].__set__
@@ -78,14 +113,26 @@ class Table(ABC):
             self._fraction = lambda: min(position() / size, 1.0)
 
     def rows(self) -> Iterator[Row]:
-        """The data rows in file order; a table can be iterated once."""
+        """The data rows in file order; a table can be iterated once (by rows or by blocks)."""
+        self._start()
+        return self._iter_rows()
+
+    def blocks(self) -> Iterator[Block]:
+        """The data rows in file order, a block of consecutive rows at a time (see :class:`Block`)."""
+        self._start()
+        return self._iter_blocks()
+
+    def _start(self) -> None:
         if self._started:
             raise RuntimeError(f"the rows of {self.name!r} have already been read; open the file again")
         self._started = True
-        return self._iter_rows()
 
     @abstractmethod
     def _iter_rows(self) -> Iterator[Row]: ...
+
+    def _iter_blocks(self) -> Iterator[Block]:
+        """Blocks gathered from the rows; a reader that parses whole blocks hands them out directly instead."""
+        return blocks_of(self._iter_rows(), self.columns)
 
     def close(self) -> None:
         """Release the file and anything opened for it (idempotent)."""

@@ -1,0 +1,75 @@
+"""Writing a file on a thread of its own, so that making the next bytes and writing the last ones overlap.
+
+``prepare`` writes several times its input's size (every request repeats the task's prompt): while a write copies
+bytes into the operating system's cache it holds no interpreter lock, so a second thread keeps the writes going while
+the first encodes the next lines, and both of a machine's cores are busy.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from types import TracebackType
+from typing import IO, Self
+
+
+class WriteBehind:
+    """A binary file written from a thread of its own. Small writes are gathered into pieces of about ``piece`` bytes;
+    at most ``depth`` pieces wait, so memory stays at a few of them. :meth:`close` waits for the last write and closes
+    the file; an error the writing thread met is raised by the next :meth:`write` or by :meth:`close`."""
+
+    def __init__(self, out: IO[bytes], *, piece: int = 1 << 20, depth: int = 4) -> None:
+        self._out = out
+        self._piece = piece
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> int:
+        if self._error is not None:
+            raise self._error
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= self._piece:
+            self._hand_over()
+        return len(data)
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            self._queue.put(b"".join(self._pending))
+            self._pending.clear()
+            self._pending_bytes = 0
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._out.write(data)
+                except BaseException as error:
+                    self._error = error
+
+    def close(self) -> None:
+        """Write what is left, wait for the thread and close the file (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._hand_over()
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+            self._out.close()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
