@@ -374,15 +374,16 @@ def write_reading_input(path: Path, rows: int) -> None:
 
 
 def read_work(step: str, source: Path) -> dict[str, float]:
-    """In this process: the floor (the plain tool's parse), the readers alone (``open_table``), or the readers and
-    the mapping into canonical records (prepare's reading stage, without job files)."""
+    """In this process: the floor (the plain tool's parse), the readers alone (``open_table``, a block of rows at a
+    time, as prepare reads), or the readers and the conversion into the lines of canonical records and distinct texts
+    (prepare's reading stage, nothing written)."""
     # The libraries the readers load on first use are loaded before the clock starts, as the floor's are.
     import openpyxl  # noqa: F401, PLC0415
     import orjson  # noqa: F401, PLC0415
     import pyarrow.csv  # noqa: F401, PLC0415
     import python_calamine  # noqa: F401, PLC0415
 
-    from batch_classifier.mapping import ConvertStats, RecordMapper, convert_rows  # noqa: PLC0415
+    from batch_classifier.mapping import Converter, ConvertStats, RecordMapper  # noqa: PLC0415
     from batch_classifier.readers import open_table  # noqa: PLC0415
     from batch_classifier.tasks import load_task  # noqa: PLC0415
 
@@ -395,10 +396,14 @@ def read_work(step: str, source: Path) -> dict[str, float]:
     else:
         with open_table(source) as table:
             if step == "read":
-                rows = sum(1 for _ in table.rows())
+                rows = sum(block.size for block in table.blocks())
             else:
-                mapper = RecordMapper(task.input, table.columns, source=repr(table.name))
-                rows = sum(1 for _ in convert_rows(table.rows(), mapper, ConvertStats()))
+                stats = ConvertStats()
+                converter = Converter(RecordMapper(task.input, table.columns, source=repr(table.name)), stats)
+                for block in table.blocks():
+                    converter.block(block)
+                converter.finish()
+                rows = stats.rows
     return {"seconds": time.perf_counter() - started, "rows": rows, "peak_mb": _peak_rss_mb()}
 
 
@@ -459,8 +464,9 @@ def report_reading(workdir: Path, rows: int, keep: bool) -> None:
             )
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
-    print("floor: csv.reader, json.loads a line at a time, openpyxl read-only; read: open_table's rows;")
-    print("read+map: the rows mapped into canonical records (prepare's reading stage, no job files written).")
+    print("floor: csv.reader, json.loads a line at a time, openpyxl read-only; read: open_table's blocks of rows;")
+    print("read+map: the rows converted into the lines of canonical records and texts (prepare's reading stage,")
+    print("nothing written).")
     print()
 
 
