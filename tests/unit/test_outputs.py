@@ -4,6 +4,7 @@ import json
 import pytest
 
 from batch_classifier.outputs import (
+    _tag_value,
     extract_answer,
     parse_manifest,
     parse_output_line,
@@ -155,3 +156,25 @@ def test_text_that_mentions_the_keys_does_not_fool_the_parser():
     assert not result.failed
     failed = json.dumps({"recordId": "R0000000009", "modelInput": model_in, "error": {"errorCode": 429}})
     assert parse_output_line(failed.encode()).error_code == "429"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "<classification>Refund Issues</classification><explanation>Asked for money back.</explanation>",
+        "<Classification> Refund Issues </CLASSIFICATION>\n<explanation>x</explanation>",
+        "< classification >Refund</classification><classification>Other</classification>",
+        "<classification>the classification is Refund</classification>",
+        "<classification>Refund< /classification>tail</classification>",
+        "<classification>Refund</ classification>",
+        "classification: Refund <classification>Refund</classification>",
+        "<classification>Refund",
+        "<classification></classification><explanation>empty label</explanation>",
+        "<explanation>first</explanation><classification>Complaint</classification><confidence>85</confidence>",
+        "<classification>Refund</classification>" * 2,
+        "no tags at all",
+    ],
+)
+def test_a_tag_found_without_a_search_is_the_one_the_search_finds(reply):
+    for tag in ("classification", "explanation", "confidence", "rationale"):
+        assert _tag_value(reply, tag, reply.lower()) == _tag_value(reply, tag)

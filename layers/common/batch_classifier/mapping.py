@@ -344,7 +344,8 @@ class Converter:
         out.records.append(record.to_line(text) + b"\n")
         if record.status is RowStatus.INVALID_INPUT:
             stats.invalid += 1
-            out.rejects.append(orjson.dumps({"row": record.row, "id": record.id, "reason": record.reason}) + b"\n")
+            reason = escaped(record.reason or "")
+            out.rejects.append(b'{"row":%d,"id":"%b","reason":"%b"}\n' % (record.row, escaped(record.id), reason))
         elif record.first:
             stats.distinct_texts += 1
             stats.text_chars += len(record.text)
@@ -379,17 +380,19 @@ def _text_lines(texts: list[bytes]) -> bytes:
 
 
 def _repeated(hashes: array[int]) -> tuple[int, set[int]]:
-    """How many values repeat an earlier one, and which values repeat (counted by pyarrow, off the heap)."""
+    """How many values repeat an earlier one, and which values repeat (sorted by pyarrow, off the heap: a value equal
+    to the one before it in sorted order repeats an earlier one; sorting takes less memory than counting in a hash
+    table)."""
     import pyarrow as pa  # noqa: PLC0415 - only ids need it, and CSV-only work should not pay for it up front
     import pyarrow.compute as pc  # noqa: PLC0415
 
-    if not hashes:
+    if len(hashes) < 2:
         return 0, set()
     values = pa.Array.from_buffers(pa.int64(), len(hashes), [None, pa.py_buffer(hashes)])
-    counted = pc.value_counts(values)
-    repeated = counted.filter(pc.greater(counted.field("counts"), 1))
-    extra = sum(count - 1 for count in repeated.field("counts").to_pylist())
-    return extra, set(repeated.field("values").to_pylist())
+    ordered = values.take(pc.sort_indices(values))
+    again = pc.equal(ordered[1:], ordered[:-1])
+    extra = pc.sum(again).as_py() or 0
+    return extra, set(ordered[1:].filter(again).to_pylist()) if extra else set()
 
 
 def duplicate_id_examples(ids: Iterable[str], hashes: set[int], limit: int = _DUPLICATE_ID_EXAMPLES) -> list[str]:

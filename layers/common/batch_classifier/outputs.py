@@ -27,6 +27,7 @@ MANIFEST_NAME = "manifest.json.out"
 
 _RECORD_ID = re.compile(rb'^\s*\{\s*"recordId"\s*:\s*"([A-Za-z0-9_-]+)"')
 _COLON = re.compile(rb"\s*:")
+_WHITESPACE = b" \t\r\n"
 _DECODER = json.JSONDecoder()
 
 # Codes worth another attempt: throttling, timeouts and server-side failures.
@@ -115,7 +116,7 @@ def parse_manifest(data: bytes | str) -> Manifest:
 def read_output_lines(stream: IO[bytes], name: str, bad: list[BadLine]) -> Iterator[ModelResult]:
     """Results of every readable line of one output file; unreadable lines are appended to ``bad``."""
     for number, raw in enumerate(_lines(stream), start=1):
-        if not raw.strip():
+        if not raw or raw.isspace():  # (strip would copy the line, kilobytes long)
             continue
         try:
             yield parse_output_line(raw)
@@ -196,7 +197,9 @@ def _decode_tail(raw: bytes, start: int) -> Any:
 
     The value normally runs to the line's closing brace, and orjson reads it at once; when something follows it (a key
     after ``modelOutput``), the json module finds where it ends."""
-    end = len(raw.rstrip())
+    end = len(raw)
+    while end > start and raw[end - 1] in _WHITESPACE:  # (rstrip would copy the line, kilobytes long)
+        end -= 1
     if end > start and raw[end - 1] == 0x7D:  # "}", the line's object closing after the value
         try:
             return orjson.loads(raw[start : end - 1])
@@ -331,8 +334,18 @@ def extract_answer(text: str, tags: OutputTags) -> Answer:
 def _tag_value(text: str, tag: str, folded: str | None = None) -> tuple[str | None, str]:
     """The stripped content of the first ``<tag>`` and the text after it; an unclosed tag runs to the next tag.
     ``folded``: ``text.lower()``, to skip the search when the tag's name is nowhere in the text."""
-    if folded is not None and tag.lower() not in folded:
-        return None, text
+    if folded is not None and tag.isascii():
+        name = tag.lower()
+        at = folded.find(name)
+        if at < 0:
+            return None, text
+        # The common reply, <tag>value</tag> with the tag's name nowhere before or inside: the value without a search.
+        start = at + len(name) + 1
+        if folded[at - 1 : start] == f"<{name}>":
+            end = folded.find(f"</{name}>", start)
+            if end >= 0 and folded.find(name, start) == end + 2:
+                value = text[start:end].strip()
+                return (value or None), text[end + len(name) + 3 :]
     closed, opened = _tag_patterns(tag)
     found = closed.search(text) or opened.search(text)
     if found is None:
