@@ -37,3 +37,29 @@ def test_a_failed_write_is_raised_in_the_callers_thread():
         writer.close()
     with pytest.raises(OSError, match="No space left"):
         writer.close()
+
+
+class Upload(io.BytesIO):
+    """An upload's shape: abort drops what was written, close publishes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[str] = []
+
+    def close(self) -> None:
+        self.ended.append("published")
+
+    def abort(self) -> None:
+        self.ended.append("aborted")
+
+
+def test_an_upload_left_by_an_exception_is_aborted_not_published():
+    upload = Upload()
+    with pytest.raises(RuntimeError), WriteBehind(upload) as writer:
+        writer.write(b"half a file")
+        raise RuntimeError("the conversion failed")
+    assert upload.ended == ["aborted"]
+    done = Upload()
+    with WriteBehind(done) as writer:
+        writer.write(b"a whole file")
+    assert done.ended == ["published"] and done.getvalue() == b"a whole file"

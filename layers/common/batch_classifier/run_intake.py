@@ -4,7 +4,6 @@ request lines each shard sends. Re-exported by :mod:`.runs`.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -42,6 +41,7 @@ from .storage import (
 )
 from .tasks import Task, bundled_task_names, load_task, parse_task
 from .workflow import RoundPlan, RunRef, ShardRef, dump, key_candidates
+from .write_behind import WriteBehind
 
 # --- ConvertInput ---------------------------------------------------------------------------------------
 
@@ -90,9 +90,10 @@ def convert_input(run: RunRef, s3: Any, store: StatusStore, settings: Settings) 
     files = RunFiles(run.run_id)
     bucket = settings.internal_bucket
     source, key = _open_upload(s3, run)
-    records = io.BufferedWriter(UploadFile(s3, bucket, files.records))
-    texts = io.BufferedWriter(UploadFile(s3, bucket, files.texts))
-    rejects = io.BufferedWriter(UploadFile(s3, bucket, files.rejects))
+    # Each upload goes on from a thread of its own while the next rows are converted (a part upload waits on S3).
+    records = WriteBehind(UploadFile(s3, bucket, files.records))
+    texts = WriteBehind(UploadFile(s3, bucket, files.texts))
+    rejects = WriteBehind(UploadFile(s3, bucket, files.rejects))
     with source, records as records_out, texts as texts_out, rejects as rejects_out:
         stats, layout = convert_file(
             source,

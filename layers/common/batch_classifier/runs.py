@@ -10,7 +10,6 @@ and all are importable from here. FinalizeRun, the record-ordered join and the o
 
 from __future__ import annotations
 
-import io
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -32,6 +31,7 @@ from .storage import (
     UploadFile,
 )
 from .workflow import JobCheck, ObjectCreated, RunRef, ShardRef, run_id_for
+from .write_behind import WriteBehind
 
 __all__ = [
     "UNSENT_EXTRA_ROUNDS",
@@ -105,7 +105,7 @@ def submit_job(run: RunRef, shard: ShardRef, s3: Any, bedrock: Any, store: Statu
     task = run_task(s3, settings, files)
     item = store.get_shard(run.run_id, shard.name) or {}
     if not item.get("job_arn"):
-        with io.BufferedWriter(UploadFile(s3, settings.internal_bucket, files.job_input(shard.name))) as job_input:
+        with WriteBehind(UploadFile(s3, settings.internal_bucket, files.job_input(shard.name))) as job_input:
             for line in shard_lines(s3, settings, task, shard):
                 job_input.write(line)
     outcome = submit_shard(

@@ -10,15 +10,26 @@ from __future__ import annotations
 import queue
 import threading
 from types import TracebackType
-from typing import IO, Self
+from typing import Protocol, Self
+
+
+class Destination(Protocol):
+    """What a :class:`WriteBehind` writes to: a file opened for binary writing, an :class:`.storage.UploadFile`."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class WriteBehind:
-    """A binary file written from a thread of its own. Small writes are gathered into pieces of about ``piece`` bytes;
-    at most ``depth`` pieces wait, so memory stays at a few of them. :meth:`close` waits for the last write and closes
-    the file; an error the writing thread met is raised by the next :meth:`write` or by :meth:`close`."""
+    """A binary file (a local file, an S3 upload) written from a thread of its own.
 
-    def __init__(self, out: IO[bytes], *, piece: int = 1 << 20, depth: int = 4) -> None:
+    Small writes are gathered into pieces of about ``piece`` bytes; at most ``depth`` pieces wait, so memory stays at
+    a few of them. :meth:`close` waits for the last write and closes the file; an error the writing thread met is
+    raised by the next :meth:`write` or by :meth:`close`. Left by an exception, it aborts (:meth:`abort`): an upload
+    then publishes nothing."""
+
+    def __init__(self, out: Destination, *, piece: int = 1 << 20, depth: int = 4) -> None:
         self._out = out
         self._piece = piece
         self._pending: list[bytes] = []
@@ -69,7 +80,25 @@ class WriteBehind:
     def __enter__(self) -> Self:
         return self
 
+    def abort(self) -> None:
+        """Stop writing: wait for the thread, then drop the file (:meth:`.storage.Upload.abort` for an upload, which
+        publishes nothing), or close it when it cannot be dropped (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending.clear()
+        self._queue.put(None)
+        self._thread.join()
+        abort = getattr(self._out, "abort", None)
+        if callable(abort):
+            abort()
+        else:
+            self._out.close()
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if exc is not None:
+            self.abort()
+        else:
+            self.close()
