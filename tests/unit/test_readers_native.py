@@ -486,3 +486,62 @@ def test_xlsx_sample_reads_the_same_both_ways(seed_data: Path, monkeypatch: pyte
     columns, rows = read(path)
     assert rows and (columns, rows) == openpyxl_only(path, monkeypatch)
     assert typed(rows) == typed(openpyxl_only(path, monkeypatch)[1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Blocks of rows (what prepare reads): the rows themselves, value for value, numbers and places included
+# ---------------------------------------------------------------------------------------------------------
+
+
+def read_blocks(source: Any, **options: Any) -> Any:
+    """``read``'s outcome, from the table's blocks (a value a row lacks is None, as a block holds it)."""
+    try:
+        with open_table(source, **options) as table:
+            rows = [
+                (block.start + i, {c: block.columns[c][i] for c in table.columns}, block.where(i))
+                for block in table.blocks()
+                for i in range(block.size)
+            ]
+            return table.columns, rows
+    except Exception as exc:  # the outcome compared is the error itself
+        return type(exc).__name__, str(exc)
+
+
+def read_filled(source: Any, **options: Any) -> Any:
+    got = outcome(source, **options)
+    if isinstance(got[1], str):
+        return got
+    columns, rows = got
+    return columns, [(number, {c: values.get(c) for c in columns}, where) for number, values, where in rows]
+
+
+@pytest.mark.parametrize("block", [7, 1 << 20])
+def test_csv_blocks_are_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    monkeypatch.setattr(csv_native, "BLOCK", block)
+    monkeypatch.setattr(csv_native, "MAX_BLOCK", max(block, 256))
+    rng = random.Random(block)
+    alphabet = ["a", "b", ",", '"', '""', "\n", "\r\n", "\r", " ", "é", "\u2028", "\x00"]
+    for case in range(60):
+        body = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        path = tmp_path / f"random{case}.csv"
+        path.write_bytes(("id,text\n" + body).encode())
+        assert read_blocks(path) == read_filled(path), repr(body)
+
+
+def test_parquet_jsonl_and_xlsx_blocks_are_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from batch_classifier.readers import parquet_reader  # noqa: PLC0415
+
+    monkeypatch.setattr(parquet_reader, "_PARQUET_BATCH", 2)
+    parquet = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3, 4, 5], "text": ["a", None, "c", "d", "e"]}), parquet)
+    jsonl = tmp_path / "data.jsonl"
+    jsonl.write_text('{"id": 1, "text": "a"}\n\n{"id": 2}\n{"text": "only", "extra": [1, 2]}\n', encoding="utf-8")
+    workbook = tmp_path / "awkward.xlsx"
+    awkward_workbook(workbook)
+    for path in (parquet, jsonl, workbook):
+        got = read_blocks(path)
+        assert got == read_filled(path)
+        assert len(got[1]) >= 3

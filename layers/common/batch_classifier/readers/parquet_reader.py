@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from ..errors import EmptyInputError, MalformedInputError
 from ..formats import FileFormat
-from .table import Row, Table, clean_names
+from .table import Block, Row, Table, clean_names
 
 # Rows per Parquet record batch, and the data size a batch aims at (wide rows get smaller batches).
 _PARQUET_BATCH = 8192
@@ -43,11 +43,23 @@ class _ParquetTable(Table):
 
     def _iter_rows(self) -> Iterator[Row]:
         keys = list(self.columns)
-        batches = self._parquet.iter_batches(batch_size=_parquet_batch_rows(self._parquet.metadata), use_threads=False)
-        for batch in batches:
+        for batch in self._batches():
             for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                 self._number += 1
                 yield Row(self._number, dict(zip(keys, values, strict=False)))
+
+    def _iter_blocks(self) -> Iterator[Block]:
+        keys = list(self.columns)
+        for batch in self._batches():
+            if batch.num_rows:
+                start, self._number = self._number + 1, self._number + batch.num_rows
+                columns = dict(zip(keys, (column.to_pylist() for column in batch.columns), strict=True))
+                yield Block(start, batch.num_rows, columns)
+
+    def _batches(self) -> Iterator[Any]:
+        return self._parquet.iter_batches(  # type: ignore[no-any-return]
+            batch_size=_parquet_batch_rows(self._parquet.metadata), use_threads=False
+        )
 
 
 def _parquet_batch_rows(metadata: Any) -> int:
