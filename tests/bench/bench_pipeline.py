@@ -11,8 +11,9 @@ so peak memory is the step's own, after the previous step's writes have reached 
    rows and XLSX at 100k, against the plain tools' parse and the targets;
 4. for each size (rows) and format (CSV, JSONL, Parquet):
    - parse:   the floor: the same file parsed with the plain tools (csv.reader, json.loads per line, pyarrow);
-   - write:   as many bytes as prepare's batch job files, written in large blocks (every request repeats the
-              task's prompt, so writing them is the other floor prepare cannot go below);
+   - write:   as many bytes as prepare writes (its batch job files, records and distinct texts), written in large
+              blocks (every request repeats the task's prompt, so writing them is the other floor prepare cannot go
+              below);
    - prepare: the full prepare (read, map, dedup, canonical records, batch job files), against the target at
               1M rows (280k rows/s, at most 300 MB);
    - collect: Bedrock-shaped outputs for every job (``modelInput`` echoed, as Bedrock does) joined and written
@@ -212,9 +213,9 @@ def work(step: str, source: Path, folder: Path) -> dict[str, float]:
 
 
 def _write_floor(folder: Path) -> int:
-    """Write as many bytes as prepare's batch job files, in 1 MiB blocks: the cost of the output alone."""
-    total = sum(p.stat().st_size for p in (folder / "jobs").glob("*.jsonl"))
-    total += sum(p.stat().st_size for p in (folder / "on-demand").glob("*.jsonl"))
+    """Write as many bytes as prepare wrote (its job files, records and distinct texts), in 1 MiB blocks: the cost of
+    the output alone."""
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     block = b"x" * (1 << 20)
     target = folder.parent / "write-floor.bin"
     with target.open("wb") as out:
@@ -533,7 +534,8 @@ def main() -> None:
                     fast = m["rows"] / m["seconds"] >= PREPARE_TARGET
                     small = m["peak_mb"] <= TARGET_RSS_MB
                     note = f"speed {'met' if fast else 'missing'} (>= {PREPARE_TARGET:,} rows/s), "
-                    note += f"memory {'met' if small else 'missing'} (<= {TARGET_RSS_MB} MB)"
+                    note += f"memory {'met' if small else 'missing'} (<= {TARGET_RSS_MB} MB); "
+                    note += f"parse + write alone {io_floor:.2f} s, the target allows {size / PREPARE_TARGET:.2f} s"
                     verdicts.append(fast and small)
                 ratios = (
                     ("", "")
@@ -551,8 +553,9 @@ def main() -> None:
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"prepare met both targets in {sum(verdicts)} of {len(verdicts)} runs at {TARGET_ROWS:,} rows")
-    print("parse: the input parsed by csv/json/pyarrow alone; write: the batch job files' bytes written alone;")
-    print("x p+w: the step's time over parse + write, what the step cannot go below on this machine.")
+    print("parse: the input parsed by csv/json/pyarrow alone; write: as many bytes as prepare writes, written alone;")
+    print("x p+w: the step's time over parse + write, the two done one after the other; prepare writes from threads of")
+    print("its own while it reads, so it can go below 1.")
 
 
 if __name__ == "__main__":

@@ -115,8 +115,9 @@ def test_texts_per_request_is_a_task_setting_from_1_to_50():
 
 @pytest.mark.parametrize("invocation", list(InvocationType))
 @pytest.mark.parametrize("count", [1, 2, 5])
-def test_the_encoder_writes_exactly_the_request_as_json(invocation, count):
-    task = TASK.model_copy(update={"invocation_type": invocation})
+@pytest.mark.parametrize("instructions", ["", "Answer 100% of them; %s, %b and %% are text here."])
+def test_the_encoder_writes_exactly_the_request_as_json(invocation, count, instructions):
+    task = TASK.model_copy(update={"invocation_type": invocation, "instructions": instructions})
     texts = TEXTS[:count]
     escaped = [json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in texts]
     encoder = BatchLineEncoder(task)
