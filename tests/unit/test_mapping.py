@@ -152,3 +152,26 @@ def test_a_label_column_is_found_by_name_when_not_given():
     # An explicit label column always wins.
     explicit = RecordMapper(InputMapping(text_columns=("body",), label_column="truth"), ["body", "truth", "class"])
     assert explicit.label_column == "truth"
+
+
+def test_texts_get_indexes_in_order_of_their_first_row_within_and_across_blocks():
+    mapper = RecordMapper(InputMapping(text_columns=("body",), id_column="ticket"), COLUMNS)
+    stats = ConvertStats()
+    converter = Converter(mapper, stats)
+    bodies = [["a", "b", "a"], ["c", "", "b", "c", "d", "x" * 30_000, "d"]]
+    lines, texts = [], []
+    number = 0
+    for block in bodies:
+        rows_ = [Row(number + i + 1, {"ticket": f"t{number + i + 1}", "body": body}) for i, body in enumerate(block)]
+        number += len(block)
+        converted = converter.block(Block.of(rows_, COLUMNS))
+        lines += converted.records
+        texts += b"".join(converted.texts).splitlines()
+    records = [CanonicalRecord.from_json(line) for line in lines]
+    assert [r.row for r in records] == list(range(1, 11))
+    assert [r.rid and int(r.rid[1:]) for r in records] == [1, 2, 1, 3, None, 2, 3, 4, 5, 4]
+    assert [r.first for r in records] == [True, True, False, True, False, False, False, True, True, False]
+    assert texts == [b'"a"', b'"b"', b'"c"', b'"d"', b'"' + b"x" * 20_000 + b'"']  # line k: the text of index k
+    assert records[8].truncated and stats.truncated == 1
+    assert (stats.distinct_texts, stats.duplicate_texts, stats.invalid) == (5, 4, 1)
+    assert stats.shared == {1, 2, 3, 4}

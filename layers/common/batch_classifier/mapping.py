@@ -16,7 +16,10 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from hashlib import blake2b
+from itertools import count, filterfalse
+from operator import methodcaller
 from typing import Any
 
 import orjson
@@ -305,37 +308,52 @@ class Converter:
             for position in range(block.size):
                 self._unusual(mapped.record(position), out)
             return out
-        unusual = {block.start + position for position in mapped.unusual()}
-        seen, offset = self.index.ids, self.index.reserved + 1
-        records, shared = out.records, stats.shared
-        firsts: list[bytes] = []
-        added = text_chars = 0
-        numbers = range(block.start, block.start + block.size)
-        for number, row_id, text, raw, tail in zip(numbers, ids, texts, mapped.texts, tails, strict=True):
-            if unusual and number in unusual:
-                if firsts:  # the texts so far come first: a text's line number is its index
-                    out.texts.append(_text_lines(firsts))
-                    firsts = []
-                self._unusual(mapped.record(number - block.start), out)
-                offset = self.index.reserved + 1
-                continue
-            key = blake2b(text, digest_size=16).digest()
-            index = seen.get(key)
-            if index is None:
-                index = seen[key] = len(seen) + offset
-                records.append(_FIRST_LINE % (number, row_id, text, index, tail))
-                firsts.append(text)
-                added += 1
-                text_chars += len(raw)
-            else:
-                records.append(_LATER_LINE % (number, row_id, text, index, tail))
-                shared.add(index)
-        if firsts:
-            out.texts.append(_text_lines(firsts))
-        stats.distinct_texts += added
-        stats.duplicate_texts += block.size - len(unusual) - added
-        stats.text_chars += text_chars
+        # Runs of pending rows between the unusual ones (an invalid row, a text to truncate), each in row order.
+        start = 0
+        for position in [*sorted(mapped.unusual()), block.size]:
+            if start < position:
+                run = slice(start, position)
+                first = block.start + start
+                self._pending(first, mapped.texts[run], ids[run], texts[run], tails[run], out)
+            if position < block.size:
+                self._unusual(mapped.record(position), out)
+            start = position + 1
         return out
+
+    def _pending(
+        self,
+        first: int,
+        raw: list[str],
+        ids: list[bytes],
+        texts: list[bytes],
+        tails: list[bytes],
+        out: ConvertedLines,
+    ) -> None:
+        """The lines of consecutive pending rows, from row number ``first``: their texts' indexes (a new text gets the
+        next one), their record lines, and the new texts' lines. ``raw``: the texts; ``ids``, ``texts``: escaped;
+        ``tails``: the ends of the record lines (:meth:`MappedBlock.tails`). Made by map, zip and the index's dict, a
+        row at a time in C rather than in Python (a million rows and more a run)."""
+        seen, size = self.index.ids, len(texts)
+        keys = list(map(_DIGEST, map(_HASHER, texts)))
+        new = list(filterfalse(seen.__contains__, dict.fromkeys(keys)))  # in order of their first row
+        seen.update(zip(new, count(len(seen) + self.index.reserved + 1), strict=False))
+        indexes = list(map(seen.__getitem__, keys))
+        numbers = range(first, first + size)
+        lines = list(map(_FIRST_LINE.__mod__, zip(numbers, ids, texts, indexes, tails, strict=True)))
+        first_rows: Iterable[int] = range(size)
+        if len(new) < size:  # rows whose text came earlier, in an earlier block or earlier in this one
+            earliest = dict(zip(reversed(keys), reversed(range(size)), strict=True))
+            first_rows = list(map(earliest.__getitem__, new))  # increasing, as new is in order of first rows
+            for position in filterfalse(set(first_rows).__contains__, range(size)):
+                row = (first + position, ids[position], texts[position], indexes[position], tails[position])
+                lines[position] = _LATER_LINE % row
+                self.stats.shared.add(indexes[position])
+        out.records.extend(lines)
+        if new:
+            out.texts.append(_text_lines(list(map(texts.__getitem__, first_rows))))
+        self.stats.distinct_texts += len(new)
+        self.stats.duplicate_texts += size - len(new)
+        self.stats.text_chars += sum(map(len, map(raw.__getitem__, first_rows)))
 
     def _unusual(self, record: CanonicalRecord, out: ConvertedLines) -> None:
         stats = self.stats
@@ -372,6 +390,9 @@ class Converter:
 
 _FIRST_LINE = PENDING_LINE + b',"first":true%b'
 _LATER_LINE = PENDING_LINE + b"%b"
+# A text's key in the index: a 16-byte BLAKE2b digest of its escaped form (map-able, without a Python function).
+_HASHER = partial(blake2b, digest_size=16)
+_DIGEST = methodcaller("digest")
 
 
 def _text_lines(texts: list[bytes]) -> bytes:
