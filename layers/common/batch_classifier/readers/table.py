@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, repeat
 from types import TracebackType
 from typing import Any, Self
 
@@ -62,7 +62,7 @@ class Block:
     def of(cls, rows: Sequence[Row], columns: Sequence[str]) -> Block:
         """A block of ``rows`` (consecutive), with the values of ``columns`` (None where a row has none)."""
         values = [row.values for row in rows]
-        by_column = {column: [v.get(column) for v in values] for column in columns}
+        by_column = {column: list(map(dict.get, values, repeat(column))) for column in columns}
         return cls(rows[0].number, len(rows), by_column, list(rows))
 
 
