@@ -213,15 +213,15 @@ class BatchLineEncoder:
     def encode(self, rid: str, text: str) -> bytes:
         return self.encode_escaped(rid, escaped(text))
 
-    def encode_escaped(self, rid: str, escaped: bytes) -> bytes:
+    def encode_escaped(self, rid: str, text: bytes) -> bytes:
         """The line for a text already escaped as the inside of a JSON string (UTF-8)."""
-        return b"".join((self._head, rid.encode(), self._middle, escaped, self._tail))
+        return b"".join((self._head, rid.encode(), self._middle, text, self._tail))
 
-    def encode_request(self, rid: str, escaped: Sequence[bytes]) -> bytes:
-        """The line of a request of the texts ``escaped`` (each already escaped as the inside of a JSON string)."""
-        if len(escaped) == 1:
-            return self.encode_escaped(rid, escaped[0])
-        return self._packed_line(len(escaped)) % (rid.encode(), *escaped)
+    def encode_request(self, rid: str, texts: Sequence[bytes]) -> bytes:
+        """The line of a request of ``texts`` (each already escaped as the inside of a JSON string)."""
+        if len(texts) == 1:
+            return self.encode_escaped(rid, texts[0])
+        return self._packed_line(len(texts)) % (rid.encode(), *texts)
 
     def _packed_line(self, count: int) -> bytes:
         """The line of a packed request of ``count`` texts as a ``%`` format: the record id, then each text."""

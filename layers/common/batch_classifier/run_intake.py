@@ -23,8 +23,8 @@ from .errors import (
     TaskError,
 )
 from .mapping import duplicate_id_examples
-from .packing import group_texts
-from .pipeline import convert_file, estimate_job_bytes, request_count, text_lines
+from .packing import Request, consecutive_requests, group_texts
+from .pipeline import convert_file, escaped_texts, estimate_job_bytes, request_count, text_lines
 from .records import BatchLineEncoder, CanonicalRecord, record_id, record_index
 from .settings import Settings
 from .sharding import Shard, ShardKind, cut_shards, plan_shards
@@ -299,5 +299,19 @@ def shard_lines(s3: Any, settings: Settings, task: Task, shard: ShardRef) -> Ite
     """The batch input lines of a shard (its job input, or its on-demand requests): its texts in order, up to the
     task's ``texts_per_request`` in each request (:func:`.packing.group_texts`)."""
     encoder = BatchLineEncoder(task)
-    for request, escaped in group_texts(shard_texts(s3, settings, shard), task.texts_per_request):
-        yield encoder.encode_request(request.record_id, escaped)
+    for request, texts in _shard_requests(s3, settings, shard, task.texts_per_request):
+        yield encoder.encode_request(request.record_id, texts)
+
+
+def _shard_requests(
+    s3: Any, settings: Settings, shard: ShardRef, per_request: int
+) -> Iterator[tuple[Request, list[bytes]]]:
+    """The requests of a shard with their escaped texts. A round-0 shard's texts are consecutive, so its requests are
+    made without a text id for each (:func:`.packing.consecutive_requests`); a retry round's keyed texts are grouped by
+    their ids, which say which go alone."""
+    if shard.keyed:
+        yield from group_texts(shard_texts(s3, settings, shard), per_request)
+    elif shard.records:
+        first = record_index(shard.first_record_id) if shard.first_record_id else 1
+        with open_range(s3, settings.internal_bucket, shard.texts_key, shard.start, shard.end) as texts:
+            yield from consecutive_requests(escaped_texts(texts), first, per_request)

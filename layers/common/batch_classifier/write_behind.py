@@ -65,35 +65,36 @@ class WriteBehind:
 
     def close(self) -> None:
         """Write what is left, wait for the thread and close the file (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._hand_over()
-        finally:
-            self._queue.put(None)
-            self._thread.join()
+        if self._stop(keep=True):
             self._out.close()
         if self._error is not None:
             raise self._error
 
-    def __enter__(self) -> Self:
-        return self
-
     def abort(self) -> None:
         """Stop writing: wait for the thread, then drop the file (:meth:`.storage.Upload.abort` for an upload, which
         publishes nothing), or close it when it cannot be dropped (idempotent)."""
+        if self._stop(keep=False):
+            abort = getattr(self._out, "abort", None)
+            if callable(abort):
+                abort()
+            else:
+                self._out.close()
+
+    def _stop(self, *, keep: bool) -> bool:
+        """Hand over what is pending (``keep``) or drop it, then wait for the thread; False when already stopped."""
         if self._closed:
-            return
+            return False
         self._closed = True
-        self._pending.clear()
+        if keep:
+            self._hand_over()
+        else:
+            self._pending.clear()
         self._queue.put(None)
         self._thread.join()
-        abort = getattr(self._out, "abort", None)
-        if callable(abort):
-            abort()
-        else:
-            self._out.close()
+        return True
+
+    def __enter__(self) -> Self:
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
