@@ -14,12 +14,12 @@ not. The other texts of a retry round are packed again.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 
-from .records import is_pack_id, is_text_id, record_id, record_index, request_id
+from .records import BatchLineEncoder, is_pack_id, is_text_id, record_id, record_index, request_id, request_ids
 
 T = TypeVar("T")
 
@@ -81,6 +81,69 @@ def consecutive_requests(
         count = len(chunk)
         yield Request(request_id(index, count), tuple(range(index, index + count))), chunk
         index += count
+
+
+@dataclass(frozen=True, slots=True)
+class LineBatch:
+    """The batch input lines of consecutive requests, in pieces to be written one after the other: the line of the
+    ``n``-th request is ``pieces[n * stride:(n + 1) * stride]``, ``sizes[n]`` bytes long. Each request carries
+    ``texts`` texts, from index ``firsts[n]`` to ``lasts[n]``."""
+
+    pieces: list[bytes]
+    stride: int
+    sizes: list[int]
+    firsts: Sequence[int]
+    lasts: Sequence[int]
+    texts: int
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def lines(self, start: int, end: int) -> list[bytes]:
+        """The pieces of the lines of requests ``start`` to ``end`` (excluded)."""
+        return self.pieces[start * self.stride : end * self.stride]
+
+
+def request_batches(
+    requests: Iterable[tuple[Request, Sequence[bytes]]], encoder: BatchLineEncoder
+) -> Iterator[LineBatch]:
+    """A batch of one line for each request with its escaped texts (as :func:`group_texts` makes them)."""
+    for request, texts in requests:
+        line = encoder.encode_request(request.record_id, texts)
+        yield LineBatch([line], 1, [len(line)], request.indexes[:1], request.indexes[-1:], len(request.indexes))
+
+
+def consecutive_batches(
+    chunks: Iterable[list[bytes]], first_index: int, per_request: int, encoder: BatchLineEncoder
+) -> Iterator[LineBatch]:
+    """The lines of the requests of consecutive escaped texts from ``first_index`` (a round-0 shard, a run's texts
+    file), given a list of texts at a time: the requests :func:`consecutive_requests` makes, one batch for the whole
+    requests a list completes. Each batch is put together from slices of lists, with nothing done in Python for each
+    request or text, and written as it is (its pieces are joined by the writer)."""
+    k = per_request
+    fixed = encoder.request_pieces(k)
+    stride = 2 * k + 3  # the k + 2 fixed pieces, the record id and the k texts
+    overhead = sum(map(len, fixed)) + len(request_id(first_index, k))
+    index, carry = first_index, list[bytes]()
+    for chunk in chunks:
+        texts = carry + chunk if carry else chunk
+        count = len(texts) // k
+        carry = texts[count * k :]
+        if not count:
+            continue
+        pieces: list[bytes] = [b""] * (count * stride)
+        pieces[1::stride] = request_ids(index, k, count)
+        for n, piece in enumerate(fixed):
+            pieces[2 * n :: stride] = [piece] * count
+        for n in range(k):
+            pieces[2 * n + 3 :: stride] = texts[n : count * k : k]
+        lengths = map(len, texts[: count * k])
+        sizes = list(map(overhead.__add__, map(sum, zip(*[lengths] * k, strict=True))))
+        starts = range(index, index + count * k, k)
+        yield LineBatch(pieces, stride, sizes, starts, range(index + k - 1, index + count * k, k), k)
+        index += count * k
+    if carry:
+        yield from request_batches([(_request(list(range(index, index + len(carry)))), carry)], encoder)
 
 
 def _request(indexes: list[int]) -> Request:

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -40,7 +41,7 @@ from .errors import BatchClassifierError, EmptyInputError
 from .labels import LabelMatcher
 from .mapping import Converter, ConvertStats, OutputLayout, RecordMapper, duplicate_id_examples
 from .outputs import MANIFEST_NAME, BadLine, Manifest, parse_manifest, read_output_lines
-from .packing import Requests, consecutive_requests
+from .packing import Requests, consecutive_batches
 from .prompts import PackedPrompt, render_packed_prompt, render_prompt
 from .readers import Table, open_table
 from .readers.table import Block
@@ -181,8 +182,16 @@ def convert_file(
 
 def escaped_texts(texts: IO[bytes]) -> Iterator[bytes]:
     """The JSON-escaped texts of a texts file, in order (line k holds the text of record id k)."""
-    while lines := texts.readlines(_READ_AHEAD):
-        yield from (line.rstrip(b"\r\n")[1:-1] for line in lines)
+    return chain.from_iterable(escaped_text_lists(texts))
+
+
+def escaped_text_lists(texts: IO[bytes]) -> Iterator[list[bytes]]:
+    """:func:`escaped_texts` a list at a time: the file is split a megabyte at a time (``"\\n"`` occurs only between
+    two of its lines, as a JSON string escapes quotes and line ends)."""
+    while chunk := texts.read(_READ_AHEAD):
+        if not chunk.endswith(b"\n"):
+            chunk += texts.readline()
+        yield chunk[1:-2].split(b'"\n"')
 
 
 _READ_AHEAD = 1 << 20
@@ -319,8 +328,8 @@ def prepare(
         return WriteBehind((folder / sub / f"{shard.name}.jsonl").open("wb"))
 
     with (folder / TEXTS).open("rb") as texts:
-        requests = consecutive_requests(escaped_texts(texts), 1, k)
-        shards = write_shards(requests, shard_plan, encoder, task.batch, open_shard)
+        batches = consecutive_batches(escaped_text_lists(texts), 1, k, encoder)
+        shards = write_shards(batches, shard_plan, task.batch, open_shard)
     progress("writing jobs", sum(s.records for s in shards))
 
     estimates = cost_estimates(task, stats.rows, stats.distinct_texts, stats.text_chars, prices or PriceTable.load())

@@ -59,6 +59,14 @@ def record_id(index: int) -> str:
     return f"R{index:0{_RECORD_ID_DIGITS}d}"
 
 
+def request_ids(first_index: int, count: int, requests: int) -> list[bytes]:
+    """The record ids, in ASCII, of ``requests`` consecutive requests of ``count`` texts each, the first starting at
+    text ``first_index`` (:func:`request_id` of each)."""
+    prefix = TEXT_ID_PREFIX if count == 1 else PACK_ID_PREFIX
+    form = f"{prefix}%0{_RECORD_ID_DIGITS}d".encode()
+    return list(map(form.__mod__, range(first_index, first_index + count * requests, count)))
+
+
 def record_index(rid: str) -> int:
     return int(rid[1:])
 
@@ -202,6 +210,7 @@ class BatchLineEncoder:
         # Per count of texts: the JSON around a packed request's numbered texts (its max_tokens depends on the count).
         self._packed: dict[int, tuple[bytes, bytes, bytes]] = {}
         self._packed_lines: dict[int, bytes] = {}
+        self._pieces: dict[int, tuple[bytes, ...]] = {}
         self._opens: list[bytes] = [b""]  # the escaped opening of the n-th text, from 1
         self._close = escaped(PackedPrompt.TEXT_CLOSE)
 
@@ -223,14 +232,27 @@ class BatchLineEncoder:
             return self.encode_escaped(rid, texts[0])
         return self._packed_line(len(texts)) % (rid.encode(), *texts)
 
+    def request_pieces(self, count: int) -> tuple[bytes, ...]:
+        """The ``count + 2`` fixed pieces of the line of a request of ``count`` texts: the line is the first piece, the
+        record id, the second piece, the first text, ..., the last text and the last piece."""
+        found = self._pieces.get(count)
+        if found is None:
+            if count == 1:
+                found = (self._head, self._middle, self._tail)
+            else:
+                head, middle, tail = self._packed_template(count)
+                openings = [self._text_opening(n) for n in range(1, count + 1)]
+                between = [self._close + opening for opening in openings[1:]]
+                found = (head, middle + openings[0], *between, self._close + tail)
+            self._pieces[count] = found
+        return found
+
     def _packed_line(self, count: int) -> bytes:
         """The line of a packed request of ``count`` texts as a ``%`` format: the record id, then each text."""
         found = self._packed_lines.get(count)
         if found is None:
-            head, middle, tail = (part.replace(b"%", b"%%") for part in self._packed_template(count))
-            close = self._close.replace(b"%", b"%%")
-            texts = (self._text_opening(n).replace(b"%", b"%%") + b"%b" + close for n in range(1, count + 1))
-            found = self._packed_lines[count] = head + b"%b" + middle + b"".join(texts) + tail
+            pieces = (piece.replace(b"%", b"%%") for piece in self.request_pieces(count))
+            found = self._packed_lines[count] = b"%b".join(pieces)
         return found
 
     def _packed_template(self, count: int) -> tuple[bytes, bytes, bytes]:
@@ -255,11 +277,7 @@ class BatchLineEncoder:
 
     def request_overhead(self, count: int) -> int:
         """Bytes of the line of a request of ``count`` texts beyond its record id and escaped texts."""
-        if count == 1:
-            return self.overhead
-        head, middle, tail = self._packed_template(count)
-        numbered = sum(len(self._text_opening(n)) for n in range(1, count + 1)) + count * len(self._close)
-        return len(head) + len(middle) + len(tail) + numbered
+        return sum(map(len, self.request_pieces(count)))
 
 
 def escaped(text: str) -> bytes:

@@ -12,15 +12,17 @@ record id range is that of its texts (shards always hold whole requests).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import accumulate
 from typing import Any, Protocol
 
-from .packing import Request
-from .records import BatchLineEncoder, record_id
+from .packing import LineBatch
+from .records import record_id
 from .tasks import BatchLimits
 
 # Leave room under the byte cap for the estimate being an estimate.
@@ -107,7 +109,7 @@ def plan_shards(distinct: int, limits: BatchLimits, estimated_bytes: int = 0) ->
 class ShardSink(Protocol):
     """Where a shard's lines go: a local file, an S3 upload."""
 
-    def write(self, data: bytes, /) -> int: ...
+    def writelines(self, pieces: Sequence[bytes], /) -> None: ...
 
     def close(self) -> None: ...
 
@@ -137,15 +139,7 @@ class _Cutter:
     def add(self, first: str, last: str, texts: int, line_bytes: int) -> bool:
         """Count one line of ``line_bytes``, a request of ``texts`` texts from record id ``first`` to ``last``; True
         when it starts a new shard (the previous one is complete)."""
-        started = not self.shards or _full(self.current, self._target, line_bytes, self._limits)
-        if started:
-            if self.shards and self.current.records < self._target:
-                self._targets.appendleft(self._target - self.current.records)
-            kind = ShardKind.BATCH if self._targets else ShardKind.ON_DEMAND
-            self._target = self._targets.popleft() if self._targets else math.inf
-            self.shards.append(
-                Shard(name=self._prefix + shard_name(len(self.shards) + 1), kind=kind, first_record_id=first)
-            )
+        started = self._next_shard(first, line_bytes)
         shard = self.current
         shard.records += 1
         shard.texts += texts
@@ -153,18 +147,50 @@ class _Cutter:
         shard.last_record_id = last
         return started
 
+    def add_batch(self, batch: LineBatch, start: int) -> tuple[int, bool]:
+        """Count the lines of ``batch`` from its ``start``-th into the current shard, as :meth:`add` would one at a
+        time, up to the first that starts the next shard: how many were counted, and whether the first of them
+        started a new shard."""
+        sizes = batch.sizes
+        started = self._next_shard(record_id(batch.firsts[start]), sizes[start])
+        shard = self.current
+        end = len(sizes) if self._target == math.inf else min(len(sizes), start + int(self._target) - shard.records)
+        added = sum(sizes[start:end])
+        if shard.kind is ShardKind.BATCH and shard.bytes + added > self._limits.max_bytes_per_file:
+            room = self._limits.max_bytes_per_file - shard.bytes
+            # The lines that fit under the byte cap; the first always goes in (a new shard takes a line of any size).
+            end = max(start + 1, start + bisect.bisect_right(list(accumulate(sizes[start:end])), room))
+            added = sum(sizes[start:end])
+        shard.records += end - start
+        shard.texts += batch.texts * (end - start)
+        shard.bytes += added
+        shard.last_record_id = record_id(batch.lasts[end - 1])
+        return end - start, started
+
+    def _next_shard(self, first: str, line_bytes: int) -> bool:
+        """Start a new shard at the request whose first record id is ``first`` when the current one cannot take a line
+        of ``line_bytes`` (or there is none yet); True when one was started."""
+        if self.shards and not _full(self.current, self._target, line_bytes, self._limits):
+            return False
+        if self.shards and self.current.records < self._target:
+            self._targets.appendleft(self._target - self.current.records)
+        kind = ShardKind.BATCH if self._targets else ShardKind.ON_DEMAND
+        self._target = self._targets.popleft() if self._targets else math.inf
+        name = self._prefix + shard_name(len(self.shards) + 1)
+        self.shards.append(Shard(name=name, kind=kind, first_record_id=first))
+        return True
+
 
 def write_shards(
-    requests: Iterable[tuple[Request, Sequence[bytes]]],
+    batches: Iterable[LineBatch],
     plan: ShardPlan,
-    encoder: BatchLineEncoder,
     limits: BatchLimits,
     open_shard: ShardOpener,
     prefix: str = "",
 ) -> list[Shard]:
-    """Write requests (each with its JSON-escaped texts, as :func:`.packing.group_texts` or
-    :func:`.packing.consecutive_requests` make them) into shard files following ``plan`` (counted in requests); returns
-    the shards written.
+    """Write the lines of requests (:func:`.packing.consecutive_batches`, or :func:`.packing.request_batches` of
+    requests with their escaped texts) into shard files following ``plan`` (counted in requests); returns the shards
+    written.
 
     ``open_shard`` opens the destination of a shard (a local file, an S3 upload); it is closed when the shard
     is full. The byte cap is enforced while writing: a batch shard that would exceed it is closed early and
@@ -173,15 +199,17 @@ def write_shards(
     cutter = _Cutter(plan, limits, prefix)
     out: ShardSink | None = None
     try:
-        for request, escaped in requests:
-            line = encoder.encode_request(request.record_id, escaped)
-            first, last = record_id(request.indexes[0]), record_id(request.indexes[-1])
-            if cutter.add(first, last, len(request.indexes), len(line)):
-                if out is not None:
-                    out.close()
-                out = open_shard(cutter.current)
-            assert out is not None  # opened with the first item
-            out.write(line)
+        for batch in batches:
+            start = 0
+            while start < len(batch):
+                added, started = cutter.add_batch(batch, start)
+                if started:
+                    if out is not None:
+                        out.close()
+                    out = open_shard(cutter.current)
+                assert out is not None  # opened with the first line
+                out.writelines(batch.lines(start, start + added))
+                start += added
     finally:
         if out is not None:
             out.close()
