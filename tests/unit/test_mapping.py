@@ -143,6 +143,27 @@ def test_converted_lines_are_the_records_lines(values):
     assert [CanonicalRecord.from_json(line).to_line() for line in lines] == [r.to_line() for r in records]
 
 
+@pytest.mark.parametrize("label_column", ["truth", None])
+def test_rows_alike_get_their_line_ends_from_one_format(label_column):
+    """Every row of the block labelled (or none) and carrying text: the lines are still the records' own."""
+    columns = ["ticket", "body", "truth", "100% team"]
+    mapping = InputMapping(
+        text_columns=("body",), id_column="ticket", label_column=label_column, carry_columns=("100% team",)
+    )
+    mapper = RecordMapper(mapping, columns)
+    values = [
+        {"ticket": "1", "body": "one", "truth": "Bug", "100% team": 'a "%s" \\ é'},
+        {"ticket": "2", "body": "two", "truth": " Billing ", "100% team": ""},
+    ]
+    given = rows(*values)
+    converter = Converter(mapper, ConvertStats())
+    lines = converter.block(Block.of(given, columns)).records
+    records = [mapper.map(row) for row in given]
+    for number, record in enumerate(records, start=1):
+        record.rid, record.first = f"R{number:010d}", True
+    assert lines == [record.to_line() + b"\n" for record in records]
+
+
 def test_a_label_column_is_found_by_name_when_not_given():
     mapper = RecordMapper(InputMapping(text_columns=("body",)), ["ticket", "body", "Class"])
     assert mapper.label_column == "Class"

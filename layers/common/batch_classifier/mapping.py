@@ -147,7 +147,20 @@ class MappedBlock:
         left to :meth:`CanonicalRecord.to_line`."""
         size = self.block.size
         labels = self.labels
-        if labels.count(None) == size:
+        for name, column in zip(self.mapper._carry, self.carried, strict=True):
+            if not set(map(type, column)) <= _TEXT_OR_NONE:
+                raise TypeError(f"the carried column {name!r} holds values that are not text")
+        unlabelled = labels.count(None)
+        if unlabelled in (0, size) and not any(None in column for column in self.carried):
+            # Every row alike (a label or none, every carried value a text): one format fills in each row's tail.
+            columns: list[list[Any]] = [labels] if not unlabelled else []
+            columns += self.carried
+            if not columns:
+                return [b"}\n"] * size
+            return list(
+                map(self._tail_format(bool(unlabelled)).__mod__, zip(*map(escaped_strings, columns), strict=True))
+            )
+        if unlabelled == size:
             tails = [b""] * size
         else:
             escaped_labels = escaped_strings([label or "" for label in labels])
@@ -159,8 +172,6 @@ class MappedBlock:
             return [tail + b"}\n" for tail in tails]
         values = []
         for name, column in zip(self.mapper._carry, self.carried, strict=True):
-            if not set(map(type, column)) <= _TEXT_OR_NONE:
-                raise TypeError(f"the carried column {name!r} holds values that are not text")
             key = orjson.dumps(name) + b":"
             texts = escaped_strings([v or "" for v in column])
             values.append(
@@ -168,6 +179,15 @@ class MappedBlock:
             )
         carries = map(b",".join, zip(*values, strict=True))
         return [tail + b',"carry":{' + carry + b"}}\n" for tail, carry in zip(tails, carries, strict=True)]
+
+    def _tail_format(self, unlabelled: bool) -> bytes:
+        """The end of a record line as a ``%`` format of its escaped label (unless ``unlabelled``) and carried values,
+        none of them empty."""
+        label = b"" if unlabelled else b',"label":"%b"'
+        if not self.carried:
+            return label + b"}\n"
+        carried = (orjson.dumps(name).replace(b"%", b"%%") + b':"%b"' for name in self.mapper._carry)
+        return label + b',"carry":{' + b",".join(carried) + b"}}\n"
 
     def record(self, position: int) -> CanonicalRecord:
         """The canonical record of the row at ``position``."""
