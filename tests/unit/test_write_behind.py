@@ -21,6 +21,30 @@ def test_every_write_arrives_in_order_and_the_file_is_closed():
     assert closed == [True]
 
 
+def test_lists_of_pieces_are_handed_over_about_a_piece_at_a_time():
+    class Recording(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        def write(self, data) -> int:
+            self.sizes.append(len(data))
+            return super().write(data)
+
+        def close(self) -> None:
+            """Kept open, to be read."""
+
+    out = Recording()
+    lists = [[b"x" * ((n * 13 + m) % 50) for m in range(n % 40)] for n in range(300)]  # empty lists and pieces too
+    with WriteBehind(out, piece=100, depth=2) as writer:
+        writer.write(b"first")
+        for pieces in lists:
+            writer.writelines(pieces)
+    assert out.getvalue() == b"first" + b"".join(piece for pieces in lists for piece in pieces)
+    assert len(out.sizes) > 100
+    assert all(100 <= size < 150 for size in out.sizes[:-1])  # a piece, and at most the list item that filled it
+
+
 class Failing(io.RawIOBase):
     def writable(self) -> bool:
         return True
