@@ -182,7 +182,7 @@ class MappedBlock:
 
     def _tail_format(self, unlabelled: bool) -> bytes:
         """The end of a record line as a ``%`` format of its escaped label (unless ``unlabelled``) and carried values,
-        none of them empty."""
+        every one of them a text (none missing)."""
         label = b"" if unlabelled else b',"label":"%b"'
         if not self.carried:
             return label + b"}\n"

@@ -123,7 +123,7 @@ def consecutive_batches(
     k = per_request
     fixed = encoder.request_pieces(k)
     stride = 2 * k + 3  # the k + 2 fixed pieces, the record id and the k texts
-    overhead = sum(map(len, fixed)) + len(request_id(first_index, k))
+    overhead = encoder.request_overhead(k) + len(request_id(first_index, k))
     index, carry = first_index, list[bytes]()
     for chunk in chunks:
         texts = carry + chunk if carry else chunk

@@ -270,11 +270,6 @@ class BatchLineEncoder:
             self._opens.append(escaped(PackedPrompt.text_open(len(self._opens))))
         return self._opens[number]
 
-    @property
-    def overhead(self) -> int:
-        """Bytes of a line beyond its record id and escaped text."""
-        return len(self._head) + len(self._middle) + len(self._tail)
-
     def request_overhead(self, count: int) -> int:
         """Bytes of the line of a request of ``count`` texts beyond its record id and escaped texts."""
         return sum(map(len, self.request_pieces(count)))
