@@ -545,3 +545,118 @@ def test_parquet_jsonl_and_xlsx_blocks_are_the_rows(tmp_path: Path, monkeypatch:
         got = read_blocks(path)
         assert got == read_filled(path)
         assert len(got[1]) >= 3
+
+
+# Lines a JSON Lines file may hold: plain objects (the fast path), and each thing that sends a chunk line by line.
+JSONL_LINES = [
+    b'{"id": 1, "text": "a\\nb \\u2028 caf\\u00e9", "n": null, "ok": true}',
+    '{"id": "x", "text": "café ☃ \u2028 raw"}'.encode(),
+    b'{"text": "only", "extra": 7}',
+    b"{}",
+    b'{"id": 2, "text": "crlf"}\r',
+    b"",
+    b"  \t",
+    b'{"id": 3, "f": 1.5}',
+    b'{"id": 4, "big": 123456789012345678901234567890, "deep": {"b": [1, 2.5]}}',
+    b'{"id": 5, "n": NaN}',
+]
+JSONL_BAD_LINES = [b'{"id": 6 "x": 1}', b"[1]", b'{"t": "caf\xe9"}', b'"just text"']
+
+
+@pytest.mark.parametrize("chunk", [1, 40, 1 << 20])
+def test_jsonl_blocks_are_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    from batch_classifier.readers import jsonl_reader  # noqa: PLC0415
+
+    monkeypatch.setattr(jsonl_reader, "CHUNK", chunk)
+    rng = random.Random(chunk)
+    for case in range(80):
+        lines = [rng.choice(JSONL_LINES[:4]), *rng.choices(JSONL_LINES, k=rng.randint(0, 30))]
+        if case % 4 == 3:
+            lines.insert(rng.randint(1, len(lines)), rng.choice(JSONL_BAD_LINES))
+        data = b"\n".join(lines) + rng.choice([b"", b"\n"])
+        path = tmp_path / f"random{case}.jsonl"
+        path.write_bytes(data)
+        got = read_blocks(path)
+        assert got == read_filled(path), data
+        assert read_blocks(OneWayStream(data, piece=7), name=path.name) == got
+
+
+def test_jsonl_blocks_decode_plain_chunks_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batch_classifier.readers import jsonl_reader  # noqa: PLC0415
+
+    monkeypatch.setattr(jsonl_reader, "CHUNK", 100)
+    lines = [json.dumps({"id": n, "text": f"text {n} \u2028 é"}) for n in range(1, 201)]
+    path = tmp_path / "plain.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    by_line = []
+    monkeypatch.setattr(jsonl_reader._JsonLines, "rows", spy(jsonl_reader._JsonLines.rows, by_line))
+    with open_table(path) as table:
+        blocks = list(table.blocks())
+    assert len(by_line) == 1  # the first record only, read at open time to learn the columns
+    # the first record, then 3 lines a chunk (100 bytes and the rest of the line)
+    assert [block.start for block in blocks][:3] == [1, 5, 8]
+    assert [v for block in blocks for v in block.columns["id"]] == list(range(1, 201))
+
+
+def spy(method: Any, calls: list[Any]) -> Any:
+    """``method``, noting the arguments of each call in ``calls``."""
+
+    def wrapper(self: Any, *args: Any) -> Any:
+        calls.append(args)
+        return method(self, *args)
+
+    return wrapper
+
+
+# Lines of a JSON array opened on a line of its own: elements that fill their lines (the fast path), and each thing
+# that sends the rest to be read line by line or by the scanner.
+ARRAY_LINES = [
+    b'{"id": 1, "text": "a\\nb \\u2028 caf\\u00e9", "n": null},',
+    '{"id": "x", "text": "café ☃ \u2028 raw"},'.encode(),
+    b"{},",
+    b'{"id": 2, "text": "spaces after"},  ',
+    b'{"id": 3, "text": "crlf"},\r',
+    b"",
+    b'{"id": 4, "f": 1.5, "deep": {"b": [1, 2.5]}},',
+    b'{"id": 5, "big": 123456789012345678901234567890},',
+    b'{"id": 6, "n": NaN},',
+    b'{"id": 7,',
+    b'"text": "an object over two lines"},',
+    b'{"id": 8}, {"id": 9},',
+]
+ARRAY_ENDS = [b'{"id": 10}\n]', b'{"id": 10}]\n', b"{}\n]\n", b'{"id": 10}\n] trailing', b'{"id": 10},\n', b"[1]\n]"]
+
+
+@pytest.mark.parametrize("chunk", [1, 60, 1 << 20])
+def test_json_array_blocks_are_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    monkeypatch.setattr(json_reader, "CHUNK", chunk)
+    rng = random.Random(chunk)
+    for case in range(80):
+        first = rng.choice([*ARRAY_LINES[:3], b'  {\n    "id": 0\n  },'])  # the last: the scanner from the start
+        lines = [b"[", first, *rng.choices(ARRAY_LINES, k=rng.randint(0, 30))]
+        data = b"\n".join([*lines, rng.choice(ARRAY_ENDS)])
+        path = tmp_path / f"random{case}.json"
+        path.write_bytes(data)
+        got = read_blocks(path)
+        assert got == read_filled(path), data
+        assert read_blocks(OneWayStream(data, piece=7), name=path.name) == got
+
+
+def test_json_array_blocks_decode_plain_chunks_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(json_reader, "CHUNK", 100)
+    path = tmp_path / "plain.json"
+    path.write_text("[\n" + "\n".join(json.dumps({"id": n}) + "," for n in range(1, 200)) + '\n{"id": 200}\n]\n')
+    line_rows = json_reader._ArrayByLine._rows
+    by_line: list[int] = []
+
+    def rows(self: Any) -> Any:
+        for row in line_rows(self):
+            by_line.append(row.number)
+            yield row
+
+    monkeypatch.setattr(json_reader._ArrayByLine, "_rows", rows)
+    with open_table(path) as table:
+        ids = [v for block in table.blocks() for v in block.columns["id"]]
+    assert ids == list(range(1, 201))
+    # line by line: the first record (read at open time to learn the columns), and the last chunk, which ends the array
+    assert by_line == [1, *range(197, 201)]

@@ -17,9 +17,11 @@ memory as a thousand-row one:
   format: the workbook's shared-strings table, every distinct text of the workbook, is loaded at open time,
   and with calamine the sheet being read.)
 - JSON is never loaded whole: an array opened on a line of its own is read a line at a time while each line
-  holds one record (decoded with orjson); otherwise a scanner walks the document over fixed-size text
-  chunks and decodes one array element at a time with ``json.JSONDecoder.raw_decode``.
-- JSON Lines is decoded one line at a time; Parquet one record batch at a time.
+  holds one record (decoded with orjson; as blocks, a megabyte of such lines at once); otherwise a scanner
+  walks the document over fixed-size text chunks and decodes one array element at a time with
+  ``json.JSONDecoder.raw_decode``.
+- JSON Lines is decoded one line at a time (as blocks, a megabyte of lines at once with orjson, line by line
+  where that could differ); Parquet one record batch at a time.
 
 CSV and JSON inputs are read strictly forwards, so a stream that cannot seek (an S3 body) works as is.
 XLSX and Parquet need random access: a stream that cannot seek is first copied to a temporary file.

@@ -7,14 +7,15 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
+from itertools import chain
 from typing import IO, Any, TextIO
 
 from ..errors import EmptyInputError, InputEncodingError, InputFormatError, MalformedInputError
 from ..formats import FileFormat
 from .encoding import UTF8_BOM, lookup_codec
 from .sources import PEEK, Prefixed
-from .table import FirstThenRest, Row, Table
+from .table import Block, FirstThenRest, Row, Table, blocks_of
 
 # Characters read per step by the JSON scanner (tests shrink it to cross chunk boundaries).
 _CHUNK = 64 * 1024
@@ -24,6 +25,8 @@ _JSON_WS = re.compile(r"[ \t\n\r]*")
 _JSON_SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
 _JSON_DECODER = json.JSONDecoder()
 _WS_BYTES = b" \t\r\n"
+# Bytes of lines decoded at once as blocks (tests shrink it); a chunk is completed to its line's end.
+CHUNK = 1 << 20
 # Longest line the line-at-a-time path takes in one piece; a longer one goes to the scanner.
 _MAX_LINE = 1024 * 1024
 # Value types after which a record orjson decoded is looked at: a float may be a widened integer, and a nested
@@ -193,6 +196,7 @@ def open_json(
     stream: IO[bytes], label: str, requested: str | None, records_key: str | None, resources: ExitStack
 ) -> Table:
     codec = "utf-8" if requested is None else lookup_codec(requested, label)
+    by_line: _ArrayByLine | None = None
     if codec == "utf-8":
         opening = stream.readline()
         if opening.startswith(UTF8_BOM):
@@ -200,7 +204,8 @@ def open_json(
         if opening.strip(_WS_BYTES) == b"[":
             # An array opened on a line of its own: its elements are read a line at a time while each fills one.
             where = "the top-level list"
-            records = _array_by_line(stream, label, where)
+            by_line = _ArrayByLine(stream, label, where)
+            records = by_line.rows
         else:
             scanner = _JsonScanner(_text_from(opening, stream, "utf-8"), label, _CHUNK)
             items, where = _json_records(scanner, label, records_key)
@@ -212,7 +217,15 @@ def open_json(
     first = next(records, None)
     if first is None:
         raise EmptyInputError(f"{label!r} has no records: {where} is empty.")
-    return FirstThenRest(label, FileFormat.JSON, list(first.values), first=first, rest=records, resources=resources)
+    return FirstThenRest(
+        label,
+        FileFormat.JSON,
+        list(first.values),
+        first=first,
+        rest=records,
+        resources=resources,
+        blocks=by_line.blocks if by_line is not None else None,
+    )
 
 
 def _text_from(pending: bytes, stream: IO[bytes], codec: str) -> TextIO:
@@ -220,49 +233,98 @@ def _text_from(pending: bytes, stream: IO[bytes], codec: str) -> TextIO:
     return io.TextIOWrapper(io.BufferedReader(Prefixed(pending, stream), buffer_size=PEEK), encoding=codec)
 
 
-def _array_by_line(stream: IO[bytes], label: str, where: str) -> Iterator[Row]:
-    """The elements of a top-level array whose ``[`` line was read: while each element is an object that fills
-    its line (``{...},``, or ``{...}]`` or ``{...}`` for the last), it is decoded with orjson, several times
-    faster than ``raw_decode``; from the first line that is anything else, the scanner reads the rest, exactly as
-    it reads a whole file. orjson accepts a subset of what ``json`` does and gives the same values, except that
-    it makes an integer beyond 64 bits a float: a record that holds such a float, or a nested value (not looked
-    into), is left to the scanner as well."""
-    import orjson  # noqa: PLC0415 - loaded only when a JSON file is read
+class _ArrayByLine:
+    """The elements of a top-level array whose ``[`` line was read, while each is an object that fills its line
+    (``{...},``, or ``{...}]`` or ``{...}`` for the last), decoded with orjson, several times faster than
+    ``raw_decode``; from the first line that is anything else, the scanner reads the rest, exactly as it reads a
+    whole file. orjson accepts a subset of what ``json`` does and gives the same values, except that it makes an
+    integer beyond 64 bits a float: a record that holds such a float, or a nested value (not looked into), is left
+    to the scanner as well.
 
-    loads, failed = orjson.loads, orjson.JSONDecodeError
-    line_number = 1  # lines read so far
-    number = 0  # records given
-    state = "open"
-    while line := stream.readline(_MAX_LINE):
-        body = line.rstrip(_WS_BYTES)
-        end = body[-1:]
-        if (len(line) == _MAX_LINE and not line.endswith(b"\n")) or b"\r" in body:
-            break  # a line too long to hold whole, or a carriage return the scanner would count as a line end
-        if end == b",":
-            body, after = body[:-1], "comma"
-        elif end == b"}":
-            after = "value"
-        elif end == b"]":
-            body, after = body[:-1], "end"
-        elif not body:
-            line_number += 1
-            continue
-        else:
-            break
-        try:
-            value = loads(body)  # surrounding whitespace is allowed
-        except failed:
-            break
-        if type(value) is not dict or (not SUSPECT.isdisjoint(map(type, value.values())) and not plain_values(value)):
-            break
-        line_number += 1
-        number += 1
-        yield Row(number, value)
-        if after == "end":
-            return  # the array's end: like the scanner, nothing after it is read
-        state = after
-    scanner = _JsonScanner(_text_from(line, stream, "utf-8"), label, _CHUNK, lines_before=line_number)
-    yield from _json_rows(scanner.items(state), label, where, start=number + 1)
+    As blocks, a chunk of lines that ends with a comma is decoded at once, as an array of its own: the elements it
+    holds are those the scanner would read. The first chunk that is anything else (the array's end, a carriage
+    return, a value orjson reads otherwise) goes back to be read line by line, as the rows are."""
+
+    def __init__(self, stream: IO[bytes], label: str, where: str) -> None:
+        import orjson  # noqa: PLC0415 - loaded only when a JSON file is read
+
+        self._orjson = orjson
+        self.stream = stream
+        self.label = label
+        self.where = where
+        self.line_number = 1  # lines read so far
+        self.number = 0  # records given
+        self.state = "open"  # then "comma" or "value" after an element, "end", or "scanner" once it reads the rest
+        self.rows = self._rows()
+
+    def _rows(self) -> Iterator[Row]:
+        loads, failed = self._orjson.loads, self._orjson.JSONDecodeError
+        while line := self.stream.readline(_MAX_LINE):
+            body = line.rstrip(_WS_BYTES)
+            end = body[-1:]
+            if (len(line) == _MAX_LINE and not line.endswith(b"\n")) or b"\r" in body:
+                break  # a line too long to hold whole, or a carriage return the scanner would count as a line end
+            if end == b",":
+                body, after = body[:-1], "comma"
+            elif end == b"}":
+                after = "value"
+            elif end == b"]":
+                body, after = body[:-1], "end"
+            elif not body:
+                self.line_number += 1
+                continue
+            else:
+                break
+            try:
+                value = loads(body)  # surrounding whitespace is allowed
+            except failed:
+                break
+            if type(value) is not dict or (
+                not SUSPECT.isdisjoint(map(type, value.values())) and not plain_values(value)
+            ):
+                break
+            self.line_number += 1
+            self.number += 1
+            self.state = after
+            yield Row(self.number, value)
+            if after == "end":
+                return  # the array's end: like the scanner, nothing after it is read
+        state, self.state = self.state, "scanner"
+        scanner = _JsonScanner(
+            _text_from(line, self.stream, "utf-8"), self.label, _CHUNK, lines_before=self.line_number
+        )
+        yield from _json_rows(scanner.items(state), self.label, self.where, start=self.number + 1)
+
+    def blocks(self, first: Row, columns: list[str]) -> Iterator[Block]:
+        loads, failed = self._orjson.loads, self._orjson.JSONDecodeError
+        pending = [first]
+        while self.state in ("open", "comma") and (chunk := self.stream.read(CHUNK)):
+            if not chunk.endswith(b"\n"):
+                chunk += self.stream.readline(_MAX_LINE)
+            body = chunk.rstrip(b" \t\n")
+            values = None
+            if body.endswith(b",") and b"\r" not in chunk:
+                with suppress(failed):
+                    values = loads(b"[" + body[:-1] + b"]")
+            if not values or not plain_records(values):
+                self.stream = io.BufferedReader(Prefixed(chunk, self.stream))
+                break
+            start = self.number + 1 - len(pending)
+            self.line_number += chunk.count(b"\n")
+            self.number += len(values)
+            self.state = "comma"
+            yield Block.of_records(start, [row.values for row in pending] + values, columns)
+            pending = []
+        yield from blocks_of(chain(pending, self.rows), columns)
+
+
+def plain_records(values: list[Any]) -> bool:
+    """True when each of ``values`` is an object that decoding it alone would give as it is (:func:`plain_values`)."""
+    if not {dict}.issuperset(map(type, values)):
+        return False
+    if SUSPECT.isdisjoint(map(type, chain.from_iterable(map(dict.values, values)))):
+        return True
+    return all(map(plain_values, values))
 
 
 def plain_values(record: dict[str, Any]) -> bool:

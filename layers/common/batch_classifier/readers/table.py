@@ -61,9 +61,15 @@ class Block:
     @classmethod
     def of(cls, rows: Sequence[Row], columns: Sequence[str]) -> Block:
         """A block of ``rows`` (consecutive), with the values of ``columns`` (None where a row has none)."""
-        values = [row.values for row in rows]
-        by_column = {column: list(map(dict.get, values, repeat(column))) for column in columns}
-        return cls(rows[0].number, len(rows), by_column, list(rows))
+        block = cls.of_records(rows[0].number, [row.values for row in rows], columns)
+        block.rows = list(rows)
+        return block
+
+    @classmethod
+    def of_records(cls, start: int, records: list[dict[str, Any]], columns: Sequence[str]) -> Block:
+        """A block of the rows numbered from ``start`` whose values are ``records`` (None where one has none)."""
+        by_column = {column: list(map(dict.get, records, repeat(column))) for column in columns}
+        return cls(start, len(records), by_column)
 
 
 #: Rows a block holds when a reader hands out rows and they are gathered into blocks.
@@ -166,8 +172,13 @@ def clean_names(raw: Sequence[object]) -> list[str]:
     return names
 
 
+#: Blocks from a table's first row on, given the first row and the columns (a reader's own block path).
+BlockReader = Callable[[Row, list[str]], Iterator[Block]]
+
+
 class FirstThenRest(Table):
-    """A table whose first row was read at open time (to learn the columns) and whose rest follows."""
+    """A table whose first row was read at open time (to learn the columns) and whose rest follows, as rows or, when
+    the reader has a path of its own for them (``blocks``), as blocks."""
 
     def __init__(
         self,
@@ -178,11 +189,18 @@ class FirstThenRest(Table):
         first: Row,
         rest: Iterator[Row],
         resources: ExitStack,
+        blocks: BlockReader | None = None,
     ) -> None:
         super().__init__(name, fmt, columns, resources)
         self._first = first
         self._rest = rest
+        self._blocks = blocks
 
     def _iter_rows(self) -> Iterator[Row]:
         yield self._first
         yield from self._rest
+
+    def _iter_blocks(self) -> Iterator[Block]:
+        if self._blocks is None:
+            return super()._iter_blocks()
+        return self._blocks(self._first, self.columns)
