@@ -405,7 +405,7 @@ def awkward_workbook(path: Path) -> None:
 
 def openpyxl_only(path: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> Any:
     with monkeypatch.context() as patch:
-        patch.setattr(xlsx_reader, "native_workbook", lambda target: None)
+        patch.setattr(xlsx_reader, "native_workbook", lambda target, sheet=None: None)
         return outcome(path, **options)
 
 
@@ -660,3 +660,55 @@ def test_json_array_blocks_decode_plain_chunks_at_once(tmp_path: Path, monkeypat
     assert ids == list(range(1, 201))
     # line by line: the first record (read at open time to learn the columns), and the last chunk, which ends the array
     assert by_line == [1, *range(197, 201)]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_xlsx_blocks_are_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(xlsx_reader, "BLOCK_ROWS", 2)  # blocks end inside sheets and at their ends
+    if not native:
+        monkeypatch.setattr(xlsx_reader, "native_workbook", lambda target, sheet=None: None)
+    workbook = tmp_path / "awkward.xlsx"
+    awkward_workbook(workbook)
+    assert read_blocks(workbook) == read_filled(workbook)
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["id", "text"])
+    sheet.append([1, "a", None, None])  # cells past the header that are empty are dropped
+    sheet.append([2, "b"])
+    sheet.append([3, "c"])
+    sheet.append([4, "d", None, "stray"])  # a value without a column name is an error, the same either way
+    faulty = tmp_path / "stray.xlsx"
+    book.save(faulty)
+    got = read_blocks(faulty)
+    assert got == read_filled(faulty)
+    assert got[0] == "MalformedInputError" and "row 4 has a value in column D" in got[1]
+
+
+@pytest.mark.parametrize("sheet", [None, "more"])
+def test_xlsx_first_sheet_is_loaded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sheet: str | None) -> None:
+    """The first sheet read is loaded while the workbook is looked through, and that load serves its header and rows."""
+    loaded: list[str] = []
+
+    class Counting:
+        def __init__(self, book: Any) -> None:
+            self._book = book
+            self.sheets_metadata = book.sheets_metadata
+
+        def get_sheet_by_name(self, title: str) -> Any:
+            loaded.append(title)
+            return self._book.get_sheet_by_name(title)
+
+        def close(self) -> None:
+            self._book.close()
+
+    made = xlsx_native.NativeBook.__init__
+    monkeypatch.setattr(
+        xlsx_native.NativeBook, "__init__", lambda self, book, titles: made(self, Counting(book), titles)
+    )
+    path = tmp_path / "awkward.xlsx"
+    awkward_workbook(path)
+    options = {} if sheet is None else {"sheet": sheet}
+    got = read_blocks(path, **options)
+    assert loaded.count(sheet or "calls") == 1
+    assert got == read_filled(path, **options) == openpyxl_only(path, monkeypatch, **options)

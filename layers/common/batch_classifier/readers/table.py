@@ -47,16 +47,24 @@ class Row:
 class Block:
     """Consecutive data rows, column by column: ``columns[name][i]`` is the value of row number ``start + i``.
 
-    ``rows``: the rows themselves when the reader made them (an XLSX row's :meth:`Row.where` names its sheet)."""
+    ``rows``: the rows themselves when the reader made them (an XLSX row's :meth:`Row.where` names its sheet).
+    ``sheet``: the XLSX sheet all its rows come from (made without rows), ``sheet_start`` the first one's number in
+    that sheet."""
 
     start: int
     size: int
     columns: dict[str, list[Any]]
     rows: list[Row] | None = None
+    sheet: str | None = None
+    sheet_start: int = 0
 
     def where(self, position: int) -> str:
         """Where the ``position``-th row of the block is, for messages (see :meth:`Row.where`)."""
-        return self.rows[position].where() if self.rows is not None else f"row {self.start + position}"
+        if self.rows is not None:
+            return self.rows[position].where()
+        if self.sheet is not None:
+            return f"sheet {self.sheet!r}, row {self.sheet_start + position}"
+        return f"row {self.start + position}"
 
     @classmethod
     def of(cls, rows: Sequence[Row], columns: Sequence[str]) -> Block:

@@ -17,8 +17,11 @@ from __future__ import annotations
 import re
 import zipfile
 from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from typing import IO, Any
+
+from ..formats import data_sheets
 
 # Uncompressed sheet and shared-string XML beyond which the workbook is read with openpyxl (which streams).
 MAX_NATIVE_XML = 512 * 1024 * 1024
@@ -43,20 +46,27 @@ class NativeBook:
         self._book = book
         # The first sheet loaded (for its header) is kept for the pass over its rows, which starts with it.
         self._kept: tuple[str, Any] | None = None
+        self._uses = 0  # the uses of the kept sheet still to come
         self._loaded = False
 
     def close(self) -> None:
         self._kept = None
         self._book.close()
 
+    def preload(self, title: str) -> None:
+        """Load a sheet now, for its header and then its rows (calamine lets other threads run while it loads)."""
+        self._kept, self._uses, self._loaded = (title, self._book.get_sheet_by_name(title)), 2, True
+
     def _sheet(self, title: str) -> Any:
         if self._kept is not None and self._kept[0] == title:
             sheet = self._kept[1]
-            self._kept = None
+            self._uses -= 1
+            if not self._uses:
+                self._kept = None
             return sheet
         sheet = self._book.get_sheet_by_name(title)
         if not self._loaded:
-            self._kept, self._loaded = (title, sheet), True
+            self._kept, self._uses, self._loaded = (title, sheet), 1, True
         return sheet
 
     def values(self, title: str) -> Generator[Sequence[Any]]:
@@ -70,28 +80,46 @@ class NativeBook:
                 yield (*lead, *values) if lead else values
 
 
-def native_workbook(target: str | IO[bytes]) -> NativeBook | None:
-    """The workbook opened with python-calamine, or None when openpyxl must read it (or calamine cannot)."""
+def native_workbook(target: str | IO[bytes], sheet: str | None = None) -> NativeBook | None:
+    """The workbook opened with python-calamine, or None when openpyxl must read it (or calamine cannot).
+
+    From a path, the first sheet to read (``sheet``, else the first of :func:`.formats.data_sheets`) is loaded while
+    a thread of its own looks through the XML for what calamine reads differently; a stream is looked through
+    first."""
     try:
-        from python_calamine import CalamineError, CalamineWorkbook, SheetTypeEnum  # noqa: PLC0415
+        from python_calamine import CalamineError, CalamineWorkbook  # noqa: PLC0415
     except ImportError:  # pragma: no cover - python-calamine is a dependency of the package
         return None
-    start = 0 if isinstance(target, str) else target.tell()
-    try:
-        if not _same_as_openpyxl(target):
-            return None
-        if isinstance(target, str):
-            book = CalamineWorkbook.from_path(target)
-        else:
+    if not isinstance(target, str):
+        start = target.tell()
+        try:
+            if not _same_as_openpyxl(target):
+                return None
             target.seek(start)
-            book = CalamineWorkbook.from_filelike(target)
-    except (CalamineError, zipfile.BadZipFile, OSError, KeyError, ValueError):
-        return None
-    finally:
-        if not isinstance(target, str):
+            return _book(CalamineWorkbook.from_filelike(target))
+        except (CalamineError, zipfile.BadZipFile, OSError, KeyError, ValueError):
+            return None
+        finally:
             target.seek(start)  # openpyxl, if it reads the workbook after all, starts where it started
-    titles = [sheet.name for sheet in book.sheets_metadata if sheet.typ == SheetTypeEnum.WorkSheet]
-    return NativeBook(book, titles)
+    with ThreadPoolExecutor(1) as pool:
+        same = pool.submit(_same_as_openpyxl, target)
+        try:
+            native = _book(CalamineWorkbook.from_path(target))
+            first = [sheet] if sheet in native.titles else data_sheets(native.titles)
+            if first:
+                native.preload(first[0])
+            if same.result():
+                return native
+            native.close()
+        except (CalamineError, zipfile.BadZipFile, OSError, KeyError, ValueError):
+            return None
+    return None
+
+
+def _book(book: Any) -> NativeBook:
+    from python_calamine import SheetTypeEnum  # noqa: PLC0415
+
+    return NativeBook(book, [sheet.name for sheet in book.sheets_metadata if sheet.typ == SheetTypeEnum.WorkSheet])
 
 
 def _same_as_openpyxl(target: str | IO[bytes]) -> bool:

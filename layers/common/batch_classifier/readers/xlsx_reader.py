@@ -8,16 +8,17 @@ import warnings
 import zipfile
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack
+from itertools import islice
 from typing import IO, Any
 
 from ..errors import EmptyInputError, InputFormatError, MalformedInputError
 from ..formats import FileFormat, data_sheets
-from .table import Row, Table, clean_names
+from .table import BLOCK_ROWS, Block, Row, Table, clean_names
 from .xlsx_native import native_workbook
 
 
 def open_xlsx(target: str | IO[bytes], label: str, sheet: str | None, resources: ExitStack) -> Table:
-    native = native_workbook(target)
+    native = native_workbook(target, sheet)
     values: Callable[[str], Generator[Sequence[Any]]]
     if native is not None:
         resources.callback(native.close)
@@ -98,19 +99,43 @@ class _XlsxTable(Table):
 
     def _iter_rows(self) -> Iterator[Row]:
         number = 0
-        for title, header in self._headers:
+        for title, header, values in self._sheets():
             # Columns that only other sheets have are None here, so every row has every column.
             keys = header + [name for name in self.columns if name not in header]
             width = len(header)
             padding = (None,) * (len(keys) - width)
-            values = self._values(title)
-            next(values, None)  # the header row
             for in_sheet, cells in enumerate(values, start=1):
                 fitted = cells if len(cells) == width else self._fit(cells, width, title, in_sheet)
                 if padding:
                     fitted = (*fitted, *padding)
                 number += 1
                 yield Row(number, dict(zip(keys, fitted, strict=False)), title, _sheet_row=in_sheet)
+
+    def _iter_blocks(self) -> Iterator[Block]:
+        """Blocks of one sheet's rows each, made column by column from its cells (no :class:`Row` a row)."""
+        start = 1
+        for title, header, values in self._sheets():
+            width = len(header)
+            others = [name for name in self.columns if name not in header]
+            in_sheet = 1
+            while chunk := list(islice(values, BLOCK_ROWS)):
+                if {width} != set(map(len, chunk)):
+                    chunk = [
+                        cells if len(cells) == width else self._fit(cells, width, title, in_sheet + position)
+                        for position, cells in enumerate(chunk)
+                    ]
+                columns = dict(zip(header, map(list, zip(*chunk, strict=True)), strict=True))
+                columns.update((name, [None] * len(chunk)) for name in others)
+                yield Block(start, len(chunk), columns, sheet=title, sheet_start=in_sheet)
+                start += len(chunk)
+                in_sheet += len(chunk)
+
+    def _sheets(self) -> Iterator[tuple[str, list[str], Iterator[Sequence[Any]]]]:
+        """Each sheet read: its title, its header and its rows after the header."""
+        for title, header in self._headers:
+            values = self._values(title)
+            next(values, None)  # the header row
+            yield title, header, values
 
     def _fit(self, cells: Sequence[Any], width: int, title: str, in_sheet: int) -> Sequence[Any]:
         """A row of the wrong length: padded with None when short; trimmed when the extra cells are
