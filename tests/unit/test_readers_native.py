@@ -563,6 +563,14 @@ JSONL_LINES = [
 JSONL_BAD_LINES = [b'{"id": 6 "x": 1}', b"[1]", b'{"t": "caf\xe9"}', b'"just text"']
 
 
+def assert_blocks_are_rows(path: Path, data: bytes) -> None:
+    """``data`` read as blocks gives what it gives as rows (values or error), from a file and from a one-way stream."""
+    path.write_bytes(data)
+    got = read_blocks(path)
+    assert got == read_filled(path), data
+    assert read_blocks(OneWayStream(data, piece=7), name=path.name) == got
+
+
 @pytest.mark.parametrize("chunk", [1, 40, 1 << 20])
 def test_jsonl_blocks_are_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     from batch_classifier.readers import jsonl_reader  # noqa: PLC0415
@@ -573,12 +581,7 @@ def test_jsonl_blocks_are_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         lines = [rng.choice(JSONL_LINES[:4]), *rng.choices(JSONL_LINES, k=rng.randint(0, 30))]
         if case % 4 == 3:
             lines.insert(rng.randint(1, len(lines)), rng.choice(JSONL_BAD_LINES))
-        data = b"\n".join(lines) + rng.choice([b"", b"\n"])
-        path = tmp_path / f"random{case}.jsonl"
-        path.write_bytes(data)
-        got = read_blocks(path)
-        assert got == read_filled(path), data
-        assert read_blocks(OneWayStream(data, piece=7), name=path.name) == got
+        assert_blocks_are_rows(tmp_path / f"random{case}.jsonl", b"\n".join(lines) + rng.choice([b"", b"\n"]))
 
 
 def test_jsonl_blocks_decode_plain_chunks_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -634,12 +637,7 @@ def test_json_array_blocks_are_the_rows(tmp_path: Path, monkeypatch: pytest.Monk
     for case in range(80):
         first = rng.choice([*ARRAY_LINES[:3], b'  {\n    "id": 0\n  },'])  # the last: the scanner from the start
         lines = [b"[", first, *rng.choices(ARRAY_LINES, k=rng.randint(0, 30))]
-        data = b"\n".join([*lines, rng.choice(ARRAY_ENDS)])
-        path = tmp_path / f"random{case}.json"
-        path.write_bytes(data)
-        got = read_blocks(path)
-        assert got == read_filled(path), data
-        assert read_blocks(OneWayStream(data, piece=7), name=path.name) == got
+        assert_blocks_are_rows(tmp_path / f"random{case}.json", b"\n".join([*lines, rng.choice(ARRAY_ENDS)]))
 
 
 def test_json_array_blocks_decode_plain_chunks_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

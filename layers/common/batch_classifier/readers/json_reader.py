@@ -218,13 +218,7 @@ def open_json(
     if first is None:
         raise EmptyInputError(f"{label!r} has no records: {where} is empty.")
     return FirstThenRest(
-        label,
-        FileFormat.JSON,
-        list(first.values),
-        first=first,
-        rest=records,
-        resources=resources,
-        blocks=by_line.blocks if by_line is not None else None,
+        label, FileFormat.JSON, first, records, resources, by_line.blocks if by_line is not None else None
     )
 
 

@@ -41,13 +41,7 @@ def open_jsonl(stream: IO[bytes], head: bytes, label: str, requested: str | None
     if first is None:
         raise EmptyInputError(f"{label!r} has no records: every line is blank.")
     return FirstThenRest(
-        label,
-        FileFormat.JSONL,
-        list(first.values),
-        first=first,
-        rest=records,
-        resources=resources,
-        blocks=reader.blocks if reader.stream is not None else None,
+        label, FileFormat.JSONL, first, records, resources, reader.blocks if reader.stream is not None else None
     )
 
 

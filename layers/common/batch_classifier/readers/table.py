@@ -185,21 +185,19 @@ BlockReader = Callable[[Row, list[str]], Iterator[Block]]
 
 
 class FirstThenRest(Table):
-    """A table whose first row was read at open time (to learn the columns) and whose rest follows, as rows or, when
-    the reader has a path of its own for them (``blocks``), as blocks."""
+    """A table whose first row was read at open time (its keys are the columns) and whose rest follows, as rows or,
+    when the reader has a path of its own for them (``blocks``), as blocks."""
 
     def __init__(
         self,
         name: str,
         fmt: FileFormat,
-        columns: list[str],
-        *,
         first: Row,
         rest: Iterator[Row],
         resources: ExitStack,
         blocks: BlockReader | None = None,
     ) -> None:
-        super().__init__(name, fmt, columns, resources)
+        super().__init__(name, fmt, list(first.values), resources)
         self._first = first
         self._rest = rest
         self._blocks = blocks
