@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import tempfile
 import tracemalloc
 import zipfile
 from collections.abc import Iterator
@@ -352,10 +353,15 @@ def test_xlsx_without_rows_is_empty(tmp_path: Path) -> None:
         open_table(path)
 
 
-def test_xlsx_from_a_stream_that_cannot_seek(workbook: Path) -> None:
-    table, rows = read_all(OneWayStream(workbook.read_bytes()), name="upload.xlsx", sheet="More")
+def test_xlsx_from_a_stream_that_cannot_seek(workbook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the stream is copied to, to be read by its path
+    upload: Any = OneWayStream(workbook.read_bytes())
+    with open_table(upload, name="upload.xlsx", sheet="More") as table:
+        assert len(list(tmp_path.glob("input-*"))) == 1
+        rows = list(table.rows())
     assert table.columns == ["id", "label"]
     assert values(rows) == [{"id": 10, "label": "x"}, {"id": 11, "label": "y"}]
+    assert list(tmp_path.glob("input-*")) == []  # the copy is gone once the table is closed
 
 
 def test_zip_that_is_not_a_workbook(tmp_path: Path) -> None:

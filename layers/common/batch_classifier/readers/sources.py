@@ -60,17 +60,18 @@ class Source:
         return os.path.getsize(self.origin) if isinstance(self.origin, str) else given
 
     def random_access(self, resources: ExitStack) -> str | IO[bytes]:
-        """The path, the caller's stream rewound, or a temporary copy of a stream that cannot seek."""
+        """The path, the caller's stream rewound, or the path of a temporary copy of a stream that cannot seek (an
+        upload's body; removed when ``resources`` close)."""
         if isinstance(self.origin, str):
             return self.origin
         if _is_seekable(self.origin):
             self.origin.seek(self.start)
             return self.origin
-        spool = resources.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - the table closes it
+        spool = resources.enter_context(tempfile.NamedTemporaryFile(prefix="input-"))  # noqa: SIM115 - the table closes it
         spool.write(self.head)
         shutil.copyfileobj(self.origin, spool, 1024 * 1024)
-        spool.seek(0)
-        return spool
+        spool.flush()
+        return spool.name
 
 
 def _is_seekable(stream: IO[bytes]) -> bool:
