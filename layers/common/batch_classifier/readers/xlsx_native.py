@@ -101,6 +101,7 @@ def native_workbook(target: str | IO[bytes], sheet: str | None = None) -> Native
             return None
         finally:
             target.seek(start)  # openpyxl, if it reads the workbook after all, starts where it started
+    native: NativeBook | None = None
     with ThreadPoolExecutor(1) as pool:
         same = pool.submit(_same_as_openpyxl, target)
         try:
@@ -110,9 +111,10 @@ def native_workbook(target: str | IO[bytes], sheet: str | None = None) -> Native
                 native.preload(first[0])
             if same.result():
                 return native
-            native.close()
         except (CalamineError, zipfile.BadZipFile, OSError, KeyError, ValueError):
-            return None
+            pass
+    if native is not None:
+        native.close()
     return None
 
 
