@@ -87,3 +87,16 @@ def test_an_upload_left_by_an_exception_is_aborted_not_published():
     with WriteBehind(done) as writer:
         writer.write(b"a whole file")
     assert done.ended == ["published"] and done.getvalue() == b"a whole file"
+
+
+def test_the_thread_stops_when_the_last_hand_over_fails() -> None:
+    writer = WriteBehind(io.BytesIO())
+    writer.write(b"pending")
+
+    def fail() -> None:
+        raise MemoryError("no room for the last piece")
+
+    writer._hand_over = fail  # type: ignore[method-assign]
+    with pytest.raises(MemoryError):
+        writer.close()
+    assert not writer._thread.is_alive()

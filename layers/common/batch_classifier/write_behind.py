@@ -102,12 +102,14 @@ class WriteBehind:
         if self._closed:
             return False
         self._closed = True
-        if keep:
-            self._hand_over()
-        else:
-            self._pending.clear()
-        self._queue.put(None)
-        self._thread.join()
+        try:
+            if keep:
+                self._hand_over()
+            else:
+                self._pending.clear()
+        finally:  # the thread stops even when the hand-over fails
+            self._queue.put(None)
+            self._thread.join()
         return True
 
     def __enter__(self) -> Self:
